@@ -1,0 +1,100 @@
+// Job configuration: one struct per YAML section, parsed once, validated, then
+// shipped from rank 0 to the other ranks as canonical YAML text.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace arceus {
+
+// Thrown for any bad key or value; the message names the key, the value and what was expected.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct ModelConfig {
+  std::string type = "mlp";                       // mlp (transformer: a later issue)
+  std::vector<int64_t> layer_sizes{784, 128, 64, 10};  // widths; layers = size() - 1
+};
+
+struct NormalizeConfig {
+  std::vector<double> mean{0.0};  // one value per channel (MNIST-format: 1 channel)
+  std::vector<double> std{1.0};   // > 0
+};
+
+struct SyntheticConfig {
+  int64_t train_size = 4096;  // samples in the training split
+  int64_t val_size = 1024;    // samples in the validation split
+  int64_t features = 784;     // input width
+  int64_t classes = 10;       // number of labels
+  double noise = 1.0;         // stddev of the noise around each class centre
+};
+
+struct DatasetConfig {
+  std::string name = "FashionMNIST";  // MNIST | FashionMNIST | synthetic
+  std::string root;                   // directory of the IDX files; "" = the name's default
+  int64_t batch_size = 256;           // training batch (split into micro-batches)
+  int64_t val_batch_size = 1000;      // validation batch
+  NormalizeConfig normalize;          // x' = (x/255 - mean) / std
+  bool shuffle = true;                // reshuffle the training set each epoch (from the seed)
+  int64_t max_train_samples = 0;      // 0 = all; else use the first N training samples
+  int64_t max_val_samples = 0;        // 0 = all; else use the first N validation samples
+  SyntheticConfig synthetic;          // only for name: synthetic
+};
+
+struct TrainingConfig {
+  int64_t epochs = 5;
+  double learning_rate = 0.1;
+  std::string optimizer = "sgd";       // sgd | adamw
+  double momentum = 0.0;               // sgd only; 0 = the original's plain SGD
+  double weight_decay = 0.0;
+  int64_t micro_batches = 1;           // M: micro-batches per batch
+  std::string schedule = "sequential"; // sequential | gpipe | 1f1b
+  uint64_t seed = 42;                  // weights, data order, stochastic rounding
+  int64_t max_steps = 0;               // 0 = whole epoch; else at most N steps per epoch
+};
+
+struct CommunicationConfig {
+  int quantization_bits = 8;        // 32 | 16 | 8 | 4
+  bool stochastic_rounding = true;  // gradients only (unbiased rounding)
+};
+
+struct PartitionConfig {
+  std::string method = "uniform";          // uniform | balanced
+  int64_t stages = 0;                      // 0 = auto (world size - 1, or 1 alone)
+  std::vector<std::vector<int64_t>> layers;  // explicit placement; overrides method
+};
+
+struct OutputConfig {
+  std::string dir = "runs/default";  // summary.json (and later checkpoints) go here
+};
+
+struct Config {
+  ModelConfig model;
+  DatasetConfig dataset;
+  TrainingConfig training;
+  CommunicationConfig communication;
+  PartitionConfig partition;
+  OutputConfig output;
+};
+
+// One "--set a.b.c=value" override; value is parsed as YAML (so 4, 0.1, [1,2], true work).
+struct Override {
+  std::string key;
+  std::string value;
+};
+Override parse_override(const std::string& assignment);  // "a.b=v" -> {a.b, v}; ConfigError if no '='
+
+// Parses YAML text, applies overrides (same validation as the file), validates everything.
+// `source` names the text in messages (a file path, "<rest body>").
+Config parse_config(const std::string& yaml_text, const std::vector<Override>& overrides = {},
+                    const std::string& source = "<config>");
+Config load_config_file(const std::string& path, const std::vector<Override>& overrides = {});
+
+// Canonical YAML of a validated config: parse_config(to_yaml(c)) == c.
+std::string to_yaml(const Config& config);
+
+}  // namespace arceus

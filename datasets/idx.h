@@ -1,0 +1,39 @@
+// IDX files (the MNIST format): big-endian magic 0x0000TTDD (TT = element type, DD = number
+// of dimensions), DD big-endian uint32 dimensions, then the elements. Only uint8 elements
+// (type 0x08) are supported: that is what MNIST and Fashion-MNIST use. Files may be gzip'd.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace arceus {
+
+// Missing, unreadable, truncated or malformed data; the message names the file and the problem.
+class DataError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct IdxArray {
+  std::vector<uint32_t> dims;  // e.g. {60000, 28, 28}
+  std::vector<uint8_t> data;   // product(dims) elements, row-major
+};
+
+// Whole file, transparently gunzipped when it starts with the gzip magic (1f 8b).
+std::vector<uint8_t> read_file_maybe_gzip(const std::string& path);
+
+// Parses IDX bytes; `name` is used in error messages.
+IdxArray parse_idx(const std::vector<uint8_t>& bytes, const std::string& name);
+
+IdxArray read_idx(const std::string& path);
+
+// The four files of an MNIST-format dataset, found in `root` as NAME or NAME.gz.
+struct MnistFiles {
+  std::string train_images, train_labels, test_images, test_labels;
+};
+// Throws DataError listing every path it looked for when a file is missing.
+MnistFiles find_mnist_files(const std::string& root);
+
+}  // namespace arceus

@@ -1,0 +1,93 @@
+// arceus: pipeline-parallel training launched by mpirun. main() only wires things together:
+// BLAS set-up, command line, MPI start-up, then the runtime in ranks/.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "launcher/blas.h"
+#include "ranks/comm.h"
+#include "ranks/trainer.h"
+
+namespace {
+
+// Before MPI_Init we do not know our rank; the launchers tell us through the environment.
+bool is_rank_zero_before_init() {
+  for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    if (const char* v = std::getenv(var)) return std::atoi(v) == 0;
+  }
+  return true;
+}
+
+const char* kDescription =
+    "arceus: pipeline-parallel neural-network training over MPI.\n"
+    "Rank 0 orchestrates; ranks 1..N-1 each own a contiguous slice of the model's layers.\n"
+    "Activations and gradients travel as quantized (32/16/8/4-bit) point-to-point messages.\n"
+    "Run it under mpirun, e.g.:  mpirun -np 3 arceus train configs/fashion_mnist_mlp.yaml\n"
+    "Without mpirun (or with -np 1) rank 0 trains alone: the reference run.";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  arceus::ensure_blas(argv);
+
+  CLI::App app{kDescription, "arceus"};
+  app.require_subcommand(1);
+  arceus::TrainOptions options;
+  std::vector<std::string> sets;
+
+  auto* train = app.add_subcommand("train", "Train the model described by a YAML job file");
+  train->add_option("config", options.config_path, "YAML job file (see configs/ and the README's Configuration section)")
+      ->required();
+  train->add_option("--set", sets,
+                    "Override one config key, KEY=VALUE with a dotted key, e.g. --set training.epochs=1 "
+                    "--set communication.quantization_bits=4 (repeatable; validated like the file)");
+  train->add_option("--threads", options.threads,
+                    "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage "
+                    "ranks it runs (rank 0 and idle ranks use 1), or a positive integer")
+      ->default_val("auto")
+      ->check([](const std::string& v) -> std::string {
+        if (v == "auto") return "";
+        try {
+          size_t pos = 0;
+          if (std::stoi(v, &pos) >= 1 && pos == v.size()) return "";
+        } catch (...) {
+        }
+        return "--threads: expected 'auto' or a positive integer, got '" + v + "'";
+      });
+  train->add_flag("--quiet", options.quiet, "No live progress line or timing table (epoch summaries only)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (is_rank_zero_before_init()) return app.exit(e);
+    return e.get_exit_code();
+  }
+
+  arceus::Comm* comm = nullptr;
+  try {
+    comm = &arceus::Comm::init(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+
+  int code = 0;
+  try {
+    for (const auto& s : sets) options.overrides.push_back(arceus::parse_override(s));
+    const arceus::BlasInfo blas = arceus::blas_info();
+    options.blas = blas.describe();
+    options.set_threads = arceus::set_blas_threads;
+    code = arceus::run_train(*comm, options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[rank %d on %s] error: %s\n", comm->rank(), comm->host().c_str(), e.what());
+    if (comm->size() > 1) comm->abort(1);
+    code = 1;
+  }
+  arceus::Comm::finalize();
+  return code;
+}

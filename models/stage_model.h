@@ -1,0 +1,42 @@
+// A contiguous slice of a model's layers, as one pipeline stage runs it.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "partition/partition.h"
+
+namespace torch::nn {
+class Module;
+}
+
+namespace arceus {
+
+class StageModel {
+ public:
+  virtual ~StageModel() = default;
+  // x: [rows, in_features()] -> [rows, out_features()] (logits when the slice ends the model).
+  virtual at::Tensor forward(const at::Tensor& x) = 0;
+  // Trainable tensors with their global names (e.g. "layers.2.weight"), the same names
+  // whatever the partition, so checkpoints are partition-independent.
+  virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() = 0;
+  virtual torch::nn::Module& module() = 0;
+  virtual int64_t in_features() const = 0;
+  virtual int64_t out_features() const = 0;
+  // FLOPs of one sample's forward pass through this slice (backward counted as 2x).
+  virtual double forward_flops_per_sample() const = 0;
+  virtual LayerRange layers() const = 0;
+  int64_t parameter_count();
+};
+
+// Layers [range.first, range.end()) of the MLP `layer_sizes`: Linear, with ReLU after every
+// layer but the model's last. Layer i is initialised from a generator seeded by (seed, i),
+// so the same seed gives the same weights whatever the partition.
+std::unique_ptr<StageModel> make_mlp_slice(const std::vector<int64_t>& layer_sizes, LayerRange range,
+                                           uint64_t seed);
+
+}  // namespace arceus

@@ -1,0 +1,1006 @@
+// The training runtime. Rank 0 sets the job up (config, data, partition), broadcasts it, then
+// orchestrates: it feeds micro-batches of inputs to the first stage and labels to the last,
+// collects per-step metrics and per-epoch statistics, and prints progress. Ranks 1..S each
+// run one pipeline stage. With one process, rank 0 runs the single stage itself with the
+// same model code and no messages: the reference run.
+#include "ranks/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "datasets/dataset.h"
+#include "datasets/idx.h"
+#include "models/stage_model.h"
+#include "partition/partition.h"
+#include "ranks/codec.h"
+#include "ranks/schedule.h"
+#include "ranks/wire.h"
+
+namespace arceus {
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// ---------------------------------------------------------------------------------------
+// Job set-up, decided on rank 0 and broadcast.
+
+struct Job {
+  Config config;
+  std::string config_yaml;
+  std::vector<LayerRange> plan;  // one range per stage
+  int64_t stages = 1;
+  int64_t features = 0;
+  int64_t classes = 0;
+  std::string dataset_description;
+};
+
+std::vector<LayerRange> make_plan(const Config& c, int world) {
+  const int64_t layers = static_cast<int64_t>(c.model.layer_sizes.size()) - 1;
+  const int64_t owners = world == 1 ? 1 : world - 1;  // rank 0 orchestrates when world > 1
+  std::vector<LayerRange> plan;
+  if (!c.partition.layers.empty()) {
+    plan = explicit_partition(c.partition.layers, layers);
+  } else {
+    int64_t stages = c.partition.stages > 0 ? c.partition.stages : owners;
+    if (stages > owners) {
+      throw PartitionError("[partition] partition.stages = " + std::to_string(stages) + " needs " +
+                           std::to_string(world == 1 ? stages : stages + 1) + " ranks (rank 0 orchestrates), but the world has " +
+                           std::to_string(world));
+    }
+    if (c.partition.method == "balanced") {
+      plan = balanced_partition(mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits), stages);
+    } else {
+      plan = uniform_partition(layers, stages);
+    }
+  }
+  if (static_cast<int64_t>(plan.size()) > owners) {
+    throw PartitionError("[partition] the explicit placement has " + std::to_string(plan.size()) +
+                         " stages but the world has " + std::to_string(world) + " ranks (at most " +
+                         std::to_string(owners) + " stages)");
+  }
+  return plan;
+}
+
+json plan_to_json(const std::vector<LayerRange>& plan) {
+  json j = json::array();
+  for (const auto& r : plan) j.push_back({r.first, r.count});
+  return j;
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics of one rank over one epoch; sent to rank 0 as a Stats message.
+
+struct RankStats {
+  int32_t rank = 0;
+  int32_t stage = -1;  // -1: orchestrator
+  double forward = 0, backward = 0, optimizer = 0, codec = 0, wait = 0, idle = 0;
+  double wall = 0, cpu = 0;
+  double train_wall = 0, train_busy = 0;  // inside training steps only (for the bubble)
+  double flops = 0;
+  uint64_t bytes_raw = 0, bytes_wire = 0, messages = 0;
+};
+static_assert(std::is_trivially_copyable_v<RankStats>);
+
+json stats_to_json(const RankStats& s, const std::string& host) {
+  const double busy = s.forward + s.backward + s.optimizer + s.codec;
+  return {{"rank", s.rank},
+          {"stage", s.stage},
+          {"host", host},
+          {"forward_s", s.forward},
+          {"backward_s", s.backward},
+          {"optimizer_s", s.optimizer},
+          {"codec_s", s.codec},
+          {"comm_wait_s", s.wait},
+          {"idle_s", s.idle},
+          {"wall_s", s.wall},
+          {"cpu_s", s.cpu},
+          {"busy_fraction", s.wall > 0 ? busy / s.wall : 0.0},
+          {"gflops", s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0},
+          {"flops", s.flops},
+          {"bytes_raw", s.bytes_raw},
+          {"bytes_wire", s.bytes_wire},
+          {"messages", s.messages}};
+}
+
+// ---------------------------------------------------------------------------------------
+// Messages: header + payload in one buffer.
+
+std::vector<uint8_t> pack(const WireHeader& h, const void* payload, size_t bytes) {
+  std::vector<uint8_t> buf(sizeof(WireHeader) + bytes);
+  std::memcpy(buf.data(), &h, sizeof(WireHeader));
+  if (bytes) std::memcpy(buf.data() + sizeof(WireHeader), payload, bytes);
+  return buf;
+}
+
+WireHeader make_header(MsgKind kind, uint32_t step, int64_t mb, int bits, int64_t rows, int64_t cols,
+                       uint64_t payload) {
+  WireHeader h;
+  h.kind = static_cast<uint16_t>(kind);
+  h.step = step;
+  h.micro_batch = static_cast<uint16_t>(mb);
+  h.bits = static_cast<uint8_t>(bits);
+  h.rows = rows;
+  h.cols = cols;
+  h.payload_bytes = payload;
+  return h;
+}
+
+std::string describe_peer(int rank) {
+  return rank == 0 ? std::string("rank 0 (orchestrator)")
+                   : "rank " + std::to_string(rank) + " (stage " + std::to_string(rank) + ")";
+}
+
+// Sends and receives tensors through the codec, counting time and bytes.
+class Wire {
+ public:
+  Wire(Comm& comm, RankStats& stats) : comm_(comm), stats_(stats) {}
+
+  Request send_tensor(const at::Tensor& t, int dest, MsgKind kind, uint32_t step, int64_t mb, int bits,
+                      bool stochastic, uint64_t seed) {
+    const auto t0 = Clock::now();
+    at::Tensor x = t.detach().to(at::kFloat).contiguous();
+    const int64_t rows = x.size(0), cols = x.numel() / std::max<int64_t>(1, x.size(0));
+    const size_t payload = encoded_size(rows, cols, bits);
+    std::vector<uint8_t> buf(sizeof(WireHeader) + payload);
+    const WireHeader h = make_header(kind, step, mb, bits, rows, cols, payload);
+    std::memcpy(buf.data(), &h, sizeof h);
+    encode(x.data_ptr<float>(), rows, cols, bits, stochastic, seed, buf.data() + sizeof(WireHeader));
+    stats_.codec += seconds_since(t0);
+    count(sizeof(WireHeader) + static_cast<uint64_t>(rows * cols) * 4, buf.size());
+    return comm_.isend(std::move(buf), dest, make_tag(kind, mb));
+  }
+
+  Request post_tensor(int source, MsgKind kind, int64_t mb, int bits, int64_t rows, int64_t cols) {
+    return comm_.irecv(sizeof(WireHeader) + encoded_size(rows, cols, bits), source, make_tag(kind, mb));
+  }
+
+  at::Tensor finish_tensor(Request& r, MsgKind kind, uint32_t step, int64_t mb, int bits, int64_t rows,
+                           int64_t cols) {
+    comm_.wait(r);
+    const auto t0 = Clock::now();
+    WireHeader got;
+    std::memcpy(&got, r.buffer().data(), std::min(sizeof got, r.received_bytes()));
+    const WireHeader want = make_header(kind, step, mb, bits, rows, cols, encoded_size(rows, cols, bits));
+    check_header(got, want, r.received_bytes(), describe_peer(r.peer()));
+    at::Tensor out = at::empty({rows, cols}, at::kFloat);
+    decode(r.buffer().data() + sizeof(WireHeader), rows, cols, bits, out.data_ptr<float>());
+    stats_.codec += seconds_since(t0);
+    return out;
+  }
+
+  template <typename T>
+  Request send_raw(const T* items, size_t n, int dest, MsgKind kind, uint32_t step, int64_t mb) {
+    const WireHeader h = make_header(kind, step, mb, kBitsRaw, static_cast<int64_t>(n), 1, n * sizeof(T));
+    std::vector<uint8_t> buf = pack(h, items, n * sizeof(T));
+    count(buf.size(), buf.size());
+    return comm_.isend(std::move(buf), dest, make_tag(kind, mb));
+  }
+
+  template <typename T>
+  Request post_raw(int source, MsgKind kind, int64_t mb, size_t n) {
+    return comm_.irecv(sizeof(WireHeader) + n * sizeof(T), source, make_tag(kind, mb));
+  }
+
+  template <typename T>
+  std::vector<T> finish_raw(Request& r, MsgKind kind, uint32_t step, int64_t mb, size_t n) {
+    comm_.wait(r);
+    WireHeader got;
+    std::memcpy(&got, r.buffer().data(), std::min(sizeof got, r.received_bytes()));
+    const WireHeader want = make_header(kind, step, mb, kBitsRaw, static_cast<int64_t>(n), 1, n * sizeof(T));
+    check_header(got, want, r.received_bytes(), describe_peer(r.peer()));
+    std::vector<T> out(n);
+    std::memcpy(out.data(), r.buffer().data() + sizeof(WireHeader), n * sizeof(T));
+    return out;
+  }
+
+  Comm& comm() { return comm_; }
+
+ private:
+  void count(uint64_t raw, uint64_t wire) {
+    stats_.bytes_raw += raw;
+    stats_.bytes_wire += wire;
+    stats_.messages += 1;
+  }
+  Comm& comm_;
+  RankStats& stats_;
+};
+
+uint64_t mix_seed(uint64_t a, uint64_t b) {
+  uint64_t z = a + 0x9E3779B97F4A7C15ULL * (b + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// ---------------------------------------------------------------------------------------
+// One pipeline stage.
+
+struct LocalBatch {  // the single-process case: inputs and labels handed over in memory
+  std::vector<at::Tensor> inputs;
+  std::vector<at::Tensor> labels;
+};
+
+class Stage {
+ public:
+  Stage(const Job& job, int64_t stage, int world, Comm& comm, RankStats& stats)
+      : job_(job), stage_(stage), world_(world), comm_(comm), stats_(stats), wire_(comm, stats) {
+    const auto& c = job.config;
+    model_ = make_mlp_slice(c.model.layer_sizes, job.plan[static_cast<size_t>(stage)], c.training.seed);
+    std::vector<at::Tensor> params;
+    for (auto& [name, p] : model_->named_parameters()) params.push_back(p);
+    if (c.training.optimizer == "adamw") {
+      optimizer_ = std::make_unique<torch::optim::AdamW>(
+          params, torch::optim::AdamWOptions(c.training.learning_rate).weight_decay(c.training.weight_decay));
+    } else {
+      optimizer_ = std::make_unique<torch::optim::SGD>(
+          params, torch::optim::SGDOptions(c.training.learning_rate)
+                      .momentum(c.training.momentum)
+                      .weight_decay(c.training.weight_decay));
+    }
+    first_ = stage == 0;
+    last_ = stage == job.stages - 1;
+    schedule_ = parse_schedule(c.training.schedule);
+    bits_ = c.communication.quantization_bits;
+  }
+
+  bool first() const { return first_; }
+  bool last() const { return last_; }
+  int rank_of(int64_t stage) const { return world_ == 1 ? 0 : static_cast<int>(stage + 1); }
+
+  // Runs one batch (training or evaluation). Returns the metrics on the last stage (and
+  // sends them to rank 0 unless `local`), zeros elsewhere.
+  MetricsPayload run(const ControlPayload& control, uint32_t step, bool train, const LocalBatch* local) {
+    const auto t_step = Clock::now();
+    const double wait0 = comm_.wait_seconds();
+    const double busy0 = stats_.forward + stats_.backward + stats_.optimizer + stats_.codec;
+    const std::vector<int64_t> sizes = micro_batch_sizes(control.rows, control.micro_batches);
+    const int64_t m = static_cast<int64_t>(sizes.size());
+    const int64_t in_f = model_->in_features(), out_f = model_->out_features();
+    const int prev = first_ ? 0 : rank_of(stage_ - 1);
+    const int next = last_ ? 0 : rank_of(stage_ + 1);
+
+    // Post every receive of this batch up front: no order of arrival can deadlock, and
+    // transfers overlap with compute.
+    std::vector<Request> in_req(m), label_req(m), grad_req(m);
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t rows = sizes[static_cast<size_t>(i)];
+      if (!local) {
+        if (first_) in_req[i] = wire_.post_tensor(0, MsgKind::Input, i, bits_, rows, in_f);
+        if (last_) label_req[i] = wire_.post_raw<int32_t>(0, MsgKind::Labels, i, static_cast<size_t>(rows));
+      }
+      if (!first_) in_req[i] = wire_.post_tensor(prev, MsgKind::Activation, i, bits_, rows, in_f);
+      if (train && !last_) grad_req[i] = wire_.post_tensor(next, MsgKind::Gradient, i, bits_, rows, out_f);
+    }
+
+    std::vector<at::Tensor> xs(m), ys(m), losses(m);
+    std::vector<Request> sends;
+    MetricsPayload metrics;
+    const double fwd_flops = model_->forward_flops_per_sample();
+    if (train) optimizer_->zero_grad();
+
+    std::vector<PipeOp> ops;
+    if (train) {
+      ops = make_schedule(schedule_, job_.stages, stage_, m);
+    } else {
+      for (int64_t i = 0; i < m; ++i) ops.push_back({PipeOp::Forward, i});
+    }
+
+    for (const PipeOp& op : ops) {
+      const int64_t i = op.micro_batch;
+      const int64_t rows = sizes[static_cast<size_t>(i)];
+      if (op.kind == PipeOp::Forward) {
+        at::Tensor x;
+        if (first_ && local) {
+          x = local->inputs[static_cast<size_t>(i)];
+        } else {
+          x = wire_.finish_tensor(in_req[i], first_ ? MsgKind::Input : MsgKind::Activation, step, i, bits_, rows, in_f);
+        }
+        const auto t0 = Clock::now();
+        at::Tensor y;
+        {
+          at::AutoGradMode grad_mode(train);
+          if (train && !first_) x.requires_grad_(true);
+          y = model_->forward(x);
+          if (last_) {
+            at::Tensor labels;
+            if (local) {
+              labels = local->labels[static_cast<size_t>(i)];
+            } else {
+              auto v = wire_.finish_raw<int32_t>(label_req[i], MsgKind::Labels, step, i, static_cast<size_t>(rows));
+              labels = at::from_blob(v.data(), {rows}, at::kInt).to(at::kLong);
+            }
+            at::Tensor loss_sum = at::cross_entropy_loss(y, labels, {}, at::Reduction::Sum);
+            metrics.loss_sum += loss_sum.item<double>();
+            metrics.correct += y.argmax(1).eq(labels).sum().item<int64_t>();
+            metrics.count += rows;
+            // Scaled so that the gradients summed over micro-batches equal the full batch's mean.
+            if (train) losses[i] = loss_sum / static_cast<double>(control.rows);
+          }
+        }
+        stats_.forward += seconds_since(t0);
+        stats_.flops += fwd_flops * static_cast<double>(rows);
+        if (!last_) {
+          sends.push_back(wire_.send_tensor(y, next, MsgKind::Activation, step, i, bits_, false, 0));
+        }
+        if (train) {
+          xs[i] = x;
+          ys[i] = y;
+        }
+      } else {
+        at::Tensor g;
+        if (!last_) g = wire_.finish_tensor(grad_req[i], MsgKind::Gradient, step, i, bits_, rows, out_f);
+        const auto t0 = Clock::now();
+        if (last_) {
+          losses[i].backward();
+        } else {
+          ys[i].backward(g);
+        }
+        stats_.backward += seconds_since(t0);
+        stats_.flops += 2.0 * fwd_flops * static_cast<double>(rows);
+        if (!first_) {
+          const uint64_t seed = mix_seed(mix_seed(job_.config.training.seed, step), static_cast<uint64_t>(stage_ * kMaxMicroBatches + i));
+          sends.push_back(wire_.send_tensor(xs[i].grad(), prev, MsgKind::Gradient, step, i, bits_,
+                                            job_.config.communication.stochastic_rounding, seed));
+        }
+        xs[i] = at::Tensor();
+        ys[i] = at::Tensor();
+        losses[i] = at::Tensor();
+      }
+      // Free finished send buffers early; this also drives MPI progress.
+      for (auto& s : sends) comm_.test(s);
+    }
+
+    if (train) {
+      const auto t0 = Clock::now();
+      optimizer_->step();
+      stats_.optimizer += seconds_since(t0);
+    }
+    if (last_ && !local) {
+      sends.push_back(wire_.send_raw(&metrics, 1, 0, MsgKind::Metrics, step, 0));
+    }
+    comm_.wait_all(sends);
+    stats_.wait += comm_.wait_seconds() - wait0;
+    if (train) {
+      stats_.train_wall += seconds_since(t_step);
+      stats_.train_busy += stats_.forward + stats_.backward + stats_.optimizer + stats_.codec - busy0;
+    }
+    return metrics;
+  }
+
+  StageModel& model() { return *model_; }
+
+ private:
+  const Job& job_;
+  int64_t stage_;
+  int world_;
+  Comm& comm_;
+  RankStats& stats_;
+  Wire wire_;
+  std::unique_ptr<StageModel> model_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  Schedule schedule_ = Schedule::Sequential;
+  int bits_ = 32;
+  bool first_ = false, last_ = false;
+};
+
+// Stage ranks: obey control messages from rank 0 until Stop.
+void stage_loop(const Job& job, int64_t stage, Comm& comm) {
+  RankStats stats;
+  stats.rank = comm.rank();
+  stats.stage = static_cast<int32_t>(stage);
+  Stage st(job, stage, comm.size(), comm, stats);
+  Wire wire(comm, stats);
+  uint32_t step = 0;     // train/eval batches: the step field of data messages
+  uint32_t control = 0;  // control messages received: the step field of control and stats
+  auto epoch_start = Clock::now();
+  double cpu0 = cpu_seconds();
+  while (true) {
+    const double w0 = comm.wait_seconds();
+    Request r = wire.post_raw<ControlPayload>(0, MsgKind::Control, 0, 1);
+    ControlPayload c = wire.finish_raw<ControlPayload>(r, MsgKind::Control, control, 0, 1)[0];
+    const uint32_t this_control = control++;
+    stats.idle += comm.wait_seconds() - w0;
+    const auto cmd = static_cast<Command>(c.command);
+    if (cmd == Command::Stop) return;
+    if (cmd == Command::Train || cmd == Command::Eval) {
+      st.run(c, step, cmd == Command::Train, nullptr);
+      ++step;
+    } else if (cmd == Command::EpochEnd) {
+      stats.wall = seconds_since(epoch_start);
+      stats.cpu = cpu_seconds() - cpu0;
+      // Control waits were counted as idle above; the data waits alone stay in `wait`.
+      RankStats copy = stats;
+      Request s = wire.send_raw(&copy, 1, 0, MsgKind::Stats, this_control, 0);
+      comm.wait(s);
+      stats = RankStats{};
+      stats.rank = comm.rank();
+      stats.stage = static_cast<int32_t>(stage);
+      epoch_start = Clock::now();
+      cpu0 = cpu_seconds();
+    } else {
+      throw WireError("[wire] unknown control command " + std::to_string(c.command) + " from rank 0");
+    }
+  }
+}
+
+// Ranks beyond the stages: wait (yielding) for Stop.
+void idle_loop(Comm& comm) {
+  RankStats stats;
+  Wire wire(comm, stats);
+  uint32_t step = 0;
+  while (true) {
+    Request r = wire.post_raw<ControlPayload>(0, MsgKind::Control, 0, 1);
+    ControlPayload c = wire.finish_raw<ControlPayload>(r, MsgKind::Control, step, 0, 1)[0];
+    if (static_cast<Command>(c.command) == Command::Stop) return;
+    ++step;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rank 0.
+
+std::string human_bytes(double b) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f MiB", b / (1024.0 * 1024.0));
+  return buf;
+}
+
+class Progress {
+ public:
+  explicit Progress(bool quiet) : quiet_(quiet), tty_(isatty(STDOUT_FILENO) != 0) {}
+  void update(int64_t epoch, int64_t epochs, int64_t k, int64_t n, double sps, double loss, double acc) {
+    if (quiet_) return;
+    const bool end = k == n;
+    if (tty_) {
+      if (!end && seconds_since(last_) < 0.2) return;
+      last_ = Clock::now();
+      std::printf("\r  epoch %lld/%lld  batch %lld/%lld  %9.0f samples/s  loss %.4f  acc %6.2f%%   ",
+                  (long long)epoch, (long long)epochs, (long long)k, (long long)n, sps, loss, 100 * acc);
+      if (end) std::printf("\n");
+      std::fflush(stdout);
+    } else {
+      const int64_t every = std::max<int64_t>(1, n / 5);
+      if (k % every != 0 && !end) return;
+      std::printf("  epoch %lld/%lld  batch %lld/%lld  %9.0f samples/s  loss %.4f  acc %6.2f%%\n",
+                  (long long)epoch, (long long)epochs, (long long)k, (long long)n, sps, loss, 100 * acc);
+      std::fflush(stdout);
+    }
+  }
+
+ private:
+  bool quiet_, tty_;
+  Clock::time_point last_ = Clock::now() - std::chrono::seconds(1);
+};
+
+class Orchestrator {
+ public:
+  Orchestrator(Job& job, DataSplits& data, Comm& comm, const TrainOptions& options,
+               std::vector<std::string> hosts)
+      : job_(job), data_(data), comm_(comm), options_(options), hosts_(std::move(hosts)),
+        wire_(comm, stats_), progress_(options.quiet) {
+    stats_.rank = 0;
+    stats_.stage = comm.size() == 1 ? 0 : -1;
+    if (comm.size() == 1) local_stage_ = std::make_unique<Stage>(job, 0, 1, comm, stats_);
+    summary_ = initial_summary();
+  }
+
+  void run() {
+    const auto& t = job_.config.training;
+    const std::string dir = job_.config.output.dir;
+    std::filesystem::create_directories(dir);
+    write_summary("running");
+    const auto run_start = Clock::now();
+    for (int64_t epoch = 1; epoch <= t.epochs; ++epoch) {
+      epoch_ = epoch;
+      run_epoch(epoch);
+    }
+    send_control(Command::Stop, 0, 0, all_worker_ranks());
+    summary_["seconds"] = seconds_since(run_start);
+    write_summary("completed");
+  }
+
+  void fail(const std::string& error) {
+    summary_["error"] = error;
+    write_summary("failed");
+  }
+
+ private:
+  std::vector<int> stage_ranks() const {
+    std::vector<int> r;
+    if (comm_.size() > 1)
+      for (int64_t s = 0; s < job_.stages; ++s) r.push_back(static_cast<int>(s + 1));
+    return r;
+  }
+  std::vector<int> all_worker_ranks() const {
+    std::vector<int> r;
+    for (int i = 1; i < comm_.size(); ++i) r.push_back(i);
+    return r;
+  }
+
+  void send_control(Command cmd, int64_t rows, int64_t m, const std::vector<int>& ranks) {
+    ControlPayload c;
+    c.command = static_cast<uint32_t>(cmd);
+    c.epoch = static_cast<uint32_t>(epoch_);
+    c.rows = rows;
+    c.micro_batches = m;
+    for (int r : ranks) {
+      uint32_t& s = control_step_[r];
+      pending_sends_.push_back(wire_.send_raw(&c, 1, r, MsgKind::Control, s, 0));
+      ++s;
+    }
+    reap_sends();
+  }
+
+  void reap_sends() {
+    while (!pending_sends_.empty() && comm_.test(pending_sends_.front())) pending_sends_.pop_front();
+  }
+
+  // Issues one batch to the pipeline. Returns the request for its metrics (multi-rank).
+  struct InFlight {
+    Request metrics;
+    MetricsPayload local;
+    int64_t rows = 0;
+  };
+
+  InFlight issue(const at::Tensor& inputs, const at::Tensor& labels, bool train) {
+    const int64_t rows = inputs.size(0);
+    const std::vector<int64_t> sizes = micro_batch_sizes(rows, job_.config.training.micro_batches);
+    const int64_t m = static_cast<int64_t>(sizes.size());
+    InFlight f;
+    f.rows = rows;
+    if (local_stage_) {
+      LocalBatch lb;
+      int64_t off = 0;
+      for (int64_t s : sizes) {
+        lb.inputs.push_back(inputs.narrow(0, off, s));
+        lb.labels.push_back(labels.narrow(0, off, s));
+        off += s;
+      }
+      ControlPayload c;
+      c.rows = rows;
+      c.micro_batches = m;
+      f.local = local_stage_->run(c, step_, train, &lb);
+      ++step_;
+      return f;
+    }
+    send_control(train ? Command::Train : Command::Eval, rows, m, stage_ranks());
+    const int first = 1, last = static_cast<int>(job_.stages);
+    const int bits = job_.config.communication.quantization_bits;
+    int64_t off = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t s = sizes[static_cast<size_t>(i)];
+      pending_sends_.push_back(wire_.send_tensor(inputs.narrow(0, off, s), first, MsgKind::Input, step_, i, bits, false, 0));
+      at::Tensor l = labels.narrow(0, off, s).to(at::kInt).contiguous();
+      pending_sends_.push_back(wire_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(s), last, MsgKind::Labels, step_, i));
+      off += s;
+    }
+    f.metrics = wire_.post_raw<MetricsPayload>(last, MsgKind::Metrics, 0, 1);
+    metrics_step_.push_back(step_);
+    ++step_;
+    reap_sends();
+    return f;
+  }
+
+  MetricsPayload complete(InFlight& f) {
+    if (local_stage_) return f.local;
+    const uint32_t step = metrics_step_.front();
+    metrics_step_.pop_front();
+    MetricsPayload m = wire_.finish_raw<MetricsPayload>(f.metrics, MsgKind::Metrics, step, 0, 1)[0];
+    reap_sends();
+    if (m.count != f.rows) {
+      throw WireError("[wire] metrics of step " + std::to_string(step) + " count " + std::to_string(m.count) +
+                      " samples, expected " + std::to_string(f.rows));
+    }
+    return m;
+  }
+
+  // Runs batches of `set` through the pipeline, keeping one batch in flight ahead so the
+  // first stage never waits for rank 0. Calls on_done(k, metrics) per finished batch.
+  template <typename OnDone>
+  void pump(const TensorDataset& set, const at::Tensor& order, int64_t batch, int64_t steps, bool train,
+            OnDone on_done) {
+    std::deque<InFlight> flight;
+    const int64_t n = set.size();
+    int64_t done = 0;
+    for (int64_t k = 0; k < steps; ++k) {
+      const int64_t start = k * batch, len = std::min(batch, n - start);
+      at::Tensor idx = order.narrow(0, start, len);
+      flight.push_back(issue(set.inputs.index_select(0, idx), set.labels.index_select(0, idx), train));
+      if (flight.size() > 1) {
+        MetricsPayload m = complete(flight.front());
+        flight.pop_front();
+        on_done(++done, m);
+      }
+    }
+    while (!flight.empty()) {
+      MetricsPayload m = complete(flight.front());
+      flight.pop_front();
+      on_done(++done, m);
+    }
+  }
+
+  void run_epoch(int64_t epoch) {
+    const auto& c = job_.config;
+    const auto epoch_start = Clock::now();
+    const double cpu0 = cpu_seconds();
+    const int64_t n = data_.train.size();
+    const int64_t b = c.dataset.batch_size;
+    int64_t steps = (n + b - 1) / b;
+    if (c.training.max_steps > 0) steps = std::min(steps, c.training.max_steps);
+
+    // Data order: a permutation from (seed, epoch), independent of the partition.
+    at::Tensor order;
+    if (c.dataset.shuffle) {
+      std::vector<int64_t> perm(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
+      std::mt19937_64 rng(mix_seed(c.training.seed, static_cast<uint64_t>(epoch)));
+      for (int64_t i = n - 1; i > 0; --i) {
+        const int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
+        std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
+      }
+      order = at::tensor(perm, at::kLong);
+    } else {
+      order = at::arange(n, at::kLong);
+    }
+
+    double loss_sum = 0;
+    int64_t correct = 0, count = 0;
+    std::vector<double> step_losses;
+    const auto train_start = Clock::now();
+    pump(data_.train, order, b, steps, true, [&](int64_t k, const MetricsPayload& m) {
+      loss_sum += m.loss_sum;
+      correct += m.correct;
+      count += m.count;
+      step_losses.push_back(m.loss_sum / static_cast<double>(m.count));
+      progress_.update(epoch, c.training.epochs, k, steps, count / seconds_since(train_start),
+                       loss_sum / count, static_cast<double>(correct) / count);
+    });
+    const double train_seconds = seconds_since(train_start);
+
+    // Validation: forward only, the whole validation split.
+    double vloss = 0;
+    int64_t vcorrect = 0, vcount = 0;
+    const int64_t vb = c.dataset.val_batch_size;
+    const int64_t vn = data_.val.size();
+    pump(data_.val, at::arange(vn, at::kLong), vb, (vn + vb - 1) / vb, false, [&](int64_t, const MetricsPayload& m) {
+      vloss += m.loss_sum;
+      vcorrect += m.correct;
+      vcount += m.count;
+    });
+
+    // Statistics from every stage rank.
+    stats_.wall = seconds_since(epoch_start);
+    stats_.cpu = cpu_seconds() - cpu0;
+    stats_.wait = comm_.wait_seconds();
+    std::vector<RankStats> all{stats_};
+    if (comm_.size() > 1) {
+      send_control(Command::EpochEnd, 0, 0, stage_ranks());
+      for (int r : stage_ranks()) {
+        const uint32_t s = control_step_[r] - 1;  // the index of the EpochEnd control just sent
+        Request req = wire_.post_raw<RankStats>(r, MsgKind::Stats, 0, 1);
+        all.push_back(wire_.finish_raw<RankStats>(req, MsgKind::Stats, s, 0, 1)[0]);
+      }
+      while (!pending_sends_.empty()) {
+        comm_.wait(pending_sends_.front());
+        pending_sends_.pop_front();
+      }
+    }
+    comm_.reset_wait_seconds();
+    stats_ = RankStats{};
+    stats_.rank = 0;
+    stats_.stage = comm_.size() == 1 ? 0 : -1;
+
+    const double seconds = seconds_since(epoch_start);
+    uint64_t raw = 0, wire = 0;
+    for (const auto& s : all) {
+      raw += s.bytes_raw;
+      wire += s.bytes_wire;
+    }
+    total_raw_ += raw;
+    total_wire_ += wire;
+    const double train_loss = count ? loss_sum / count : 0, train_acc = count ? double(correct) / count : 0;
+    const double val_loss = vcount ? vloss / vcount : 0, val_acc = vcount ? double(vcorrect) / vcount : 0;
+    const double sps = train_seconds > 0 ? count / train_seconds : 0;
+
+    std::printf("epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f samples/s | sent %s raw, %s on the wire (%.3f)\n",
+                (long long)epoch, (long long)c.training.epochs, train_loss, 100 * train_acc, val_loss, 100 * val_acc,
+                seconds, sps, human_bytes(double(raw)).c_str(), human_bytes(double(wire)).c_str(),
+                raw ? double(wire) / double(raw) : 1.0);
+
+    // Timing table and bubble.
+    json timing = json::array();
+    double bubble_sum = 0;
+    int bubble_n = 0;
+    if (!options_.quiet) {
+      std::printf("  %-4s %-12s %-5s %-7s %7s %7s %7s %7s %7s %7s %7s %7s %6s %6s %8s\n", "rank", "host", "stage",
+                  "layers", "fwd s", "bwd s", "opt s", "codec s", "wait s", "idle s", "wall s", "cpu s", "busy%",
+                  "idle%", "GFLOP/s");
+    }
+    for (const auto& s : all) {
+      const std::string host = hosts_[static_cast<size_t>(s.rank)];
+      timing.push_back(stats_to_json(s, host));
+      if (s.stage >= 0 && s.train_wall > 0) {
+        bubble_sum += 1.0 - s.train_busy / s.train_wall;
+        ++bubble_n;
+      }
+      if (options_.quiet) continue;
+      std::string layers = "-";
+      if (s.stage >= 0) {
+        const auto& r = job_.plan[static_cast<size_t>(s.stage)];
+        layers = std::to_string(r.first) + "-" + std::to_string(r.end() - 1);
+      }
+      const double busy = s.forward + s.backward + s.optimizer + s.codec;
+      std::printf("  %-4d %-12.12s %-5s %-7s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %5.1f%% %5.1f%% %8.2f\n",
+                  s.rank, host.c_str(), s.stage >= 0 ? std::to_string(s.stage + 1).c_str() : "-", layers.c_str(),
+                  s.forward, s.backward, s.optimizer, s.codec, s.wait, s.idle, s.wall, s.cpu,
+                  s.wall > 0 ? 100 * busy / s.wall : 0.0, s.wall > 0 ? 100 * s.idle / s.wall : 0.0,
+                  s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0);
+    }
+    const int64_t m = std::min<int64_t>(c.training.micro_batches, c.dataset.batch_size);
+    const double bubble = bubble_n ? bubble_sum / bubble_n : 0.0;
+    const double theory = c.training.schedule == "sequential" ? theoretical_bubble(job_.stages, 1) * 0 + double(job_.stages - 1) / double(job_.stages)
+                                                              : theoretical_bubble(job_.stages, m);
+    if (!options_.quiet && job_.stages > 1) {
+      std::printf("  pipeline bubble: measured %.1f%%, theoretical %.1f%% (%s, S=%lld, M=%lld)\n", 100 * bubble,
+                  100 * theory, c.training.schedule.c_str(), (long long)job_.stages, (long long)m);
+    }
+    std::fflush(stdout);
+
+    summary_["epochs"].push_back({{"epoch", epoch},
+                                  {"steps", static_cast<int64_t>(step_losses.size())},
+                                  {"train_loss", train_loss},
+                                  {"train_accuracy", train_acc},
+                                  {"val_loss", val_loss},
+                                  {"val_accuracy", val_acc},
+                                  {"train_samples", count},
+                                  {"val_samples", vcount},
+                                  {"seconds", seconds},
+                                  {"train_seconds", train_seconds},
+                                  {"samples_per_second", sps},
+                                  {"bytes_raw", raw},
+                                  {"bytes_wire", wire},
+                                  {"bubble_measured", bubble},
+                                  {"bubble_theoretical", theory},
+                                  {"step_losses", step_losses},
+                                  {"timing", timing}});
+    summary_["final"] = {{"val_loss", val_loss}, {"val_accuracy", val_acc}, {"train_loss", train_loss}, {"train_accuracy", train_acc}};
+    write_summary("running");
+  }
+
+  json initial_summary() {
+    json s;
+    const auto& c = job_.config;
+    s["version"] = 1;
+    s["state"] = "running";
+    s["world_size"] = comm_.size();
+    s["blas"] = options_.blas;
+    s["dataset"] = job_.dataset_description;
+    s["config"] = job_.config_yaml;
+    s["output_dir"] = c.output.dir;
+    s["schedule"] = c.training.schedule;
+    s["micro_batches"] = c.training.micro_batches;
+    s["quantization_bits"] = c.communication.quantization_bits;
+    json ranks = json::array();
+    for (int r = 0; r < comm_.size(); ++r) {
+      std::string role = "idle";
+      json layers = nullptr;
+      if (comm_.size() == 1) {
+        role = "orchestrator+stage";
+      } else if (r == 0) {
+        role = "orchestrator";
+      } else if (r <= job_.stages) {
+        role = "stage";
+      }
+      ranks.push_back({{"rank", r}, {"host", hosts_[static_cast<size_t>(r)]}, {"role", role}});
+    }
+    s["ranks"] = ranks;
+    json stages = json::array();
+    const auto costs = mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits);
+    const auto scost = stage_costs(costs, job_.plan);
+    for (int64_t k = 0; k < job_.stages; ++k) {
+      const auto& r = job_.plan[static_cast<size_t>(k)];
+      int64_t params = 0;
+      for (int64_t i = r.first; i < r.end(); ++i)
+        params += c.model.layer_sizes[size_t(i)] * c.model.layer_sizes[size_t(i + 1)] + c.model.layer_sizes[size_t(i + 1)];
+      const int rank = comm_.size() == 1 ? 0 : static_cast<int>(k + 1);
+      stages.push_back({{"stage", k + 1},
+                        {"rank", rank},
+                        {"host", hosts_[static_cast<size_t>(rank)]},
+                        {"layers", {r.first, r.end() - 1}},
+                        {"parameters", params},
+                        {"estimated_cost", scost[static_cast<size_t>(k)]}});
+    }
+    s["stages"] = stages;
+    s["epochs"] = json::array();
+    return s;
+  }
+
+  void write_summary(const std::string& state) {
+    summary_["state"] = state;
+    summary_["bytes_raw"] = total_raw_;
+    summary_["bytes_wire"] = total_wire_;
+    summary_["wire_ratio"] = total_raw_ ? double(total_wire_) / double(total_raw_) : 1.0;
+    const std::filesystem::path dir(job_.config.output.dir);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    const auto tmp = dir / "summary.json.tmp";
+    {
+      std::ofstream out(tmp);
+      out << summary_.dump(2) << "\n";
+      if (!out) {
+        std::fprintf(stderr, "[output] cannot write %s\n", tmp.c_str());
+        return;
+      }
+    }
+    std::filesystem::rename(tmp, dir / "summary.json", ec);
+    if (ec) std::fprintf(stderr, "[output] cannot rename %s: %s\n", tmp.c_str(), ec.message().c_str());
+  }
+
+  Job& job_;
+  DataSplits& data_;
+  Comm& comm_;
+  const TrainOptions& options_;
+  std::vector<std::string> hosts_;
+  RankStats stats_;
+  Wire wire_;
+  Progress progress_;
+  std::unique_ptr<Stage> local_stage_;
+  std::deque<Request> pending_sends_;
+  std::map<int, uint32_t> control_step_;
+  std::deque<uint32_t> metrics_step_;
+  uint32_t step_ = 0;
+  int64_t epoch_ = 0;
+  uint64_t total_raw_ = 0, total_wire_ = 0;
+  json summary_;
+};
+
+int choose_threads(const TrainOptions& o, Comm& comm, const std::vector<std::string>& hosts, int64_t stages) {
+  if (o.threads != "auto") return std::max(1, std::atoi(o.threads.c_str()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (comm.size() == 1) return cores;
+  if (comm.rank() == 0 || comm.rank() > stages) return 1;
+  int compute_here = 0;
+  for (int r = 1; r <= stages; ++r)
+    if (hosts[static_cast<size_t>(r)] == comm.host()) ++compute_here;
+  return std::max(1, cores / std::max(1, compute_here));
+}
+
+}  // namespace
+
+int run_train(Comm& comm, const TrainOptions& options) {
+  const int world = comm.size();
+  Job job;
+  DataSplits data;
+  json setup;
+  if (comm.rank() == 0) {
+    try {
+      job.config = load_config_file(options.config_path, options.overrides);
+      const auto& c = job.config;
+      job.plan = make_plan(c, world);  // before loading data: fail fast
+      job.stages = static_cast<int64_t>(job.plan.size());
+      data = load_dataset(c.dataset, c.training.seed);
+      job.features = data.features;
+      job.classes = data.classes;
+      job.dataset_description = data.description;
+      if (c.model.layer_sizes.front() != data.features) {
+        throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
+                          " but the " + c.dataset.name + " inputs have " + std::to_string(data.features) +
+                          " features: the first layer width must equal the input width");
+      }
+      if (c.model.layer_sizes.back() != data.classes) {
+        throw ConfigError("[model] model_config.layer_sizes[-1] = " + std::to_string(c.model.layer_sizes.back()) +
+                          " but the " + c.dataset.name + " dataset has " + std::to_string(data.classes) +
+                          " classes: the last layer width must equal the number of classes");
+      }
+      if (c.training.micro_batches > kMaxMicroBatches) {
+        throw ConfigError("[config] training.micro_batches = " + std::to_string(c.training.micro_batches) +
+                          " exceeds the maximum of " + std::to_string(kMaxMicroBatches));
+      }
+      job.config_yaml = to_yaml(c);
+      setup = {{"ok", true},
+               {"config", job.config_yaml},
+               {"plan", plan_to_json(job.plan)},
+               {"features", job.features},
+               {"classes", job.classes},
+               {"dataset", job.dataset_description}};
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      setup = {{"ok", false}, {"error", e.what()}};
+    }
+  }
+  std::string text = setup.dump();
+  std::vector<uint8_t> bytes(text.begin(), text.end());
+  comm.broadcast(bytes, 0);
+  if (comm.rank() != 0) {
+    setup = json::parse(bytes.begin(), bytes.end());
+    if (!setup["ok"].get<bool>()) return 1;
+    job.config_yaml = setup["config"].get<std::string>();
+    job.config = parse_config(job.config_yaml, {}, "<from rank 0>");
+    for (const auto& r : setup["plan"]) job.plan.push_back({r[0].get<int64_t>(), r[1].get<int64_t>()});
+    job.stages = static_cast<int64_t>(job.plan.size());
+    job.features = setup["features"].get<int64_t>();
+    job.classes = setup["classes"].get<int64_t>();
+  } else if (!setup["ok"].get<bool>()) {
+    return 1;
+  }
+
+  const std::vector<std::string> hosts = comm.all_hosts();
+  const int threads = choose_threads(options, comm, hosts, job.stages);
+  at::set_num_threads(threads);
+  if (options.set_threads) options.set_threads(threads);
+
+  if (comm.rank() == 0) {
+    const auto& c = job.config;
+    std::printf("arceus: %d rank%s, %lld stage%s, %s schedule, M=%lld, %d-bit messages, seed %llu\n", world,
+                world == 1 ? "" : "s", (long long)job.stages, job.stages == 1 ? "" : "s", c.training.schedule.c_str(),
+                (long long)c.training.micro_batches, c.communication.quantization_bits,
+                (unsigned long long)c.training.seed);
+    std::printf("  blas: %s; %d thread%s per stage rank\n", options.blas.c_str(), threads, threads == 1 ? "" : "s");
+    std::printf("  data: %s\n", job.dataset_description.c_str());
+    const auto costs = mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits);
+    const auto scost = stage_costs(costs, job.plan);
+    if (world > 1) std::printf("  rank 0 on %s: orchestrator\n", hosts[0].c_str());
+    for (int64_t k = 0; k < job.stages; ++k) {
+      const auto& r = job.plan[static_cast<size_t>(k)];
+      int64_t params = 0;
+      for (int64_t i = r.first; i < r.end(); ++i)
+        params += c.model.layer_sizes[size_t(i)] * c.model.layer_sizes[size_t(i + 1)] + c.model.layer_sizes[size_t(i + 1)];
+      const int rank = world == 1 ? 0 : static_cast<int>(k + 1);
+      std::printf("  rank %d on %s: stage %lld, layers %lld-%lld, %lld parameters, est. cost %.3g\n", rank,
+                  hosts[size_t(rank)].c_str(), (long long)k + 1, (long long)r.first, (long long)r.end() - 1,
+                  (long long)params, scost[size_t(k)]);
+    }
+    for (int r = static_cast<int>(job.stages) + 1; r < world; ++r)
+      std::printf("  rank %d on %s: idle (partition uses %lld stages)\n", r, hosts[size_t(r)].c_str(),
+                  (long long)job.stages);
+    std::fflush(stdout);
+
+    Orchestrator orchestrator(job, data, comm, options, hosts);
+    try {
+      orchestrator.run();
+    } catch (const std::exception& e) {
+      orchestrator.fail(e.what());
+      throw;
+    }
+    std::printf("summary: %s/summary.json\n", c.output.dir.c_str());
+    return 0;
+  }
+  if (comm.rank() <= job.stages) {
+    stage_loop(job, comm.rank() - 1, comm);
+  } else {
+    idle_loop(comm);
+  }
+  return 0;
+}
+
+}  // namespace arceus

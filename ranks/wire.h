@@ -1,0 +1,79 @@
+// Wire format: every message is a WireHeader followed by its payload, in one MPI message.
+// Torch-free and MPI-free so it can be unit-tested alone.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace arceus {
+
+class WireError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr uint32_t kWireMagic = 0x41524345;  // "ARCE"
+inline constexpr uint16_t kWireVersion = 1;
+
+// What a message carries. Values are part of the wire format: never renumber.
+enum class MsgKind : uint16_t {
+  Control = 1,     // orchestrator -> stage: what to do next (ControlPayload)
+  Input = 2,       // orchestrator -> first stage: a micro-batch of inputs (codec payload)
+  Labels = 3,      // orchestrator -> last stage: int32 labels of a micro-batch
+  Activation = 4,  // stage k -> stage k+1 (codec payload)
+  Gradient = 5,    // stage k+1 -> stage k (codec payload)
+  Metrics = 6,     // last stage -> orchestrator: loss sum, correct, count of a step
+  Stats = 7,       // stage -> orchestrator: timing and byte counters of an epoch
+};
+const char* kind_name(MsgKind kind);
+
+// bits value for payloads that are not codec-encoded floats.
+inline constexpr uint8_t kBitsRaw = 0;
+
+struct WireHeader {
+  uint32_t magic = kWireMagic;
+  uint16_t version = kWireVersion;
+  uint16_t kind = 0;         // MsgKind
+  uint32_t step = 0;         // global step counter of the sender (checked by the receiver)
+  uint16_t micro_batch = 0;  // index within the step
+  uint8_t bits = kBitsRaw;   // 32 | 16 | 8 | 4 for codec payloads, 0 for raw structs
+  uint8_t reserved = 0;
+  int64_t rows = 0;          // shape of a codec payload [rows, cols]
+  int64_t cols = 0;
+  uint64_t payload_bytes = 0;
+};
+static_assert(sizeof(WireHeader) == 40, "WireHeader is part of the wire format");
+
+// Throws WireError naming the field, the value received and the value expected, and `from`
+// (e.g. "rank 2 (stage 2)"). Checks magic, version, kind, step, micro_batch, bits, shape
+// and payload size; `received_bytes` is what MPI delivered in total.
+void check_header(const WireHeader& got, const WireHeader& expected, uint64_t received_bytes,
+                  const std::string& from);
+
+// Tags: kind in the high bits, micro-batch in the low 12 bits. Micro-batches per step are
+// limited to kMaxMicroBatches so every (kind, micro-batch) pair has its own tag, and MPI's
+// per-(source, tag) ordering keeps consecutive steps apart.
+inline constexpr int kMaxMicroBatches = 4096;
+inline int make_tag(MsgKind kind, int64_t micro_batch) {
+  return static_cast<int>(kind) * kMaxMicroBatches + static_cast<int>(micro_batch);
+}
+
+// Control messages (payload of MsgKind::Control).
+enum class Command : uint32_t { Train = 1, Eval = 2, EpochEnd = 3, Stop = 4 };
+struct ControlPayload {
+  uint32_t command = 0;  // Command
+  uint32_t epoch = 0;
+  int64_t rows = 0;           // samples in this batch
+  int64_t micro_batches = 0;  // M for this batch (already capped at rows)
+};
+static_assert(sizeof(ControlPayload) == 24, "ControlPayload is part of the wire format");
+
+struct MetricsPayload {
+  double loss_sum = 0;  // sum over the batch's samples of the per-sample loss
+  int64_t correct = 0;
+  int64_t count = 0;
+};
+static_assert(sizeof(MetricsPayload) == 24, "MetricsPayload is part of the wire format");
+
+}  // namespace arceus

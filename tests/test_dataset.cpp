@@ -1,0 +1,304 @@
+// Datasets as tensors: synthetic generation, IDX loading and normalisation, limits, errors.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+#include "datasets/idx.h"
+
+namespace fs = std::filesystem;
+using arceus::DataError;
+
+namespace {
+
+arceus::SyntheticConfig small_synthetic() {
+  arceus::SyntheticConfig c;
+  c.train_size = 300;
+  c.val_size = 100;
+  c.features = 20;
+  c.classes = 4;
+  c.noise = 1.0;
+  return c;
+}
+
+// A fresh temp directory holding a tiny MNIST-format dataset (raw IDX files).
+class DatasetIdxDir : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kRows = 2, kCols = 3, kTrain = 7, kVal = 4;
+
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "arceus_dataset_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    train_pixels_ = pixels(kTrain, 11);
+    val_pixels_ = pixels(kVal, 5);
+    for (uint32_t i = 0; i < kTrain; ++i) train_labels_.push_back(uint8_t(i % 10));
+    for (uint32_t i = 0; i < kVal; ++i) val_labels_.push_back(uint8_t(9 - i));
+    write("train-images-idx3-ubyte", idx({kTrain, kRows, kCols}, train_pixels_));
+    write("train-labels-idx1-ubyte", idx({kTrain}, train_labels_));
+    write("t10k-images-idx3-ubyte", idx({kVal, kRows, kCols}, val_pixels_));
+    write("t10k-labels-idx1-ubyte", idx({kVal}, val_labels_));
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  static std::vector<uint8_t> pixels(uint32_t n, uint32_t step) {
+    std::vector<uint8_t> v(size_t(n) * kRows * kCols);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = uint8_t((i * step * 37) % 256);
+    v[0] = 0;
+    v[1] = 255;
+    return v;
+  }
+  static std::vector<uint8_t> idx(const std::vector<uint32_t>& dims,
+                                  const std::vector<uint8_t>& data) {
+    std::vector<uint8_t> b{0, 0, 8, uint8_t(dims.size())};
+    for (uint32_t d : dims)
+      for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(d >> s));
+    b.insert(b.end(), data.begin(), data.end());
+    return b;
+  }
+  void write(const std::string& name, const std::vector<uint8_t>& bytes) {
+    std::ofstream out(fs::path(dir_) / name, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+    ASSERT_TRUE(out.good());
+  }
+
+  arceus::DatasetConfig config() const {
+    arceus::DatasetConfig c;
+    c.name = "MNIST";
+    c.root = dir_;
+    return c;
+  }
+
+  // (x/255 - mean) / std, computed in the test from the raw bytes (float64, then compared).
+  static at::Tensor expected(const std::vector<uint8_t>& px, int64_t n, double mean, double sd) {
+    std::vector<double> v;
+    for (int64_t i = 0; i < n * kRows * kCols; ++i) v.push_back((px[i] / 255.0 - mean) / sd);
+    return at::tensor(v, at::kDouble).reshape({n, int64_t(kRows * kCols)});
+  }
+
+  std::string dir_;
+  std::vector<uint8_t> train_pixels_, val_pixels_, train_labels_, val_labels_;
+};
+
+template <class F>
+void expect_data_error(F&& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected DataError";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  }
+}
+
+}  // namespace
+
+TEST(DatasetSynthetic, ShapesAndDtypes) {
+  const auto cfg = small_synthetic();
+  const auto s = arceus::make_synthetic(cfg, 42);
+  EXPECT_EQ(s.features, 20);
+  EXPECT_EQ(s.classes, 4);
+  EXPECT_EQ(s.train.inputs.sizes(), (std::vector<int64_t>{300, 20}));
+  EXPECT_EQ(s.train.labels.sizes(), (std::vector<int64_t>{300}));
+  EXPECT_EQ(s.val.inputs.sizes(), (std::vector<int64_t>{100, 20}));
+  EXPECT_EQ(s.val.labels.sizes(), (std::vector<int64_t>{100}));
+  for (const auto* ds : {&s.train, &s.val}) {
+    EXPECT_EQ(ds->inputs.scalar_type(), at::kFloat);
+    EXPECT_EQ(ds->labels.scalar_type(), at::kLong);
+    EXPECT_TRUE(ds->inputs.is_contiguous());
+    EXPECT_TRUE(ds->labels.is_contiguous());
+    EXPECT_GE(ds->labels.min().item<int64_t>(), 0);
+    EXPECT_LT(ds->labels.max().item<int64_t>(), 4);
+    EXPECT_TRUE(ds->inputs.isfinite().all().item<bool>());
+  }
+  // Every class appears in the training split.
+  EXPECT_EQ(at::bincount(s.train.labels, {}, 4).gt(0).sum().item<int64_t>(), 4);
+  EXPECT_NE(s.description.find("synthetic"), std::string::npos) << s.description;
+  EXPECT_NE(s.description.find("300 train"), std::string::npos) << s.description;
+}
+
+TEST(DatasetSynthetic, SameSeedSameTensors) {
+  const auto cfg = small_synthetic();
+  const auto a = arceus::make_synthetic(cfg, 7);
+  at::manual_seed(12345);  // the global RNG must not matter
+  at::randn({100});
+  const auto b = arceus::make_synthetic(cfg, 7);
+  EXPECT_TRUE(a.train.inputs.equal(b.train.inputs));
+  EXPECT_TRUE(a.train.labels.equal(b.train.labels));
+  EXPECT_TRUE(a.val.inputs.equal(b.val.inputs));
+  EXPECT_TRUE(a.val.labels.equal(b.val.labels));
+}
+
+TEST(DatasetSynthetic, DifferentSeedDifferentTensors) {
+  const auto cfg = small_synthetic();
+  const auto a = arceus::make_synthetic(cfg, 1);
+  const auto b = arceus::make_synthetic(cfg, 2);
+  EXPECT_FALSE(a.train.inputs.equal(b.train.inputs));
+  EXPECT_FALSE(a.train.labels.equal(b.train.labels));
+  EXPECT_FALSE(a.val.inputs.equal(b.val.inputs));
+}
+
+TEST(DatasetSynthetic, TrainAndValAreDifferentDraws) {
+  auto cfg = small_synthetic();
+  cfg.val_size = cfg.train_size;
+  const auto s = arceus::make_synthetic(cfg, 3);
+  EXPECT_FALSE(s.train.inputs.equal(s.val.inputs));
+}
+
+TEST(DatasetSynthetic, LinearlyLearnableAtDefaultSize) {
+  // Defaults: 784 features, 10 classes, noise 1.0. A nearest-class-mean classifier (linear)
+  // fitted on train must be far above chance (10%) on val.
+  arceus::SyntheticConfig cfg;
+  cfg.train_size = 2000;
+  cfg.val_size = 500;
+  const auto s = arceus::make_synthetic(cfg, 42);
+  ASSERT_EQ(s.features, 784);
+  const at::Tensor onehot = at::one_hot(s.train.labels, 10).to(at::kFloat);   // [N, 10]
+  const at::Tensor means = onehot.t().matmul(s.train.inputs)                  // [10, F]
+                               .div(onehot.sum(0).unsqueeze(1));
+  const at::Tensor dist = at::cdist(s.val.inputs, means);                     // [M, 10]
+  const double acc = dist.argmin(1).eq(s.val.labels).to(at::kFloat).mean().item<double>();
+  EXPECT_GT(acc, 0.9) << "nearest-mean accuracy " << acc;
+}
+
+TEST(DatasetSynthetic, ViaLoadDatasetIgnoresRoot) {
+  arceus::DatasetConfig c;
+  c.name = "synthetic";
+  c.synthetic = small_synthetic();
+  const auto a = arceus::load_dataset(c, 9);
+  const auto b = arceus::make_synthetic(c.synthetic, 9);
+  EXPECT_TRUE(a.train.inputs.equal(b.train.inputs));
+  EXPECT_EQ(arceus::default_dataset_root("synthetic"), "");
+}
+
+TEST(DatasetSynthetic, RejectsBadConfig) {
+  auto c = small_synthetic();
+  c.classes = 0;
+  EXPECT_THROW(arceus::make_synthetic(c, 1), DataError);
+}
+
+TEST_F(DatasetIdxDir, LoadsAndNormalises) {
+  auto c = config();
+  c.normalize.mean = {0.1307};
+  c.normalize.std = {0.3081};
+  const auto s = arceus::load_dataset(c, 0);
+  EXPECT_EQ(s.features, 6);
+  EXPECT_EQ(s.classes, 10);
+  ASSERT_EQ(s.train.inputs.sizes(), (std::vector<int64_t>{kTrain, 6}));
+  ASSERT_EQ(s.val.inputs.sizes(), (std::vector<int64_t>{kVal, 6}));
+  EXPECT_EQ(s.train.inputs.scalar_type(), at::kFloat);
+  EXPECT_EQ(s.train.labels.scalar_type(), at::kLong);
+  EXPECT_TRUE(s.train.inputs.is_contiguous());
+  EXPECT_TRUE(s.val.inputs.is_contiguous());
+  EXPECT_TRUE(s.train.inputs.to(at::kDouble).allclose(
+      expected(train_pixels_, kTrain, 0.1307, 0.3081), 1e-6, 1e-6));
+  EXPECT_TRUE(s.val.inputs.to(at::kDouble).allclose(
+      expected(val_pixels_, kVal, 0.1307, 0.3081), 1e-6, 1e-6));
+  EXPECT_TRUE(s.train.labels.equal(at::tensor(std::vector<int64_t>(train_labels_.begin(),
+                                                                   train_labels_.end()))));
+  EXPECT_TRUE(s.val.labels.equal(at::tensor(std::vector<int64_t>(val_labels_.begin(),
+                                                                 val_labels_.end()))));
+  EXPECT_NE(s.description.find("MNIST from " + dir_), std::string::npos) << s.description;
+  EXPECT_NE(s.description.find("7 train, 4 val, 6 features, 10 classes"), std::string::npos)
+      << s.description;
+}
+
+TEST_F(DatasetIdxDir, DefaultNormalisationIsPlainScaling) {
+  const auto s = arceus::load_dataset(config(), 0);  // mean 0, std 1
+  EXPECT_FLOAT_EQ(s.train.inputs[0][0].item<float>(), 0.0f);
+  EXPECT_FLOAT_EQ(s.train.inputs[0][1].item<float>(), 1.0f);
+  EXPECT_GE(s.train.inputs.min().item<float>(), 0.0f);
+  EXPECT_LE(s.train.inputs.max().item<float>(), 1.0f);
+}
+
+TEST_F(DatasetIdxDir, MaxSamplesTakesTheFirstN) {
+  auto c = config();
+  c.max_train_samples = 3;
+  c.max_val_samples = 100;  // more than available: all of them
+  const auto full = arceus::load_dataset(config(), 0);
+  const auto s = arceus::load_dataset(c, 0);
+  EXPECT_EQ(s.train.size(), 3);
+  EXPECT_EQ(s.val.size(), kVal);
+  EXPECT_TRUE(s.train.inputs.equal(full.train.inputs.slice(0, 0, 3)));
+  EXPECT_TRUE(s.train.labels.equal(full.train.labels.slice(0, 0, 3)));
+  EXPECT_TRUE(s.train.inputs.is_contiguous());
+  EXPECT_NE(s.description.find("3 (of 7) train"), std::string::npos) << s.description;
+}
+
+TEST_F(DatasetIdxDir, MultiChannelNormalisationIsAnError) {
+  auto c = config();
+  c.normalize.mean = {0.5, 0.5, 0.5};
+  c.normalize.std = {0.2, 0.2, 0.2};
+  expect_data_error([&] { arceus::load_dataset(c, 0); }, {"1 channel"});
+}
+
+TEST_F(DatasetIdxDir, CountMismatchNamesBothFiles) {
+  write("t10k-labels-idx1-ubyte", idx({3}, {1, 2, 3}));
+  expect_data_error([&] { arceus::load_dataset(config(), 0); },
+                    {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "4 images", "3 labels"});
+}
+
+TEST_F(DatasetIdxDir, LabelOutOfRange) {
+  write("train-labels-idx1-ubyte", idx({kTrain}, {0, 1, 2, 10, 4, 5, 6}));
+  expect_data_error([&] { arceus::load_dataset(config(), 0); },
+                    {"train-labels-idx1-ubyte", "label 10 at index 3"});
+}
+
+TEST_F(DatasetIdxDir, ImagesMustBeThreeDimensional) {
+  write("train-images-idx3-ubyte", idx({kTrain, 6}, train_pixels_));
+  expect_data_error([&] { arceus::load_dataset(config(), 0); },
+                    {"train-images-idx3-ubyte", "7x6", "3-D"});
+}
+
+TEST_F(DatasetIdxDir, MissingFileListed) {
+  fs::remove(fs::path(dir_) / "t10k-images-idx3-ubyte");
+  expect_data_error([&] { arceus::load_dataset(config(), 0); },
+                    {"MNIST files not found", "t10k-images-idx3-ubyte(.gz)"});
+}
+
+TEST(DatasetMnist, EmptyRootIsAClearError) {
+  arceus::DatasetConfig c;
+  c.name = "MNIST";
+  c.root = "";
+  EXPECT_EQ(arceus::default_dataset_root("MNIST"), "");
+  expect_data_error([&] { arceus::load_dataset(c, 0); },
+                    {"MNIST cannot be downloaded", "dataset_config.root"});
+}
+
+TEST(DatasetMnist, UnknownName) {
+  arceus::DatasetConfig c;
+  c.name = "CIFAR10";
+  expect_data_error([&] { arceus::load_dataset(c, 0); }, {"CIFAR10"});
+}
+
+TEST(DatasetFashionMnist, RealLoad) {
+  const std::string root = arceus::default_dataset_root("FashionMNIST");
+  EXPECT_EQ(root, "/usr/share/datasets/fashion-mnist");
+  if (!fs::is_directory(root)) {
+    GTEST_SKIP() << root << " not present (Debian package dataset-fashion-mnist not installed)";
+  }
+  arceus::DatasetConfig c;  // name FashionMNIST, root "" = the default
+  const auto s = arceus::load_dataset(c, 0);
+  EXPECT_EQ(s.train.size(), 60000);
+  EXPECT_EQ(s.val.size(), 10000);
+  EXPECT_EQ(s.features, 784);
+  EXPECT_EQ(s.classes, 10);
+  EXPECT_EQ(s.train.inputs.sizes(), (std::vector<int64_t>{60000, 784}));
+  EXPECT_EQ(s.train.labels.sizes(), (std::vector<int64_t>{60000}));
+  EXPECT_GE(s.train.inputs.min().item<float>(), 0.0f);
+  EXPECT_LE(s.train.inputs.max().item<float>(), 1.0f);
+  EXPECT_EQ(s.val.labels.max().item<int64_t>(), 9);
+  EXPECT_EQ(s.description,
+            "FashionMNIST from /usr/share/datasets/fashion-mnist: 60000 train, 10000 val, "
+            "784 features, 10 classes");
+}
