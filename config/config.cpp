@@ -195,6 +195,10 @@ std::string format_list(const std::vector<double>& values) {
   return "[" + join_list(parts) + "]";
 }
 
+std::string count(size_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 bool looks_numeric(const YAML::Node& node) {
   int64_t i = 0;
   return decode_integer(node, i) != IntStatus::kNotInteger || decode_number(node).has_value();
@@ -291,18 +295,21 @@ class Section {
       const std::string name = key.Scalar();
       const std::string full = join_path(path_, name);
       if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
-        ctx_.fail(full, key.Mark(), unknown_key_message(path_, name),
-                  suggestion_suffix(name, keys));
+        ctx_.fail(full, key.Mark(), path_.empty() ? "unknown section" : "unknown key",
+                  unknown_key_details(path_, name));
       }
       if (entries_.count(name)) ctx_.fail(full, key.Mark(), "duplicate key");
       entries_.emplace(name, Entry{entry.second, key.Mark()});
     }
   }
 
-  static std::string unknown_key_message(const std::string& section, const std::string& name) {
+  // "; did you mean 'epochs'? Allowed keys in 'training': epochs, learning_rate, ..."
+  static std::string unknown_key_details(const std::string& section, const std::string& name) {
     const auto& keys = schema().at(section);
-    if (section.empty()) return "unknown section; allowed sections: " + join_list(keys);
-    return "unknown key; allowed keys in '" + section + "': " + join_list(keys);
+    std::string out = suggestion_suffix(name, keys);
+    out += out.empty() ? "; allowed " : " Allowed ";
+    if (section.empty()) return out + "sections: " + join_list(keys);
+    return out + "keys in '" + section + "': " + join_list(keys);
   }
 
   static std::string suggestion_suffix(const std::string& name,
@@ -566,8 +573,8 @@ void check_override_path(const Context& ctx, const Override& o,
     }
     const auto& keys = schema().at(parent);
     if (std::find(keys.begin(), keys.end(), part) == keys.end()) {
-      ctx.fail_general(full + ": " + Section::unknown_key_message(parent, part) + from +
-                       Section::suggestion_suffix(part, keys));
+      ctx.fail_general(full + ": " + (parent.empty() ? "unknown section" : "unknown key") + from +
+                       Section::unknown_key_details(parent, part));
     }
     parent = full;
   }
@@ -643,9 +650,9 @@ void read_dataset(const Section& s, DatasetConfig& d) {
   if (d.normalize.mean.size() != d.normalize.std.size()) {
     s.fail("normalize", "expected mean and std of the same length (one value per channel), got "
                         "mean " + format_list(d.normalize.mean) + " (" +
-                            std::to_string(d.normalize.mean.size()) + " values) and std " +
+                            count(d.normalize.mean.size(), "value") + ") and std " +
                             format_list(d.normalize.std) + " (" +
-                            std::to_string(d.normalize.std.size()) + " values)");
+                            count(d.normalize.std.size(), "value") + ")");
   }
 
   const Section syn = s.section("synthetic");

@@ -68,6 +68,8 @@ std::vector<LayerRange> make_plan(const Config& c, int world) {
   const int64_t layers = static_cast<int64_t>(c.model.layer_sizes.size()) - 1;
   const int64_t owners = world == 1 ? 1 : world - 1;  // rank 0 orchestrates when world > 1
   std::vector<LayerRange> plan;
+  if (world == 1) return {LayerRange{0, layers}};  // the reference run: one stage, whatever the config says
+  try {
   if (!c.partition.layers.empty()) {
     plan = explicit_partition(c.partition.layers, layers);
   } else {
@@ -82,6 +84,15 @@ std::vector<LayerRange> make_plan(const Config& c, int world) {
     } else {
       plan = uniform_partition(layers, stages);
     }
+  }
+  } catch (const PartitionError& e) {
+    if (world > 1 && c.partition.stages == 0 && c.partition.layers.empty() && world - 1 > layers) {
+      throw PartitionError(std::string(e.what()) + "; mpirun -np " + std::to_string(world) +
+                           " gives rank 0 (orchestrator) + " + std::to_string(world - 1) +
+                           " stage ranks: use -np " + std::to_string(layers + 1) +
+                           " or fewer, or set partition.stages to leave ranks idle");
+    }
+    throw;
   }
   if (static_cast<int64_t>(plan.size()) > owners) {
     throw PartitionError("[partition] the explicit placement has " + std::to_string(plan.size()) +

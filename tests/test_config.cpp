@@ -396,6 +396,14 @@ TEST(ConfigUnknownKeys, UnknownKeyNamesPathAllowedKeysAndSuggestion) {
                    "did you mean 'epochs'?", "(line 2)"});
 }
 
+TEST(ConfigUnknownKeys, SuggestionUpToEditDistanceTwo) {
+  expect_contains(error_of("training: {lerning_rte: 0.1}"),  // two deletions
+                  {"training.lerning_rte", "did you mean 'learning_rate'?"});
+  const std::string far = error_of("training: {lrning_rte: 0.1}");  // three deletions
+  expect_contains(far, {"training.lrning_rte", "unknown key"});
+  EXPECT_EQ(far.find("did you mean"), std::string::npos) << far;
+}
+
 TEST(ConfigUnknownKeys, UnknownKeyWithoutCloseMatchHasNoSuggestion) {
   const std::string message = error_of("output: {directory_name: x}");
   expect_contains(message, {"output.directory_name", "unknown key", "dir"});
