@@ -318,6 +318,25 @@ TEST(CodecStochastic, DependsOnlyOnSeedAndIndex) {
   }
 }
 
+TEST(CodecStochastic, IdenticalRowsRoundIndependently) {
+  // The counter is the matrix index, not the column: equal rows get different noise, and a
+  // row's encoding depends on where it sits in the matrix.
+  const int64_t rows = 4, cols = 257;
+  std::vector<float> one = random_matrix(1, cols, 13);
+  std::vector<float> x;
+  for (int64_t r = 0; r < rows; ++r) x.insert(x.end(), one.begin(), one.end());
+  for (int bits : {8, 4}) {
+    const std::vector<uint8_t> e = enc(x, rows, cols, bits, true, 77);
+    const size_t row_bytes = (e.size() - rows * 4) / rows;
+    const uint8_t* d = e.data() + rows * 4;
+    for (int64_t r = 1; r < rows; ++r) {
+      EXPECT_NE(std::memcmp(d, d + r * row_bytes, row_bytes), 0) << "bits=" << bits << " row " << r;
+    }
+    const std::vector<uint8_t> alone = enc(one, 1, cols, bits, true, 77);
+    EXPECT_EQ(std::memcmp(alone.data() + 4, d, row_bytes), 0) << "row 0 = the matrix alone";
+  }
+}
+
 TEST(CodecErrors, BadBitsThrowNamingValueAndAllowedSet) {
   float x[2] = {1.0f, 2.0f};
   uint8_t buf[16];
