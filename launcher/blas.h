@@ -9,7 +9,8 @@
 namespace arceus {
 
 // Call first thing in main(). May replace the process (execv) once; returns otherwise.
-// Honours a user's OPENBLAS_CORETYPE. ARCEUS_NO_BLAS_REEXEC=1 disables it.
+// Also sets OMP_WAIT_POLICY=PASSIVE (LibTorch's OpenMP pool otherwise spins against
+// OpenBLAS's threads). Honours a user's OPENBLAS_CORETYPE and OMP_WAIT_POLICY. ARCEUS_NO_BLAS_REEXEC=1 disables it.
 void ensure_blas(char** argv);
 
 // The core OPENBLAS_CORETYPE should name for this CPU ("SkylakeX", "Haswell", or "" to leave

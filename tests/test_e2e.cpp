@@ -1,0 +1,745 @@
+// End-to-end tests: run `mpirun -np N arceus train CONFIG --quiet --set ...` as a user would
+// and check the exit status, the captured output and <output.dir>/summary.json.
+//
+// No LibTorch here: this binary only spawns processes and reads JSON. Every run has a
+// timeout (a hang is a failure, and every process the run started is killed), and after a
+// run every rank process that was seen must be gone.
+//
+// Paths come from CMake (ARCEUS_BIN, MPIEXEC, TEST_CONFIG_DIR) and may be overridden with the
+// environment variables ARCEUS_E2E_BIN, ARCEUS_E2E_MPIEXEC and ARCEUS_E2E_TIMEOUT (seconds
+// per run). Without an mpirun every test is skipped, with the reason.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#ifndef ARCEUS_BIN
+#define ARCEUS_BIN ""
+#endif
+#ifndef MPIEXEC
+#define MPIEXEC ""
+#endif
+#ifndef TEST_CONFIG_DIR
+#define TEST_CONFIG_DIR ""
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------
+// Configuration of the suite.
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+std::string arceus_bin() { return env_or("ARCEUS_E2E_BIN", ARCEUS_BIN); }
+std::string mpiexec() { return env_or("ARCEUS_E2E_MPIEXEC", MPIEXEC); }
+std::string config_path(const std::string& name) { return (fs::path(TEST_CONFIG_DIR) / name).string(); }
+double run_timeout() { return std::atof(env_or("ARCEUS_E2E_TIMEOUT", "120").c_str()); }
+
+// The synthetic job of tests/configs/e2e_synthetic.yaml: 4 layers, 1024 training samples in
+// batches of 64 (16 steps per epoch), 256 validation samples, 2 epochs.
+const char* kSynthetic = "e2e_synthetic.yaml";
+constexpr int kSyntheticLayers = 4;
+constexpr int kSyntheticSteps = 16;
+
+// Short, exactly reproducible runs for the equivalence tests: 32-bit messages (lossless),
+// batches of 32, 20 steps of one epoch.
+std::vector<std::string> equivalence_sets() {
+  return {"communication.quantization_bits=32", "training.epochs=1", "training.max_steps=20",
+          "dataset_config.batch_size=32"};
+}
+constexpr size_t kEquivalenceSteps = 20;
+
+// ---------------------------------------------------------------------------------------
+// Processes.
+
+struct ProcInfo {
+  pid_t ppid = 0;
+  char state = '?';
+  unsigned long long start = 0;  // start time in clock ticks since boot: tells reused pids apart
+};
+
+bool read_proc(pid_t pid, ProcInfo* out) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  if (!std::getline(f, s)) return false;
+  const size_t rp = s.rfind(')');  // the command name may contain spaces and parentheses
+  if (rp == std::string::npos || rp + 2 > s.size()) return false;
+  std::istringstream is(s.substr(rp + 2));
+  std::string skip;
+  is >> out->state >> out->ppid;
+  for (int i = 5; i <= 21; ++i) is >> skip;  // pgrp .. itrealvalue
+  is >> out->start;
+  return static_cast<bool>(is);
+}
+
+std::string proc_cmdline(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::replace(s.begin(), s.end(), '\0', ' ');
+  return s;
+}
+
+// Every live descendant of `root` (pid -> start time).
+std::map<pid_t, unsigned long long> descendants(pid_t root) {
+  std::multimap<pid_t, pid_t> children;
+  std::map<pid_t, ProcInfo> info;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    const pid_t pid = static_cast<pid_t>(std::atol(name.c_str()));
+    ProcInfo p;
+    if (!read_proc(pid, &p)) continue;
+    info[pid] = p;
+    children.emplace(p.ppid, pid);
+  }
+  std::map<pid_t, unsigned long long> out;
+  std::vector<pid_t> todo{root};
+  while (!todo.empty()) {
+    const pid_t p = todo.back();
+    todo.pop_back();
+    auto range = children.equal_range(p);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (out.count(it->second)) continue;
+      out[it->second] = info[it->second].start;
+      todo.push_back(it->second);
+    }
+  }
+  return out;
+}
+
+// Is this exact process (pid and start time) still running (not a zombie)?
+bool still_running(pid_t pid, unsigned long long start) {
+  ProcInfo p;
+  return read_proc(pid, &p) && p.start == start && p.state != 'Z' && p.state != 'X';
+}
+
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                        "_-./=:,+@%") == std::string::npos)
+    return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+struct RunResult {
+  int np = 0;
+  std::string command;    // shell-quoted, for a repro
+  int exit_code = -1;     // the exit status, or 128 + signal
+  bool timed_out = false;
+  double seconds = 0;
+  std::string output;     // stdout and stderr of mpirun and every rank
+  fs::path out_dir;
+  bool has_summary = false;
+  json summary;
+  std::string summary_error;
+  std::vector<std::string> leftovers;  // processes of the run still alive after mpirun exited
+  size_t ranks_seen = 0;               // arceus processes observed while the run lasted
+
+  std::string describe() const {
+    std::ostringstream os;
+    os << "\n  command: " << command << "\n  exit code " << exit_code << (timed_out ? " (TIMED OUT, killed)" : "")
+       << " after " << std::fixed << std::setprecision(1) << seconds << " s";
+    if (!leftovers.empty()) {
+      os << "\n  processes left running after mpirun exited:";
+      for (const auto& l : leftovers) os << "\n    " << l;
+    }
+    if (!summary_error.empty()) os << "\n  summary.json: " << summary_error;
+    constexpr size_t kTail = 6000;
+    os << "\n  output" << (output.size() > kTail ? " (tail)" : "") << ":\n"
+       << (output.size() > kTail ? output.substr(output.size() - kTail) : output);
+    return os.str();
+  }
+};
+
+// Runs `mpirun -np N --allow-run-as-root --oversubscribe arceus train CONFIG --quiet
+// --set output.dir=DIR SETS...` with stdout+stderr going to DIR.log; kills every process of
+// the run after `timeout` seconds.
+RunResult run_arceus(const fs::path& work, int np, const std::string& config, const std::vector<std::string>& sets,
+                     double timeout) {
+  RunResult r;
+  r.np = np;
+  r.out_dir = work;
+  const fs::path log = work.string() + ".log";
+  std::vector<std::string> args{mpiexec(), "-np", std::to_string(np), "--allow-run-as-root", "--oversubscribe",
+                                arceus_bin(), "train", config, "--quiet", "--set", "output.dir=" + work.string()};
+  for (const auto& s : sets) {
+    args.push_back("--set");
+    args.push_back(s);
+  }
+  for (const auto& a : args) r.command += (r.command.empty() ? "" : " ") + shell_quote(a);
+
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const auto t0 = Clock::now();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    r.output = std::string("fork failed: ") + std::strerror(errno);
+    return r;
+  }
+  if (pid == 0) {
+    setpgid(0, 0);  // our own process group: a timeout kill reaches nothing else
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+    }
+    if (null >= 0) dup2(null, STDIN_FILENO);
+    execv(argv[0], argv.data());
+    std::fprintf(stderr, "cannot execute %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  setpgid(pid, pid);  // also from the parent, so there is no window before the child's call
+
+  std::map<pid_t, unsigned long long> seen;  // every process of the run we observed
+  std::set<pid_t> ranks;
+  auto observe = [&] {
+    for (const auto& [p, start] : descendants(pid)) {
+      if (seen.emplace(p, start).second && proc_cmdline(p).find("arceus") != std::string::npos &&
+          proc_cmdline(p).find(" train ") != std::string::npos)
+        ranks.insert(p);
+    }
+  };
+
+  int status = 0;
+  auto last_observe = Clock::now() - std::chrono::seconds(1);
+  bool exited = false;
+  while (!exited) {
+    const pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) {
+      exited = true;
+      break;
+    }
+    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (elapsed > timeout) {
+      r.timed_out = true;
+      observe();
+      // mpirun terminates its job on SIGTERM; give it a few seconds, then SIGKILL everything.
+      kill(pid, SIGTERM);
+      const auto k0 = Clock::now();
+      while (std::chrono::duration<double>(Clock::now() - k0).count() < 10) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+          exited = true;
+          break;
+        }
+        observe();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      if (!exited) {
+        observe();
+        kill(-pid, SIGKILL);
+        for (const auto& [p, start] : seen)
+          if (still_running(p, start)) kill(p, SIGKILL);
+        waitpid(pid, &status, 0);
+        exited = true;
+      }
+      break;
+    }
+    if (Clock::now() - last_observe > std::chrono::milliseconds(200)) {
+      observe();
+      last_observe = Clock::now();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (WIFEXITED(status)) {
+    r.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    r.exit_code = 128 + WTERMSIG(status);
+  }
+  r.ranks_seen = ranks.size();
+
+  // Every process of the run must be gone once mpirun has returned (a short grace period for
+  // processes that are just finishing). Any that is not is reported, then killed.
+  const auto g0 = Clock::now();
+  std::vector<std::pair<pid_t, unsigned long long>> alive;
+  do {
+    alive.clear();
+    for (const auto& [p, start] : seen)
+      if (still_running(p, start)) alive.emplace_back(p, start);
+    if (alive.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (std::chrono::duration<double>(Clock::now() - g0).count() < 3 && !r.timed_out);
+  for (const auto& [p, start] : alive) {
+    r.leftovers.push_back("pid " + std::to_string(p) + ": " + proc_cmdline(p));
+    kill(p, SIGKILL);
+  }
+
+  r.output = read_text(log);
+  const fs::path summary = work / "summary.json";
+  std::error_code ec;
+  if (fs::exists(summary, ec)) {
+    try {
+      r.summary = json::parse(read_text(summary));
+      r.has_summary = true;
+    } catch (const std::exception& e) {
+      r.summary_error = std::string("unparsable: ") + e.what();
+    }
+  } else {
+    r.summary_error = "not written";
+  }
+  std::printf("[  run     ] np=%d %5.1f s exit %d%s: %s\n", np, r.seconds, r.exit_code,
+              r.timed_out ? " TIMED OUT" : "", r.command.c_str());
+  std::fflush(stdout);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks on a run.
+
+::testing::AssertionResult Completed(const RunResult& r) {
+  if (r.timed_out) return ::testing::AssertionFailure() << "the run did not finish (hang?)" << r.describe();
+  if (r.exit_code != 0) return ::testing::AssertionFailure() << "non-zero exit" << r.describe();
+  if (!r.leftovers.empty()) return ::testing::AssertionFailure() << "ranks left running" << r.describe();
+  if (!r.has_summary) return ::testing::AssertionFailure() << "no summary.json" << r.describe();
+  if (r.summary.value("state", "") != "completed")
+    return ::testing::AssertionFailure() << "summary state is " << r.summary.value("state", "<none>")
+                                         << ", expected completed" << r.describe();
+  return ::testing::AssertionSuccess();
+}
+
+// A setup error: the run ends by itself (no timeout, no process left), with a non-zero exit
+// and exactly one error line from arceus, which contains every one of `phrases`.
+::testing::AssertionResult FailsCleanly(const RunResult& r, const std::vector<std::string>& phrases) {
+  if (r.timed_out) return ::testing::AssertionFailure() << "the failing run did not end (hang)" << r.describe();
+  if (!r.leftovers.empty()) return ::testing::AssertionFailure() << "ranks left running" << r.describe();
+  if (r.exit_code == 0) return ::testing::AssertionFailure() << "exit code 0 for a bad job" << r.describe();
+  std::vector<std::string> errors;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);) {
+    // "error: ..." (set-up on rank 0) or "[rank N on HOST] error: ..." (a rank's exception)
+    if (line.rfind("error: ", 0) == 0 || (line.rfind("[rank ", 0) == 0 && line.find("] error: ") != std::string::npos))
+      errors.push_back(line);
+  }
+  if (errors.size() != 1)
+    return ::testing::AssertionFailure() << "expected exactly one error line from arceus, got " << errors.size()
+                                         << r.describe();
+  for (const auto& p : phrases) {
+    if (errors[0].find(p) == std::string::npos)
+      return ::testing::AssertionFailure() << "the error message lacks \"" << p << "\": " << errors[0]
+                                           << r.describe();
+  }
+  if (r.has_summary && r.summary.value("state", "") == "completed")
+    return ::testing::AssertionFailure() << "a failed run left a summary.json in state completed" << r.describe();
+  return ::testing::AssertionSuccess();
+}
+
+std::vector<double> step_losses(const RunResult& r, size_t epoch = 0) {
+  std::vector<double> out;
+  if (!r.has_summary || !r.summary.contains("epochs") || r.summary["epochs"].size() <= epoch) return out;
+  for (const auto& v : r.summary["epochs"][epoch].value("step_losses", json::array())) out.push_back(v.get<double>());
+  return out;
+}
+
+// Per-step losses equal within `tol` (absolute), for exactly `steps` steps. The failure lists
+// every step: step, reference, actual, error.
+::testing::AssertionResult LossesMatch(const std::vector<double>& ref, const std::vector<double>& got, double tol,
+                                       size_t steps) {
+  bool ok = ref.size() == steps && got.size() == steps;
+  double worst = 0;
+  for (size_t i = 0; i < std::min(ref.size(), got.size()); ++i) {
+    const double err = std::abs(ref[i] - got[i]);
+    if (!(err <= tol)) ok = false;  // NaN fails too
+    worst = std::max(worst, err);
+  }
+  if (ok) return ::testing::AssertionSuccess() << "max error " << worst;
+  std::ostringstream os;
+  os << "per-step losses differ (tolerance " << tol << "; " << ref.size() << " reference steps, " << got.size()
+     << " actual, " << steps << " expected)\n";
+  os << "  step  reference       actual          error\n";
+  for (size_t i = 0; i < std::max(ref.size(), got.size()); ++i) {
+    os << "  " << std::setw(4) << i << "  ";
+    os << std::setprecision(9) << std::setw(14) << (i < ref.size() ? ref[i] : NAN) << "  " << std::setw(14)
+       << (i < got.size() ? got[i] : NAN) << "  ";
+    if (i < ref.size() && i < got.size()) {
+      const double err = std::abs(ref[i] - got[i]);
+      os << std::setprecision(3) << err << (err <= tol ? "" : "  <-- exceeds");
+    }
+    os << "\n";
+  }
+  return ::testing::AssertionFailure() << os.str();
+}
+
+// ---------------------------------------------------------------------------------------
+// The fixture: one scratch directory per test (kept when the test fails), and the check that
+// the suite can run at all.
+
+class E2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string mpi = mpiexec();
+    if (mpi.empty() || access(mpi.c_str(), X_OK) != 0)
+      GTEST_SKIP() << "no mpirun: MPIEXEC_EXECUTABLE was not found by CMake (or ARCEUS_E2E_MPIEXEC='" << mpi
+                   << "' is not executable); the end-to-end tests need Open MPI";
+    const std::string bin = arceus_bin();
+    ASSERT_FALSE(bin.empty()) << "ARCEUS_BIN is not defined";
+    ASSERT_EQ(access(bin.c_str(), X_OK), 0) << "the arceus binary " << bin << " is missing: build target arceus";
+    ASSERT_TRUE(fs::is_regular_file(config_path(kSynthetic))) << config_path(kSynthetic);
+
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = std::string(info->test_suite_name()) + "." + info->name();
+    for (char& c : name)
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
+    const std::string base = env_or("TMPDIR", "/tmp");
+    std::string tmpl = (fs::path(base) / ("arceus-e2e-" + name + "-XXXXXX")).string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << "mkdtemp " << tmpl << ": " << std::strerror(errno);
+    scratch_ = tmpl;
+  }
+
+  void TearDown() override {
+    if (scratch_.empty()) return;
+    if (HasFailure()) {
+      std::printf("[  kept    ] outputs of this failed test: %s\n", scratch_.c_str());
+    } else {
+      std::error_code ec;
+      fs::remove_all(scratch_, ec);
+    }
+  }
+
+  // One run into a fresh output directory under the scratch directory.
+  RunResult run(int np, const std::vector<std::string>& sets, const std::string& config = config_path(kSynthetic)) {
+    const fs::path dir = scratch_ / ("run" + std::to_string(++runs_) + "-np" + std::to_string(np));
+    return run_arceus(dir, np, config, sets, run_timeout());
+  }
+
+  // The 1-rank reference losses of equivalence_sets() (sequential, M=1), computed once per
+  // process.
+  std::vector<double> reference_losses(std::string* why) {
+    static std::vector<double> cached;
+    if (!cached.empty()) return cached;
+    std::vector<std::string> sets = equivalence_sets();
+    sets.push_back("training.schedule=sequential");
+    sets.push_back("training.micro_batches=1");
+    const RunResult r = run(1, sets);
+    const auto ok = Completed(r);
+    if (!ok) {
+      *why = std::string("the 1-rank reference run failed: ") + ok.message();
+      return {};
+    }
+    cached = step_losses(r);
+    if (cached.size() != kEquivalenceSteps) {
+      *why = "the reference run has " + std::to_string(cached.size()) + " step losses, expected " +
+             std::to_string(kEquivalenceSteps) + r.describe();
+      cached.clear();
+    }
+    return cached;
+  }
+
+  fs::path scratch_;
+  int runs_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// 1. Training on 1..4 ranks: completes, the stages cover the layers, the model learns.
+
+class SyntheticTraining : public E2E, public ::testing::WithParamInterface<int> {};
+
+TEST_P(SyntheticTraining, CompletesAndLearns) {
+  const int np = GetParam();
+  const RunResult r = run(np, {});
+  ASSERT_TRUE(Completed(r));
+  const json& s = r.summary;
+  const std::string ctx = r.describe();
+
+  EXPECT_EQ(s.value("world_size", -1), np) << ctx;
+  ASSERT_TRUE(s.contains("ranks") && s["ranks"].is_array()) << ctx;
+  EXPECT_EQ(s["ranks"].size(), static_cast<size_t>(np)) << ctx;
+
+  // Stages: np-1 of them (1 alone), on ranks 1..np-1 (rank 0 alone), covering the 4 layers
+  // contiguously, in order.
+  const size_t want_stages = np == 1 ? 1 : static_cast<size_t>(np - 1);
+  ASSERT_TRUE(s.contains("stages") && s["stages"].is_array()) << ctx;
+  ASSERT_EQ(s["stages"].size(), want_stages) << s["stages"].dump() << ctx;
+  int64_t next = 0;
+  for (size_t k = 0; k < want_stages; ++k) {
+    const json& st = s["stages"][k];
+    SCOPED_TRACE("stage " + st.dump());
+    EXPECT_EQ(st.value("stage", -1), static_cast<int>(k) + 1);
+    EXPECT_EQ(st.value("rank", -1), np == 1 ? 0 : static_cast<int>(k) + 1);
+    ASSERT_TRUE(st.contains("layers") && st["layers"].is_array() && st["layers"].size() == 2);
+    const int64_t first = st["layers"][0].get<int64_t>(), last = st["layers"][1].get<int64_t>();
+    EXPECT_EQ(first, next) << "stage " << k + 1 << " does not start where the previous one ended";
+    EXPECT_GE(last, first) << "empty stage";
+    EXPECT_GT(st.value("parameters", int64_t{0}), 0);
+    next = last + 1;
+  }
+  EXPECT_EQ(next, kSyntheticLayers) << "the stages do not end at the last layer: " << s["stages"].dump();
+
+  // Two epochs of 16 steps over all samples; finite losses; the loss goes down; well above
+  // chance (10 classes: 0.1) on the validation split.
+  ASSERT_TRUE(s.contains("epochs") && s["epochs"].size() == 2) << ctx;
+  for (const auto& e : s["epochs"]) {
+    EXPECT_EQ(e.value("steps", -1), kSyntheticSteps) << ctx;
+    EXPECT_EQ(e.value("train_samples", -1), 1024) << ctx;
+    EXPECT_EQ(e.value("val_samples", -1), 256) << ctx;
+    EXPECT_EQ(e.value("step_losses", json::array()).size(), static_cast<size_t>(kSyntheticSteps)) << ctx;
+    for (const auto& l : e.value("step_losses", json::array())) EXPECT_TRUE(std::isfinite(l.get<double>())) << ctx;
+  }
+  const double loss1 = s["epochs"][0].value("train_loss", NAN), loss2 = s["epochs"][1].value("train_loss", NAN);
+  EXPECT_LT(loss2, loss1) << "train loss did not decrease from epoch 1 to 2" << ctx;
+  EXPECT_LT(s["epochs"][1].value("val_loss", NAN), s["epochs"][0].value("val_loss", NAN)) << ctx;
+  const double acc = s["final"].value("val_accuracy", 0.0);
+  EXPECT_GT(acc, 0.6) << "final validation accuracy " << acc << " (chance: 0.1)" << ctx;
+  std::printf("[  result  ] np=%d: train loss %.4f -> %.4f, final val accuracy %.4f\n", np, loss1, loss2, acc);
+
+  // Messages only when there are stage ranks; 8-bit messages are smaller than the raw data.
+  const uint64_t raw = s.value("bytes_raw", uint64_t{0}), wire = s.value("bytes_wire", uint64_t{0});
+  if (np == 1) {
+    EXPECT_EQ(wire, 0u) << ctx;
+  } else {
+    EXPECT_GT(wire, 0u) << ctx;
+    EXPECT_LT(wire, raw) << ctx;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, SyntheticTraining, ::testing::Values(1, 2, 3, 4),
+                         [](const ::testing::TestParamInfo<int>& i) { return "np" + std::to_string(i.param); });
+
+// ---------------------------------------------------------------------------------------
+// 2. The pipeline computes the same function as one rank: 32-bit messages, sequential
+// schedule, M=1, 3 ranks (2 stages) against the 1-rank reference, 20 steps.
+
+TEST_F(E2E, PipelineMatchesSingleRankReference) {
+  std::string why;
+  const std::vector<double> ref = reference_losses(&why);
+  ASSERT_FALSE(ref.empty()) << why;
+  std::vector<std::string> sets = equivalence_sets();
+  sets.push_back("training.schedule=sequential");
+  sets.push_back("training.micro_batches=1");
+  const RunResult r = run(3, sets);
+  ASSERT_TRUE(Completed(r));
+  ASSERT_EQ(r.summary["stages"].size(), 2u) << r.describe();
+  const auto match = LossesMatch(ref, step_losses(r), 1e-5, kEquivalenceSteps);
+  EXPECT_TRUE(match) << r.command;
+  std::printf("[  result  ] 3 ranks vs 1 rank, 20 steps: %s\n", match.message());
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Every schedule and micro-batch count gives the reference's losses (32-bit messages).
+
+class ScheduleEquivalence : public E2E, public ::testing::WithParamInterface<std::tuple<std::string, int>> {};
+
+TEST_P(ScheduleEquivalence, MatchesReferenceForEveryM) {
+  const auto& [schedule, np] = GetParam();
+  std::string why;
+  const std::vector<double> ref = reference_losses(&why);
+  ASSERT_FALSE(ref.empty()) << why;
+  for (int m : {1, 2, 4, 8}) {
+    SCOPED_TRACE(schedule + ", np=" + std::to_string(np) + ", M=" + std::to_string(m));
+    std::vector<std::string> sets = equivalence_sets();
+    sets.push_back("training.schedule=" + schedule);
+    sets.push_back("training.micro_batches=" + std::to_string(m));
+    const RunResult r = run(np, sets);
+    EXPECT_TRUE(Completed(r));
+    if (!r.has_summary) continue;
+    EXPECT_EQ(r.summary.value("schedule", ""), schedule) << r.describe();
+    EXPECT_EQ(r.summary.value("micro_batches", -1), m) << r.describe();
+    EXPECT_EQ(r.summary["stages"].size(), static_cast<size_t>(np - 1)) << r.describe();
+    const auto match = LossesMatch(ref, step_losses(r), 1e-4, kEquivalenceSteps);
+    EXPECT_TRUE(match) << r.command;
+    std::printf("[  result  ] %s np=%d M=%d: %s\n", schedule.c_str(), np, m, match.message());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedules, ScheduleEquivalence,
+                         ::testing::Combine(::testing::Values("gpipe", "1f1b"), ::testing::Values(2, 3, 4)),
+                         [](const ::testing::TestParamInfo<std::tuple<std::string, int>>& i) {
+                           return std::get<0>(i.param) + "_np" + std::to_string(std::get<1>(i.param));
+                         });
+
+// ---------------------------------------------------------------------------------------
+// 4. Four stages with 1F1B (np=5, one layer per stage) finish, with 1 and with 16
+// micro-batches; a hang would hit the timeout and fail.
+
+class FourStage1F1B : public E2E, public ::testing::WithParamInterface<int> {};
+
+TEST_P(FourStage1F1B, Completes) {
+  const int m = GetParam();
+  const RunResult r = run(5, {"training.schedule=1f1b", "training.micro_batches=" + std::to_string(m)});
+  ASSERT_TRUE(Completed(r));
+  ASSERT_EQ(r.summary["stages"].size(), 4u) << r.describe();
+  for (size_t k = 0; k < 4; ++k)
+    EXPECT_EQ(r.summary["stages"][k]["layers"], json::array({k, k})) << r.describe();
+  ASSERT_EQ(r.summary["epochs"].size(), 2u) << r.describe();
+  EXPECT_EQ(r.summary["epochs"][1].value("steps", -1), kSyntheticSteps) << r.describe();
+  EXPECT_GT(r.summary["final"].value("val_accuracy", 0.0), 0.6) << r.describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(Micro, FourStage1F1B, ::testing::Values(1, 16),
+                         [](const ::testing::TestParamInfo<int>& i) { return "M" + std::to_string(i.param); });
+
+// ---------------------------------------------------------------------------------------
+// 5. Bytes on the wire: 8-bit messages are about a quarter of 32-bit ones, 4-bit no more
+// than 8-bit; the raw (float32-equivalent) byte count does not depend on the bit width.
+
+TEST_F(E2E, WireBytesShrinkWithBits) {
+  // Wide inputs and batches so that the per-message headers and per-row scales are small.
+  const std::vector<std::string> wide{"dataset_config.synthetic.features=256", "model_config.layer_sizes=[256,48,40,24,10]",
+                                      "dataset_config.batch_size=256", "training.epochs=1"};
+  std::map<int, RunResult> runs;
+  for (int bits : {32, 8, 4}) {
+    std::vector<std::string> sets = wide;
+    sets.push_back("communication.quantization_bits=" + std::to_string(bits));
+    runs[bits] = run(3, sets);
+    ASSERT_TRUE(Completed(runs[bits])) << bits << " bits";
+  }
+  auto raw = [&](int b) { return runs[b].summary.value("bytes_raw", uint64_t{0}); };
+  auto wire = [&](int b) { return runs[b].summary.value("bytes_wire", uint64_t{0}); };
+  ASSERT_GT(wire(32), 0u);
+  EXPECT_EQ(wire(32), raw(32)) << "32-bit messages are the raw data";
+  const double r8 = double(wire(8)) / double(wire(32)), r4 = double(wire(4)) / double(wire(32));
+  std::printf("[  result  ] bytes_wire: 32-bit %llu, 8-bit %llu (%.4f), 4-bit %llu (%.4f); bytes_raw %llu\n",
+              (unsigned long long)wire(32), (unsigned long long)wire(8), r8, (unsigned long long)wire(4), r4,
+              (unsigned long long)raw(32));
+  EXPECT_LE(r8, 0.27) << "bytes_wire(8) / bytes_wire(32) = " << wire(8) << " / " << wire(32) << " = " << r8;
+  EXPECT_LE(wire(4), wire(8)) << "4-bit messages are larger than 8-bit ones (ratio to 32-bit: " << r4 << ")";
+  EXPECT_EQ(raw(8), raw(32)) << "bytes_raw differs between 8 and 32 bits";
+  EXPECT_EQ(raw(4), raw(32)) << "bytes_raw differs between 4 and 32 bits";
+  for (int b : {32, 8, 4}) {
+    const auto& e = runs[b].summary["epochs"];
+    ASSERT_EQ(e.size(), 1u);
+    EXPECT_EQ(e[0].value("bytes_wire", uint64_t{0}), wire(b)) << "per-epoch and total bytes disagree at " << b;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Set-up errors: every rank exits, non-zero, one clear message, no hang.
+
+TEST_F(E2E, ErrorMoreStagesThanLayers) {
+  // np=5 asks for 4 stages; the model has 3 layers.
+  const RunResult r = run(5, {"model_config.layer_sizes=[32,24,16,10]"});
+  EXPECT_TRUE(FailsCleanly(r, {"4 stages", "3 layers"}));
+}
+
+TEST_F(E2E, ErrorFirstLayerWidthMismatch) {
+  const RunResult r = run(3, {"model_config.layer_sizes=[30,48,40,24,10]"});
+  EXPECT_TRUE(FailsCleanly(r, {"layer_sizes[0]", "30", "32"}));
+}
+
+TEST_F(E2E, ErrorMnistRootMissing) {
+  const fs::path missing = scratch_ / "no-such-mnist-dir";
+  const RunResult r = run(3, {"dataset_config.name=MNIST", "dataset_config.root=" + missing.string(),
+                              "model_config.layer_sizes=[784,32,10]"});
+  EXPECT_TRUE(FailsCleanly(r, {missing.string(), "does not exist"}));
+}
+
+// Small MNIST-format files: N images of side x side pixels (label i % 10; the pixel of the
+// label is bright), optionally with the train-images data cut short.
+void write_be32(std::ofstream& out, uint32_t v) {
+  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  out.write(b, 4);
+}
+
+void write_idx(const fs::path& path, uint32_t magic, const std::vector<uint32_t>& dims,
+               const std::vector<uint8_t>& data, size_t keep_bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  write_be32(out, magic);
+  for (uint32_t d : dims) write_be32(out, d);
+  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(std::min(keep_bytes, data.size())));
+}
+
+void write_small_mnist(const fs::path& dir, uint32_t side, bool truncate_train_images) {
+  fs::create_directories(dir);
+  auto split = [&](const std::string& prefix, uint32_t n, bool truncate) {
+    std::vector<uint8_t> images(size_t(n) * side * side), labels(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      labels[i] = static_cast<uint8_t>(i % 10);
+      for (uint32_t p = 0; p < side * side; ++p)
+        images[size_t(i) * side * side + p] = static_cast<uint8_t>(p == labels[i] ? 250 : (i * 7 + p * 13) % 40);
+    }
+    write_idx(dir / (prefix + "-images-idx3-ubyte"), 0x00000803, {n, side, side}, images,
+              truncate ? images.size() - side * side - 5 : images.size());
+    write_idx(dir / (prefix + "-labels-idx1-ubyte"), 0x00000801, {n}, labels, labels.size());
+  };
+  split("train", 64, truncate_train_images);
+  split("t10k", 32, false);
+}
+
+TEST_F(E2E, SmallIdxFilesTrain) {
+  // The control for the next test: the same files, not truncated, are a valid data set.
+  const fs::path root = scratch_ / "mnist-ok";
+  write_small_mnist(root, 4, false);
+  const RunResult r = run(2, {"dataset_config.name=MNIST", "dataset_config.root=" + root.string(),
+                              "model_config.layer_sizes=[16,24,10]", "dataset_config.batch_size=16",
+                              "dataset_config.val_batch_size=32", "training.epochs=1"});
+  ASSERT_TRUE(Completed(r));
+  EXPECT_EQ(r.summary["epochs"][0].value("train_samples", -1), 64) << r.describe();
+  EXPECT_EQ(r.summary["epochs"][0].value("val_samples", -1), 32) << r.describe();
+}
+
+TEST_F(E2E, ErrorTruncatedIdxFile) {
+  const fs::path root = scratch_ / "mnist-truncated";
+  write_small_mnist(root, 4, true);
+  const RunResult r = run(3, {"dataset_config.name=MNIST", "dataset_config.root=" + root.string(),
+                              "model_config.layer_sizes=[16,24,10]", "dataset_config.batch_size=16"});
+  EXPECT_TRUE(FailsCleanly(r, {"truncated", "train-images-idx3-ubyte"}));
+}
+
+TEST_F(E2E, ErrorUnknownKeyFromSet) {
+  const RunResult r = run(3, {"training.learning_rat=0.2"});
+  EXPECT_TRUE(FailsCleanly(r, {"training.learning_rat", "did you mean", "learning_rate"}));
+}
+
+TEST_F(E2E, ErrorUnknownKeyInFile) {
+  const RunResult r = run(3, {}, config_path("e2e_unknown_key.yaml"));
+  EXPECT_TRUE(FailsCleanly(r, {"lerning_rate", "did you mean", "learning_rate"}));
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Determinism: stochastic rounding is seeded, so two identical 8-bit runs agree exactly.
+
+TEST_F(E2E, StochasticRoundingIsDeterministic) {
+  std::vector<std::string> sets{"communication.quantization_bits=8", "communication.stochastic_rounding=true",
+                                "training.epochs=1", "training.max_steps=20", "dataset_config.batch_size=32",
+                                "training.schedule=1f1b", "training.micro_batches=2"};
+  const RunResult a = run(3, sets);
+  ASSERT_TRUE(Completed(a));
+  const RunResult b = run(3, sets);
+  ASSERT_TRUE(Completed(b));
+  const auto la = step_losses(a), lb = step_losses(b);
+  ASSERT_EQ(la.size(), kEquivalenceSteps) << a.describe();
+  EXPECT_TRUE(LossesMatch(la, lb, 0.0, kEquivalenceSteps)) << a.command;
+  EXPECT_EQ(a.summary["final"].value("val_loss", NAN), b.summary["final"].value("val_loss", NAN));
+  EXPECT_EQ(a.summary.value("bytes_wire", uint64_t{0}), b.summary.value("bytes_wire", uint64_t{0}));
+}
+
+}  // namespace
