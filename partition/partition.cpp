@@ -219,8 +219,12 @@ std::vector<double> mlp_layer_costs(const std::vector<int64_t>& layer_sizes, int
   for (size_t i = 0; i + 1 < layer_sizes.size(); ++i) {
     const double in = static_cast<double>(layer_sizes[i]);
     const double o = static_cast<double>(layer_sizes[i + 1]);
-    const double flops = 6.0 * in * o;                  // 2*in*out forward + 4*in*out backward
-    const double bytes = 2.0 * o * bits / 8.0;          // activation out + gradient back
+    // Forward 2*in*out; backward 2*in*out for the weight gradient plus 2*in*out for the
+    // input gradient, which layer 0 does not compute (nothing before it needs one).
+    const bool first = i == 0, last = i + 2 == layer_sizes.size();
+    const double flops = (first ? 4.0 : 6.0) * in * o;
+    // Its output forward and that output's gradient back; the last layer sends neither.
+    const double bytes = last ? 0.0 : 2.0 * o * bits / 8.0;
     out.push_back(flops + bytes * flops_per_byte);
   }
   return out;

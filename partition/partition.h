@@ -40,9 +40,10 @@ std::vector<double> stage_costs(const std::vector<double>& costs, const std::vec
 double max_stage_cost(const std::vector<double>& costs, const std::vector<LayerRange>& plan);
 
 // Cost model of one MLP layer (in -> out) per sample, in "FLOP-equivalents":
-// forward 2*in*out + backward 4*in*out FLOPs, plus the bytes it sends onward (activation
-// forward, gradient backward: 2*out values at `bits`) times `flops_per_byte` (the ratio of
-// compute speed to link speed; ~100 for ~100 GFLOP/s over ~1 GB/s).
+// forward 2*in*out + backward 4*in*out FLOPs (2*in*out for layer 0, which needs no input
+// gradient), plus the bytes it sends onward (activation forward, gradient backward: 2*out
+// values at `bits`; none for the last layer) times `flops_per_byte` (the ratio of compute
+// speed to link speed; ~100 for ~100 GFLOP/s over ~1 GB/s).
 std::vector<double> mlp_layer_costs(const std::vector<int64_t>& layer_sizes, int bits,
                                     double flops_per_byte = 100.0);
 

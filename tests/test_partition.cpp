@@ -194,15 +194,16 @@ TEST(PartitionCosts, StageCostsAndMax) {
 
 TEST(PartitionCosts, MlpLayerCostsByHand) {
   // [4,3,2] at 8 bits, 100 FLOP/byte:
-  //   layer 0: 6*4*3 = 72 FLOPs + 2*3 values * 1 byte * 100 = 600  -> 672
-  //   layer 1: 6*3*2 = 36 FLOPs + 2*2 values * 1 byte * 100 = 400  -> 436
-  EXPECT_EQ(mlp_layer_costs({4, 3, 2}, 8, 100.0), (std::vector<double>{672, 436}));
-  EXPECT_EQ(mlp_layer_costs({4, 3, 2}, 32, 0.0), (std::vector<double>{72, 36}));
-  EXPECT_EQ(mlp_layer_costs({4, 3, 2}, 4, 10.0), (std::vector<double>{72 + 30, 36 + 20}));
-  // 784-128-10 at bf16 with the default ratio:
-  //   6*784*128 = 602112 + 2*128*2 bytes*100 = 51200 -> 653312
-  //   6*128*10  = 7680   + 2*10*2 bytes*100  = 4000  -> 11680
-  EXPECT_EQ(mlp_layer_costs({784, 128, 10}, 16), (std::vector<double>{653312, 11680}));
+  //   layer 0 (no input gradient): 4*4*3 = 48 FLOPs + 2*3 values * 1 byte * 100 = 600 -> 648
+  //   layer 1 (last: sends nothing): 6*3*2 = 36 FLOPs                             -> 36
+  EXPECT_EQ(mlp_layer_costs({4, 3, 2}, 8, 100.0), (std::vector<double>{648, 36}));
+  EXPECT_EQ(mlp_layer_costs({4, 3, 2}, 32, 0.0), (std::vector<double>{48, 36}));
+  EXPECT_EQ(mlp_layer_costs({4, 3, 2}, 4, 10.0), (std::vector<double>{48 + 30, 36}));
+  // 784-128-64-10 at bf16 with the default ratio:
+  //   4*784*128 = 401408 + 2*128*2 bytes*100 = 51200 -> 452608
+  //   6*128*64  = 49152  + 2*64*2 bytes*100  = 25600 -> 74752
+  //   6*64*10   = 3840 (last)                        -> 3840
+  EXPECT_EQ(mlp_layer_costs({784, 128, 64, 10}, 16), (std::vector<double>{452608, 74752, 3840}));
   EXPECT_THROW(mlp_layer_costs({4, 3}, 7), PartitionError);
   EXPECT_THROW(mlp_layer_costs({4}, 8), PartitionError);
   EXPECT_THROW(mlp_layer_costs({4, 0, 2}, 8), PartitionError);
