@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
       ->required();
   train->add_option("--set", sets,
                     "Override one config key, KEY=VALUE with a dotted key, e.g. --set training.epochs=1 "
-                    "--set communication.quantization_bits=4 (repeatable; validated like the file)");
+                    "--set communication.quantization_bits=4 (repeatable; validated like the file)")
+      ->allow_extra_args(false);  // one KEY=VALUE per --set, so `--set a=1 CONFIG` keeps CONFIG
   train->add_option("--threads", options.threads,
                     "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage "
                     "ranks it runs (rank 0 and idle ranks use 1), or a positive integer")
@@ -57,7 +58,7 @@ int main(int argc, char** argv) {
           if (std::stoi(v, &pos) >= 1 && pos == v.size()) return "";
         } catch (...) {
         }
-        return "--threads: expected 'auto' or a positive integer, got '" + v + "'";
+        return "expected 'auto' or a positive integer, got '" + v + "'";
       });
   train->add_flag("--quiet", options.quiet, "No live progress line or timing table (epoch summaries only)");
 

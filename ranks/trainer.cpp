@@ -779,8 +779,8 @@ class Orchestrator {
     }
     const int64_t m = std::min<int64_t>(c.training.micro_batches, c.dataset.batch_size);
     const double bubble = bubble_n ? bubble_sum / bubble_n : 0.0;
-    const double theory = c.training.schedule == "sequential" ? theoretical_bubble(job_.stages, 1) * 0 + double(job_.stages - 1) / double(job_.stages)
-                                                              : theoretical_bubble(job_.stages, m);
+    // Sequential keeps one micro-batch in the pipeline at a time: (S-1)/S, as for M = 1.
+    const double theory = theoretical_bubble(job_.stages, c.training.schedule == "sequential" ? 1 : m);
     if (!options_.quiet && job_.stages > 1) {
       std::printf("  pipeline bubble: measured %.1f%%, theoretical %.1f%% (%s, S=%lld, M=%lld)\n", 100 * bubble,
                   100 * theory, c.training.schedule.c_str(), (long long)job_.stages, (long long)m);
