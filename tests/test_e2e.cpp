@@ -173,7 +173,8 @@ struct RunResult {
   std::string describe() const {
     std::ostringstream os;
     os << "\n  command: " << command << "\n  exit code " << exit_code << (timed_out ? " (TIMED OUT, killed)" : "")
-       << " after " << std::fixed << std::setprecision(1) << seconds << " s";
+       << " after " << std::fixed << std::setprecision(1) << seconds << " s; " << ranks_seen
+       << " arceus process(es) seen";
     if (!leftovers.empty()) {
       os << "\n  processes left running after mpirun exited:";
       for (const auto& l : leftovers) os << "\n    " << l;
@@ -722,6 +723,15 @@ TEST_F(E2E, ErrorUnknownKeyFromSet) {
 TEST_F(E2E, ErrorUnknownKeyInFile) {
   const RunResult r = run(3, {}, config_path("e2e_unknown_key.yaml"));
   EXPECT_TRUE(FailsCleanly(r, {"lerning_rate", "did you mean", "learning_rate"}));
+}
+
+TEST_F(E2E, ErrorOutputDirUnwritable) {
+  // Fails after set-up, on rank 0 only, while the stage ranks wait for work: the abort path.
+  const fs::path blocker = scratch_ / "a-regular-file";
+  std::ofstream(blocker) << "not a directory\n";
+  const fs::path out = blocker / "out";
+  const RunResult r = run(3, {"output.dir=" + out.string()});  // the later --set wins
+  EXPECT_TRUE(FailsCleanly(r, {out.string()}));
 }
 
 // ---------------------------------------------------------------------------------------
