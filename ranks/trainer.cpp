@@ -895,6 +895,20 @@ class Orchestrator {
   json summary_;
 };
 
+// The run directory must be writable before any training is spent.
+void check_output_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    throw ConfigError("[output] output.dir = '" + dir + "': cannot create the directory (" + ec.message() + ")");
+  }
+  const auto probe = std::filesystem::path(dir) / ".arceus-write-test";
+  std::ofstream out(probe);
+  if (!out) throw ConfigError("[output] output.dir = '" + dir + "': directory is not writable");
+  out.close();
+  std::filesystem::remove(probe, ec);
+}
+
 int choose_threads(const TrainOptions& o, Comm& comm, const std::vector<std::string>& hosts, int64_t stages) {
   if (o.threads != "auto") return std::max(1, std::atoi(o.threads.c_str()));
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -918,6 +932,7 @@ int run_train(Comm& comm, const TrainOptions& options) {
       job.config = load_config_file(options.config_path, options.overrides);
       const auto& c = job.config;
       job.plan = make_plan(c, world);  // before loading data: fail fast
+      check_output_dir(c.output.dir);
       job.stages = static_cast<int64_t>(job.plan.size());
       data = load_dataset(c.dataset, c.training.seed);
       job.features = data.features;

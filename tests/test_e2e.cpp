@@ -726,12 +726,12 @@ TEST_F(E2E, ErrorUnknownKeyInFile) {
 }
 
 TEST_F(E2E, ErrorOutputDirUnwritable) {
-  // Fails after set-up, on rank 0 only, while the stage ranks wait for work: the abort path.
+  // Caught in rank 0's set-up, before any training: one message naming the key and the path.
   const fs::path blocker = scratch_ / "a-regular-file";
   std::ofstream(blocker) << "not a directory\n";
   const fs::path out = blocker / "out";
   const RunResult r = run(3, {"output.dir=" + out.string()});  // the later --set wins
-  EXPECT_TRUE(FailsCleanly(r, {out.string()}));
+  EXPECT_TRUE(FailsCleanly(r, {"output.dir", out.string()}));
 }
 
 // ---------------------------------------------------------------------------------------
