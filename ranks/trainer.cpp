@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -486,6 +487,16 @@ std::string human_bytes(double b) {
   return buf;
 }
 
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+  char buf[1024];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, args);
+  va_end(args);
+  return buf;
+}
+
 class Progress {
  public:
   explicit Progress(bool quiet) : quiet_(quiet), tty_(isatty(STDOUT_FILENO) != 0) {}
@@ -516,29 +527,33 @@ class Progress {
 class Orchestrator {
  public:
   Orchestrator(Job& job, DataSplits& data, Comm& comm, const TrainOptions& options,
-               std::vector<std::string> hosts)
+               std::vector<std::string> hosts, JobObserver* observer)
       : job_(job), data_(data), comm_(comm), options_(options), hosts_(std::move(hosts)),
-        wire_(comm, stats_), progress_(options.quiet) {
+        wire_(comm, stats_), progress_(options.quiet), observer_(observer) {
     stats_.rank = 0;
     stats_.stage = comm.size() == 1 ? 0 : -1;
     if (comm.size() == 1) local_stage_ = std::make_unique<Stage>(job, 0, 1, comm, stats_);
     summary_ = initial_summary();
   }
 
-  void run() {
+  // Returns "completed" or "stopped".
+  std::string run() {
     const auto& t = job_.config.training;
-    const std::string dir = job_.config.output.dir;
-    std::filesystem::create_directories(dir);
     write_summary("running");
     const auto run_start = Clock::now();
-    for (int64_t epoch = 1; epoch <= t.epochs; ++epoch) {
+    for (int64_t epoch = 1; epoch <= t.epochs && !stopped_; ++epoch) {
       epoch_ = epoch;
       run_epoch(epoch);
     }
     send_control(Command::Stop, 0, 0, all_worker_ranks());
+    drain_sends();
     summary_["seconds"] = seconds_since(run_start);
-    write_summary("completed");
+    const std::string state = stopped_ ? "stopped" : "completed";
+    write_summary(state);
+    return state;
   }
+
+  const json& summary() const { return summary_; }
 
   void fail(const std::string& error) {
     summary_["error"] = error;
@@ -570,6 +585,19 @@ class Orchestrator {
       ++s;
     }
     reap_sends();
+  }
+
+  void drain_sends() {
+    while (!pending_sends_.empty()) {
+      comm_.wait(pending_sends_.front());
+      pending_sends_.pop_front();
+    }
+  }
+
+  void log(const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+    if (observer_) observer_->on_log(line);
   }
 
   void reap_sends() {
@@ -644,6 +672,10 @@ class Orchestrator {
     const int64_t n = set.size();
     int64_t done = 0;
     for (int64_t k = 0; k < steps; ++k) {
+      if (train && observer_ && observer_->stop_requested()) {
+        stopped_ = true;
+        break;
+      }
       const int64_t start = k * batch, len = std::min(batch, n - start);
       at::Tensor idx = order.narrow(0, start, len);
       flight.push_back(issue(set.inputs.index_select(0, idx), set.labels.index_select(0, idx), train));
@@ -693,8 +725,16 @@ class Orchestrator {
       correct += m.correct;
       count += m.count;
       step_losses.push_back(m.loss_sum / static_cast<double>(m.count));
-      progress_.update(epoch, c.training.epochs, k, steps, count / seconds_since(train_start),
-                       loss_sum / count, static_cast<double>(correct) / count);
+      const double sps = count / seconds_since(train_start);
+      progress_.update(epoch, c.training.epochs, k, steps, sps, loss_sum / count, static_cast<double>(correct) / count);
+      if (observer_) {
+        observer_->on_step({{"epoch", epoch},
+                            {"step", k},
+                            {"steps", steps},
+                            {"loss", m.loss_sum / static_cast<double>(m.count)},
+                            {"accuracy", static_cast<double>(m.correct) / static_cast<double>(m.count)},
+                            {"samples_per_second", sps}});
+      }
     });
     const double train_seconds = seconds_since(train_start);
 
@@ -721,10 +761,7 @@ class Orchestrator {
         Request req = wire_.post_raw<RankStats>(r, MsgKind::Stats, 0, 1);
         all.push_back(wire_.finish_raw<RankStats>(req, MsgKind::Stats, s, 0, 1)[0]);
       }
-      while (!pending_sends_.empty()) {
-        comm_.wait(pending_sends_.front());
-        pending_sends_.pop_front();
-      }
+      drain_sends();
     }
     comm_.reset_wait_seconds();
     stats_ = RankStats{};
@@ -743,19 +780,19 @@ class Orchestrator {
     const double val_loss = vcount ? vloss / vcount : 0, val_acc = vcount ? double(vcorrect) / vcount : 0;
     const double sps = train_seconds > 0 ? count / train_seconds : 0;
 
-    std::printf("epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f samples/s | sent %s raw, %s on the wire (%.3f)\n",
+    log(format("epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f samples/s | sent %s raw, %s on the wire (%.3f)",
                 (long long)epoch, (long long)c.training.epochs, train_loss, 100 * train_acc, val_loss, 100 * val_acc,
                 seconds, sps, human_bytes(double(raw)).c_str(), human_bytes(double(wire)).c_str(),
-                raw ? double(wire) / double(raw) : 1.0);
+                raw ? double(wire) / double(raw) : 1.0));
 
     // Timing table and bubble.
     json timing = json::array();
     double bubble_sum = 0;
     int bubble_n = 0;
     if (!options_.quiet) {
-      std::printf("  %-4s %-12s %-5s %-7s %7s %7s %7s %7s %7s %7s %7s %7s %6s %6s %8s\n", "rank", "host", "stage",
+      log(format("  %-4s %-12s %-5s %-7s %7s %7s %7s %7s %7s %7s %7s %7s %6s %6s %8s", "rank", "host", "stage",
                   "layers", "fwd s", "bwd s", "opt s", "codec s", "wait s", "idle s", "wall s", "cpu s", "busy%",
-                  "idle%", "GFLOP/s");
+                  "idle%", "GFLOP/s"));
     }
     for (const auto& s : all) {
       const std::string host = hosts_[static_cast<size_t>(s.rank)];
@@ -771,21 +808,20 @@ class Orchestrator {
         layers = std::to_string(r.first) + "-" + std::to_string(r.end() - 1);
       }
       const double busy = s.forward + s.backward + s.optimizer + s.codec;
-      std::printf("  %-4d %-12.12s %-5s %-7s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %5.1f%% %5.1f%% %8.2f\n",
+      log(format("  %-4d %-12.12s %-5s %-7s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %5.1f%% %5.1f%% %8.2f",
                   s.rank, host.c_str(), s.stage >= 0 ? std::to_string(s.stage + 1).c_str() : "-", layers.c_str(),
                   s.forward, s.backward, s.optimizer, s.codec, s.wait, s.idle, s.wall, s.cpu,
                   s.wall > 0 ? 100 * busy / s.wall : 0.0, s.wall > 0 ? 100 * s.idle / s.wall : 0.0,
-                  s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0);
+                  s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0));
     }
     const int64_t m = std::min<int64_t>(c.training.micro_batches, c.dataset.batch_size);
     const double bubble = bubble_n ? bubble_sum / bubble_n : 0.0;
     // Sequential keeps one micro-batch in the pipeline at a time: (S-1)/S, as for M = 1.
     const double theory = theoretical_bubble(job_.stages, c.training.schedule == "sequential" ? 1 : m);
     if (!options_.quiet && job_.stages > 1) {
-      std::printf("  pipeline bubble: measured %.1f%%, theoretical %.1f%% (%s, S=%lld, M=%lld)\n", 100 * bubble,
-                  100 * theory, c.training.schedule.c_str(), (long long)job_.stages, (long long)m);
+      log(format("  pipeline bubble: measured %.1f%%, theoretical %.1f%% (%s, S=%lld, M=%lld)", 100 * bubble,
+                  100 * theory, c.training.schedule.c_str(), (long long)job_.stages, (long long)m));
     }
-    std::fflush(stdout);
 
     summary_["epochs"].push_back({{"epoch", epoch},
                                   {"steps", static_cast<int64_t>(step_losses.size())},
@@ -806,6 +842,7 @@ class Orchestrator {
                                   {"timing", timing}});
     summary_["final"] = {{"val_loss", val_loss}, {"val_accuracy", val_acc}, {"train_loss", train_loss}, {"train_accuracy", train_acc}};
     write_summary("running");
+    if (observer_) observer_->on_epoch(summary_["epochs"].back());
   }
 
   json initial_summary() {
@@ -885,6 +922,8 @@ class Orchestrator {
   RankStats stats_;
   Wire wire_;
   Progress progress_;
+  JobObserver* observer_ = nullptr;
+  bool stopped_ = false;
   std::unique_ptr<Stage> local_stage_;
   std::deque<Request> pending_sends_;
   std::map<int, uint32_t> control_step_;
@@ -920,112 +959,174 @@ int choose_threads(const TrainOptions& o, Comm& comm, const std::vector<std::str
   return std::max(1, cores / std::max(1, compute_here));
 }
 
-}  // namespace
 
-int run_train(Comm& comm, const TrainOptions& options) {
-  const int world = comm.size();
-  Job job;
-  DataSplits data;
-  json setup;
-  if (comm.rank() == 0) {
-    try {
-      job.config = load_config_file(options.config_path, options.overrides);
-      const auto& c = job.config;
-      job.plan = make_plan(c, world);  // before loading data: fail fast
-      check_output_dir(c.output.dir);
-      job.stages = static_cast<int64_t>(job.plan.size());
-      data = load_dataset(c.dataset, c.training.seed);
-      job.features = data.features;
-      job.classes = data.classes;
-      job.dataset_description = data.description;
-      if (c.model.layer_sizes.front() != data.features) {
-        throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
-                          " but the " + c.dataset.name + " inputs have " + std::to_string(data.features) +
-                          " features: the first layer width must equal the input width");
-      }
-      if (c.model.layer_sizes.back() != data.classes) {
-        throw ConfigError("[model] model_config.layer_sizes[-1] = " + std::to_string(c.model.layer_sizes.back()) +
-                          " but the " + c.dataset.name + " dataset has " + std::to_string(data.classes) +
-                          " classes: the last layer width must equal the number of classes");
-      }
-      if (c.training.micro_batches > kMaxMicroBatches) {
-        throw ConfigError("[config] training.micro_batches = " + std::to_string(c.training.micro_batches) +
-                          " exceeds the maximum of " + std::to_string(kMaxMicroBatches));
-      }
-      job.config_yaml = to_yaml(c);
-      setup = {{"ok", true},
-               {"config", job.config_yaml},
-               {"plan", plan_to_json(job.plan)},
-               {"features", job.features},
-               {"classes", job.classes},
-               {"dataset", job.dataset_description}};
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "error: %s\n", e.what());
-      setup = {{"ok", false}, {"error", e.what()}};
-    }
-  }
-  std::string text = setup.dump();
+// The set-up broadcast: {"type": "job", "ok": true, config, plan, ...},
+// {"type": "job", "ok": false, "error"}, or {"type": "shutdown"}.
+void broadcast_json(Comm& comm, const json& message) {
+  const std::string text = message.dump();
   std::vector<uint8_t> bytes(text.begin(), text.end());
   comm.broadcast(bytes, 0);
-  if (comm.rank() != 0) {
-    setup = json::parse(bytes.begin(), bytes.end());
-    if (!setup["ok"].get<bool>()) return 1;
-    job.config_yaml = setup["config"].get<std::string>();
-    job.config = parse_config(job.config_yaml, {}, "<from rank 0>");
-    for (const auto& r : setup["plan"]) job.plan.push_back({r[0].get<int64_t>(), r[1].get<int64_t>()});
-    job.stages = static_cast<int64_t>(job.plan.size());
-    job.features = setup["features"].get<int64_t>();
-    job.classes = setup["classes"].get<int64_t>();
-  } else if (!setup["ok"].get<bool>()) {
-    return 1;
-  }
+}
 
-  const std::vector<std::string> hosts = comm.all_hosts();
-  const int threads = choose_threads(options, comm, hosts, job.stages);
+json receive_json(Comm& comm) {
+  std::vector<uint8_t> bytes;
+  comm.broadcast(bytes, 0);
+  return json::parse(bytes.begin(), bytes.end());
+}
+
+// Start-up lines: run shape, BLAS, data, and the plan with each stage's rank and host.
+std::vector<std::string> plan_lines(const Job& job, const TrainOptions& options, const std::vector<std::string>& hosts,
+                                    int world, int threads) {
+  const auto& c = job.config;
+  std::vector<std::string> lines;
+  lines.push_back(format("arceus: %d rank%s, %lld stage%s, %s schedule, M=%lld, %d-bit messages, seed %llu", world,
+                         world == 1 ? "" : "s", (long long)job.stages, job.stages == 1 ? "" : "s",
+                         c.training.schedule.c_str(), (long long)c.training.micro_batches,
+                         c.communication.quantization_bits, (unsigned long long)c.training.seed));
+  lines.push_back(format("  blas: %s; %d thread%s per stage rank", options.blas.c_str(), threads, threads == 1 ? "" : "s"));
+  lines.push_back("  data: " + job.dataset_description);
+  const auto costs = mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits);
+  const auto scost = stage_costs(costs, job.plan);
+  if (world > 1) lines.push_back(format("  rank 0 on %s: orchestrator", hosts[0].c_str()));
+  for (int64_t k = 0; k < job.stages; ++k) {
+    const auto& r = job.plan[static_cast<size_t>(k)];
+    int64_t params = 0;
+    for (int64_t i = r.first; i < r.end(); ++i)
+      params += c.model.layer_sizes[size_t(i)] * c.model.layer_sizes[size_t(i + 1)] + c.model.layer_sizes[size_t(i + 1)];
+    const int rank = world == 1 ? 0 : static_cast<int>(k + 1);
+    lines.push_back(format("  rank %d on %s: stage %lld, layers %lld-%lld, %lld parameters, est. cost %.3g", rank,
+                           hosts[size_t(rank)].c_str(), (long long)k + 1, (long long)r.first, (long long)r.end() - 1,
+                           (long long)params, scost[size_t(k)]));
+  }
+  for (int r = static_cast<int>(job.stages) + 1; r < world; ++r)
+    lines.push_back(format("  rank %d on %s: idle (partition uses %lld stages)", r, hosts[size_t(r)].c_str(),
+                           (long long)job.stages));
+  return lines;
+}
+
+void set_threads(const TrainOptions& options, int threads) {
   at::set_num_threads(threads);
   if (options.set_threads) options.set_threads(threads);
+}
 
-  if (comm.rank() == 0) {
+}  // namespace
+
+void broadcast_setup_failure(Comm& comm, const std::string& error) {
+  if (comm.size() > 1) broadcast_json(comm, {{"type", "job"}, {"ok", false}, {"error", error}});
+}
+
+void shutdown_workers(Comm& comm) {
+  if (comm.size() > 1) broadcast_json(comm, {{"type", "shutdown"}});
+}
+
+JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options, JobObserver* observer) {
+  const int world = comm.size();
+  Job job;
+  job.config = config;
+  DataSplits data;
+  try {
     const auto& c = job.config;
-    std::printf("arceus: %d rank%s, %lld stage%s, %s schedule, M=%lld, %d-bit messages, seed %llu\n", world,
-                world == 1 ? "" : "s", (long long)job.stages, job.stages == 1 ? "" : "s", c.training.schedule.c_str(),
-                (long long)c.training.micro_batches, c.communication.quantization_bits,
-                (unsigned long long)c.training.seed);
-    std::printf("  blas: %s; %d thread%s per stage rank\n", options.blas.c_str(), threads, threads == 1 ? "" : "s");
-    std::printf("  data: %s\n", job.dataset_description.c_str());
-    const auto costs = mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits);
-    const auto scost = stage_costs(costs, job.plan);
-    if (world > 1) std::printf("  rank 0 on %s: orchestrator\n", hosts[0].c_str());
-    for (int64_t k = 0; k < job.stages; ++k) {
-      const auto& r = job.plan[static_cast<size_t>(k)];
-      int64_t params = 0;
-      for (int64_t i = r.first; i < r.end(); ++i)
-        params += c.model.layer_sizes[size_t(i)] * c.model.layer_sizes[size_t(i + 1)] + c.model.layer_sizes[size_t(i + 1)];
-      const int rank = world == 1 ? 0 : static_cast<int>(k + 1);
-      std::printf("  rank %d on %s: stage %lld, layers %lld-%lld, %lld parameters, est. cost %.3g\n", rank,
-                  hosts[size_t(rank)].c_str(), (long long)k + 1, (long long)r.first, (long long)r.end() - 1,
-                  (long long)params, scost[size_t(k)]);
+    job.plan = make_plan(c, world);  // before loading data: fail fast
+    job.stages = static_cast<int64_t>(job.plan.size());
+    check_output_dir(c.output.dir);
+    data = load_dataset(c.dataset, c.training.seed);
+    job.features = data.features;
+    job.classes = data.classes;
+    job.dataset_description = data.description;
+    if (c.model.layer_sizes.front() != data.features) {
+      throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
+                        " but the " + c.dataset.name + " inputs have " + std::to_string(data.features) +
+                        " features: the first layer width must equal the input width");
     }
-    for (int r = static_cast<int>(job.stages) + 1; r < world; ++r)
-      std::printf("  rank %d on %s: idle (partition uses %lld stages)\n", r, hosts[size_t(r)].c_str(),
-                  (long long)job.stages);
-    std::fflush(stdout);
+    if (c.model.layer_sizes.back() != data.classes) {
+      throw ConfigError("[model] model_config.layer_sizes[-1] = " + std::to_string(c.model.layer_sizes.back()) +
+                        " but the " + c.dataset.name + " dataset has " + std::to_string(data.classes) +
+                        " classes: the last layer width must equal the number of classes");
+    }
+    if (c.training.micro_batches > kMaxMicroBatches) {
+      throw ConfigError("[config] training.micro_batches = " + std::to_string(c.training.micro_batches) +
+                        " exceeds the maximum of " + std::to_string(kMaxMicroBatches));
+    }
+    job.config_yaml = to_yaml(c);
+  } catch (const std::exception& e) {
+    broadcast_setup_failure(comm, e.what());
+    JobResult r;
+    r.state = "failed";
+    r.error = e.what();
+    return r;
+  }
+  if (world > 1) {
+    broadcast_json(comm, {{"type", "job"},
+                          {"ok", true},
+                          {"config", job.config_yaml},
+                          {"plan", plan_to_json(job.plan)},
+                          {"features", job.features},
+                          {"classes", job.classes},
+                          {"dataset", job.dataset_description}});
+  }
+  const std::vector<std::string> hosts = comm.all_hosts();
+  const int threads = choose_threads(options, comm, hosts, job.stages);
+  set_threads(options, threads);
+  for (const auto& line : plan_lines(job, options, hosts, world, threads)) {
+    std::printf("%s\n", line.c_str());
+    if (observer) observer->on_log(line);
+  }
+  std::fflush(stdout);
 
-    Orchestrator orchestrator(job, data, comm, options, hosts);
-    try {
-      orchestrator.run();
-    } catch (const std::exception& e) {
-      orchestrator.fail(e.what());
-      throw;
+  Orchestrator orchestrator(job, data, comm, options, hosts, observer);
+  JobResult result;
+  try {
+    result.state = orchestrator.run();
+  } catch (const std::exception& e) {
+    orchestrator.fail(e.what());
+    throw;
+  }
+  result.summary = orchestrator.summary();
+  return result;
+}
+
+int worker_loop(Comm& comm, const TrainOptions& options, bool serve) {
+  while (true) {
+    const json message = receive_json(comm);
+    if (message.value("type", "") == "shutdown") return 0;
+    if (!message.value("ok", false)) {
+      if (serve) continue;
+      return 1;
     }
-    std::printf("summary: %s/summary.json\n", c.output.dir.c_str());
-    return 0;
+    Job job;
+    job.config_yaml = message["config"].get<std::string>();
+    job.config = parse_config(job.config_yaml, {}, "<from rank 0>");
+    for (const auto& r : message["plan"]) job.plan.push_back({r[0].get<int64_t>(), r[1].get<int64_t>()});
+    job.stages = static_cast<int64_t>(job.plan.size());
+    job.features = message["features"].get<int64_t>();
+    job.classes = message["classes"].get<int64_t>();
+    const std::vector<std::string> hosts = comm.all_hosts();
+    set_threads(options, choose_threads(options, comm, hosts, job.stages));
+    if (comm.rank() <= job.stages) {
+      stage_loop(job, comm.rank() - 1, comm);
+    } else {
+      idle_loop(comm);
+    }
+    if (!serve) return 0;
   }
-  if (comm.rank() <= job.stages) {
-    stage_loop(job, comm.rank() - 1, comm);
-  } else {
-    idle_loop(comm);
+}
+
+int run_train(Comm& comm, const TrainOptions& options) {
+  if (comm.rank() != 0) return worker_loop(comm, options, false);
+  Config config;
+  try {
+    config = load_config_file(options.config_path, options.overrides);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    broadcast_setup_failure(comm, e.what());
+    return 1;
   }
+  const JobResult result = run_job(comm, config, options, nullptr);
+  if (result.state == "failed") {
+    std::fprintf(stderr, "error: %s\n", result.error.c_str());
+    return 1;
+  }
+  std::printf("summary: %s/summary.json\n", config.output.dir.c_str());
   return 0;
 }
 

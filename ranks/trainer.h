@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,47 @@ struct TrainOptions {
   std::function<void(int)> set_threads;
 };
 
-// Runs the whole job on every rank. Returns the process exit code (0 on success). Errors in
-// set-up (config, data, partition) are printed once by rank 0 and every rank returns 1.
-// Errors during training are thrown (the launcher prints them and aborts the world).
+// Events of a running job, delivered on rank 0's main thread (the thread that calls MPI).
+// The REST shim records them; `arceus train` passes none. Implementations must be quick.
+class JobObserver {
+ public:
+  virtual ~JobObserver() = default;
+  virtual void on_log(const std::string& line) {}
+  // {"epoch", "step", "steps", "loss", "accuracy", "samples_per_second"} per training batch.
+  virtual void on_step(const nlohmann::json& step) {}
+  // The epoch's entry of summary.json (see README), after each epoch.
+  virtual void on_epoch(const nlohmann::json& epoch) {}
+  // Polled between batches; true ends the job after the batches in flight ("stopped").
+  virtual bool stop_requested() { return false; }
+};
+
+struct JobResult {
+  std::string state;      // completed | stopped | failed
+  std::string error;      // when failed
+  nlohmann::json summary; // what summary.json holds
+};
+
+// Rank 0 only. Plans the partition, checks the output directory, loads the data, checks the
+// model against it, broadcasts the job to the workers, then orchestrates it. A set-up error
+// (ConfigError, DataError, PartitionError) is returned as state "failed" after the workers
+// were told (they go back to waiting, or exit in `train`). Errors during training throw.
+JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options, JobObserver* observer);
+
+// Rank 0 only: tells a set-up failure found before run_job (e.g. a config that does not
+// parse) to the workers, so none of them waits forever.
+void broadcast_setup_failure(Comm& comm, const std::string& error);
+
+// Rank 0 only: ends worker_loop on every other rank.
+void shutdown_workers(Comm& comm);
+
+// Ranks 1..N-1: wait (yielding) for jobs from rank 0 and run their stage of each. With
+// `serve` false, returns after one job (exit code 0, or 1 when its set-up failed); with
+// `serve` true, loops until shutdown_workers.
+int worker_loop(Comm& comm, const TrainOptions& options, bool serve);
+
+// `arceus train`: the whole job on every rank. Returns the process exit code (0 on
+// success). Set-up errors are printed once by rank 0 and every rank returns 1. Errors
+// during training are thrown (the launcher prints them and aborts the world).
 int run_train(Comm& comm, const TrainOptions& options);
 
 }  // namespace arceus
