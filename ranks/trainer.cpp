@@ -65,6 +65,8 @@ struct Job {
   std::string dataset_description;
 };
 
+}  // namespace
+
 std::vector<LayerRange> make_plan(const Config& c, int world) {
   const int64_t layers = static_cast<int64_t>(c.model.layer_sizes.size()) - 1;
   const int64_t owners = world == 1 ? 1 : world - 1;  // rank 0 orchestrates when world > 1
@@ -103,6 +105,8 @@ std::vector<LayerRange> make_plan(const Config& c, int world) {
   return plan;
 }
 
+namespace {
+
 json plan_to_json(const std::vector<LayerRange>& plan) {
   json j = json::array();
   for (const auto& r : plan) j.push_back({r.first, r.count});
@@ -118,7 +122,8 @@ struct RankStats {
   double forward = 0, backward = 0, optimizer = 0, codec = 0, wait = 0, idle = 0;
   double wall = 0, cpu = 0;
   double train_wall = 0, train_busy = 0;  // inside training steps only (for the bubble)
-  double flops = 0;
+  double flops = 0;                       // forward + backward
+  double forward_flops = 0, backward_flops = 0;
   uint64_t bytes_raw = 0, bytes_wire = 0, messages = 0;
 };
 static_assert(std::is_trivially_copyable_v<RankStats>);
@@ -139,6 +144,8 @@ json stats_to_json(const RankStats& s, const std::string& host) {
           {"busy_fraction", s.wall > 0 ? busy / s.wall : 0.0},
           {"gflops", s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0},
           {"flops", s.flops},
+          {"forward_tflops", s.forward > 0 ? s.forward_flops / s.forward / 1e12 : 0.0},
+          {"backward_tflops", s.backward > 0 ? s.backward_flops / s.backward / 1e12 : 0.0},
           {"bytes_raw", s.bytes_raw},
           {"bytes_wire", s.bytes_wire},
           {"messages", s.messages}};
@@ -361,6 +368,7 @@ class Stage {
         }
         stats_.forward += seconds_since(t0);
         stats_.flops += fwd_flops * static_cast<double>(rows);
+        stats_.forward_flops += fwd_flops * static_cast<double>(rows);
         if (!last_) {
           sends.push_back(wire_.send_tensor(y, next, MsgKind::Activation, step, i, bits_, false, 0));
         }
@@ -379,6 +387,7 @@ class Stage {
         }
         stats_.backward += seconds_since(t0);
         stats_.flops += 2.0 * fwd_flops * static_cast<double>(rows);
+        stats_.backward_flops += 2.0 * fwd_flops * static_cast<double>(rows);
         if (!first_) {
           const uint64_t seed = mix_seed(mix_seed(job_.config.training.seed, step), static_cast<uint64_t>(stage_ * kMaxMicroBatches + i));
           sends.push_back(wire_.send_tensor(xs[i].grad(), prev, MsgKind::Gradient, step, i, bits_,

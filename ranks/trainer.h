@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "partition/partition.h"
 #include "ranks/comm.h"
 
 namespace arceus {
@@ -35,6 +36,10 @@ class JobObserver {
   // Polled between batches; true ends the job after the batches in flight ("stopped").
   virtual bool stop_requested() { return false; }
 };
+
+// The stages of a job on a world of `world` ranks: rank 0 orchestrates, so world - 1 stages
+// (or partition.stages / partition.layers); one stage when world is 1. Throws PartitionError.
+std::vector<LayerRange> make_plan(const Config& config, int world);
 
 struct JobResult {
   std::string state;      // completed | stopped | failed

@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# Multi-host test on one machine: three "hosts" as network namespaces on a private bridge.
+#
+#   tests/netns/run.sh [--bin PATH] [--rate RATE] [--wifi] [--timeout SECONDS] [--keep]
+#
+# Builds arceus-h1..arceus-h3 (each: lo + one veth `arc0` with 10.77.0.N/24, IPv6 off, its
+# own host name), joined by the bridge `arceus-br` that lives in a fourth namespace
+# `arceus-sw` (nothing is added to the machine's own network namespace, and the namespaces have
+# no route anywhere but 10.77.0.0/24). Then, from arceus-h1:
+#
+#   mpirun --hostfile {10.77.0.1,10.77.0.2,10.77.0.3 slots=1} -np 3
+#          --mca plm_rsh_agent tests/netns/netns-agent   (enters a namespace instead of ssh)
+#          --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include ...
+#          arceus train configs/fashion_mnist_mlp.yaml --set training.epochs=1 ...
+#
+# and the same job with `scripts/mpirun -np 3` on the machine itself, and checks:
+#   - both runs complete; final.val_accuracy agrees within 1 percentage point;
+#   - summary.json names 3 different hosts (arceus-h1..h3);
+#   - the bytes the ranks sent (summary bytes_wire) all went through the veths (tx counters);
+#   - Open MPI's TCP BTL (btl_base_verbose) used 10.77.0.x addresses only.
+#
+# Options:
+#   --bin PATH       the arceus binary (default: $ARCEUS_BIN or build/arceus)
+#   --rate RATE      limit every veth, both directions, with `tc ... tbf rate RATE burst 32kbit
+#                    latency 50ms` (e.g. 100mbit); default: $ARCEUS_NETNS_RATE or no limit
+#   --wifi           the same as --rate 100mbit (a Wi-Fi-like link)
+#   --timeout S      limit of each mpirun (default 240)
+#   --keep           keep the work directory (logs, hostfile, summaries) even on success
+#
+# Exit: 0 pass, 1 fail, 77 skipped (not root, no `ip netns`, no mpirun, no data, ...), with
+# the reason printed. Namespaces, bridge and veths are removed on exit, also on failure or
+# Ctrl-C, and a run left behind by a killed run is cleaned up first.
+set -euo pipefail
+
+SKIP=77
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+agent=$here/netns-agent
+
+BIN=${ARCEUS_BIN:-$root/build/arceus}
+CONFIG=$root/configs/fashion_mnist_mlp.yaml
+DATA_DIR=/usr/share/datasets/fashion-mnist
+RATE=${ARCEUS_NETNS_RATE:-}
+RUN_TIMEOUT=240
+KEEP=0
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bin) BIN=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    --wifi) RATE=100mbit; shift ;;
+    --timeout) RUN_TIMEOUT=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+export ARCEUS_NETNS_PREFIX=arceus-h
+export ARCEUS_NETNS_SUBNET=10.77.0
+HOSTS=(1 2 3)
+SWITCH=arceus-sw
+BRIDGE=arceus-br
+ns_of() { echo "$ARCEUS_NETNS_PREFIX$1"; }
+
+log() { echo "[netns] $*"; }
+skip() { echo "[netns] SKIPPED: $*"; exit "$SKIP"; }
+fail() { echo "[netns] FAIL: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------
+# Can this machine run the test at all? Anything missing is a skip that says why.
+[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces, veths, a bridge); run as root"
+for c in ip unshare mpirun python3 flock timeout; do
+  command -v "$c" >/dev/null 2>&1 || skip "command '$c' not found"
+done
+[ -x "$BIN" ] || fail "arceus binary '$BIN' not found or not executable (build it: scripts/build)"
+[ -d "$DATA_DIR" ] || skip "Fashion-MNIST not installed in $DATA_DIR (Debian package dataset-fashion-mnist)"
+[ -x "$agent" ] || fail "rsh agent '$agent' missing or not executable"
+
+# One run at a time on a machine (the namespace names are fixed).
+lockdir=/run/lock
+[ -d "$lockdir" ] || lockdir=/tmp
+exec 9>"$lockdir/arceus-netns.lock"
+flock -w 300 9 || fail "another tests/netns/run.sh holds $lockdir/arceus-netns.lock"
+
+# ---------------------------------------------------------------------------------------
+# Clean-up: kill whatever still runs inside our namespaces (by PID), then delete them; the
+# veths and the bridge live inside them and go with them.
+all_ns() { for h in "${HOSTS[@]}"; do ns_of "$h"; done; echo "$SWITCH"; }
+cleanup_net() {
+  local ns pids
+  for ns in $(all_ns); do
+    [ -e "/run/netns/$ns" ] || continue
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    if [ -n "$pids" ]; then
+      # shellcheck disable=SC2086
+      kill -TERM $pids 2>/dev/null || true
+      sleep 1
+      pids=$(ip netns pids "$ns" 2>/dev/null || true)
+      # shellcheck disable=SC2086
+      [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
+    fi
+    ip netns del "$ns" 2>/dev/null || true
+  done
+}
+
+work=""
+status=1
+on_exit() {
+  status=$?
+  set +e
+  cleanup_net
+  local left
+  left=$(for ns in $(all_ns); do [ -e "/run/netns/$ns" ] && echo "$ns"; done)
+  [ -z "$left" ] || echo "[netns] warning: namespaces left behind: $left" >&2
+  if [ -n "$work" ] && [ -d "$work" ]; then
+    if [ "$status" -eq 0 ] && [ "$KEEP" -eq 0 ]; then
+      rm -rf "$work"
+    else
+      echo "[netns] work directory kept: $work"
+    fi
+  fi
+  exit "$status"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+t_start=$SECONDS
+cleanup_net  # a previous run that was killed may have left its namespaces
+
+# Can we create namespaces here at all (containers often cannot)?
+if ! err=$(ip netns add "$SWITCH" 2>&1); then
+  skip "cannot create a network namespace ('ip netns add' said: $err)"
+fi
+
+work=$(mktemp -d /tmp/arceus-netns.XXXXXX)
+export ARCEUS_NETNS_TMP=$work/tmp
+
+# ---------------------------------------------------------------------------------------
+# The network.
+no_ipv6() { ip netns exec "$1" sh -c 'for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; do [ -w "$f" ] && echo 1 > "$f"; done; true'; }
+no_ipv6 "$SWITCH"
+ip -n "$SWITCH" link set lo up
+if ! err=$(ip -n "$SWITCH" link add "$BRIDGE" type bridge 2>&1); then
+  skip "cannot create a Linux bridge ($err)"
+fi
+ip -n "$SWITCH" link set "$BRIDGE" up
+for h in "${HOSTS[@]}"; do
+  ns=$(ns_of "$h")
+  ip netns add "$ns"
+  no_ipv6 "$ns"
+  ip -n "$ns" link set lo up
+  # veth pair created in the switch, one end moved straight into the host namespace.
+  if ! err=$(ip -n "$SWITCH" link add "h$h" type veth peer name arc0 netns "$ns" 2>&1); then
+    skip "cannot create a veth pair ($err)"
+  fi
+  ip -n "$SWITCH" link set "h$h" master "$BRIDGE" up
+  ip -n "$ns" addr add "$ARCEUS_NETNS_SUBNET.$h/24" dev arc0
+  ip -n "$ns" link set arc0 up
+  if [ -n "$RATE" ]; then
+    # tbf shapes egress: arc0 = the host's upload, the switch port = its download.
+    tc -n "$ns" qdisc add dev arc0 root tbf rate "$RATE" burst 32kbit latency 50ms
+    tc -n "$SWITCH" qdisc add dev "h$h" root tbf rate "$RATE" burst 32kbit latency 50ms
+  fi
+done
+
+# Every address inside the host namespaces must be loopback or 10.77.0.x.
+for h in "${HOSTS[@]}"; do
+  ns=$(ns_of "$h")
+  addrs=$(ip -n "$ns" -o addr show | awk '{print $4}' | tr '\n' ' ')
+  log "$ns: addresses: $addrs"
+  for a in $addrs; do
+    case $a in
+      127.0.0.1/*|::1/*|"$ARCEUS_NETNS_SUBNET".*) ;;
+      *) fail "$ns has address $a (only loopback and $ARCEUS_NETNS_SUBNET.x allowed)" ;;
+    esac
+  done
+  routes=$(ip -n "$ns" route show | tr '\n' ';')
+  log "$ns: routes: $routes"
+done
+[ -n "$RATE" ] && log "links limited to $RATE each way (tbf burst 32kbit latency 50ms)"
+
+# Reachability, when ping is installed (mpirun's own errors are clear enough otherwise).
+if command -v ping >/dev/null 2>&1; then
+  for h in 2 3; do
+    ip netns exec "$(ns_of 1)" ping -c 1 -W 2 "$ARCEUS_NETNS_SUBNET.$h" >/dev/null \
+      || fail "$(ns_of 1) cannot ping $ARCEUS_NETNS_SUBNET.$h"
+  done
+fi
+
+cat > "$work/hostfile" <<EOF
+# written by tests/netns/run.sh: one slot per namespace "host"
+$ARCEUS_NETNS_SUBNET.1 slots=1
+$ARCEUS_NETNS_SUBNET.2 slots=1
+$ARCEUS_NETNS_SUBNET.3 slots=1
+EOF
+
+# veth byte counters, seen from inside each host: "rx tx".
+counters() { ip netns exec "$(ns_of "$1")" sh -c 'echo $(cat /sys/class/net/arc0/statistics/rx_bytes) $(cat /sys/class/net/arc0/statistics/tx_bytes)'; }
+declare -A before
+for h in "${HOSTS[@]}"; do before[$h]=$(counters "$h"); done
+
+# ---------------------------------------------------------------------------------------
+# The 3-host run: mpirun itself runs on "host" 1, started through the agent like any host.
+TRAIN_ARGS=(train "$CONFIG" --set training.epochs=1 --threads 1 --quiet)
+mpi_cmd=(mpirun --allow-run-as-root
+  --hostfile "$work/hostfile" -np 3
+  --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
+  --mca btl tcp,self
+  --mca btl_tcp_if_include "$ARCEUS_NETNS_SUBNET.0/24"
+  --mca oob_tcp_if_include "$ARCEUS_NETNS_SUBNET.0/24"
+  --mca btl_base_verbose 30
+  "$BIN" "${TRAIN_ARGS[@]}" --set "output.dir=$work/netns")
+log "3 hosts: $(printf '%q ' "${mpi_cmd[@]}")"
+t0=$SECONDS
+rc=0
+timeout -k 10 "$RUN_TIMEOUT" "$agent" "$ARCEUS_NETNS_SUBNET.1" "$(printf '%q ' "${mpi_cmd[@]}")" \
+  > "$work/netns.log" 2>&1 || rc=$?
+t_netns=$((SECONDS - t0))
+grep -E '^(epoch|arceus:|  rank|summary)' "$work/netns.log" | sed 's/^/  /' || true
+if [ "$rc" -ne 0 ]; then
+  tail -n 40 "$work/netns.log" >&2
+  fail "the 3-host mpirun exited with status $rc (124 = timeout after ${RUN_TIMEOUT}s); log: $work/netns.log"
+fi
+declare -A after
+for h in "${HOSTS[@]}"; do after[$h]=$(counters "$h"); done
+
+# ---------------------------------------------------------------------------------------
+# The same job on the machine itself.
+log "local: scripts/mpirun -np 3 $BIN ${TRAIN_ARGS[*]} --set output.dir=$work/local"
+t0=$SECONDS
+rc=0
+timeout -k 10 "$RUN_TIMEOUT" "$root/scripts/mpirun" -np 3 "$BIN" "${TRAIN_ARGS[@]}" \
+  --set "output.dir=$work/local" > "$work/local.log" 2>&1 || rc=$?
+t_local=$((SECONDS - t0))
+grep -E '^epoch' "$work/local.log" | sed 's/^/  /' || true
+if [ "$rc" -ne 0 ]; then
+  tail -n 40 "$work/local.log" >&2
+  fail "the local mpirun exited with status $rc; log: $work/local.log"
+fi
+
+# ---------------------------------------------------------------------------------------
+# Checks.
+counter_args=()
+for h in "${HOSTS[@]}"; do
+  counter_args+=("$(ns_of "$h")" ${before[$h]} ${after[$h]})
+done
+python3 - "$work" "$ARCEUS_NETNS_SUBNET" "$t_netns" "$t_local" "${counter_args[@]}" <<'EOF'
+import json, re, sys
+
+work, subnet, t_netns, t_local = sys.argv[1:5]
+rest = sys.argv[5:]
+problems = []
+
+def load(name):
+    with open(f"{work}/{name}/summary.json") as f:
+        return json.load(f)
+
+net, loc = load("netns"), load("local")
+for name, s in (("3-host", net), ("local", loc)):
+    if s.get("state") != "completed":
+        problems.append(f"{name} run: state {s.get('state')!r} (error: {s.get('error')})")
+acc_n, acc_l = net["final"]["val_accuracy"], loc["final"]["val_accuracy"]
+diff = abs(acc_n - acc_l) * 100
+print(f"[netns] val_accuracy: 3 hosts {acc_n*100:.2f}%, local {acc_l*100:.2f}% "
+      f"(difference {diff:.2f} points); wall {t_netns} s vs {t_local} s "
+      f"(summary seconds {net['seconds']:.1f} vs {loc['seconds']:.1f})")
+if diff > 1.0:
+    problems.append(f"val_accuracy differs by {diff:.2f} points (> 1)")
+
+hosts = [r["host"] for r in net["ranks"]]
+print(f"[netns] ranks[].host of the 3-host run: {hosts}")
+if len(set(hosts)) != 3:
+    problems.append(f"expected 3 different hosts in ranks[].host, got {hosts}")
+
+# Every byte a rank sent must have left its host through its veth: tx of host i >= the
+# bytes_wire of the rank on host i (summed over epochs), and the totals agree.
+wire = net["bytes_wire"]
+sent_by_host = {}
+for ep in net["epochs"]:
+    for t in ep["timing"]:
+        sent_by_host[t["host"]] = sent_by_host.get(t["host"], 0) + t["bytes_wire"]
+total_tx = total_rx = 0
+for i in range(0, len(rest), 5):
+    ns, rx0, tx0, rx1, tx1 = rest[i], *map(int, rest[i + 1:i + 5])
+    rx, tx = rx1 - rx0, tx1 - tx0
+    total_rx += rx
+    total_tx += tx
+    sent = sent_by_host.get(ns, 0)
+    print(f"[netns] {ns} arc0: rx {rx/2**20:7.2f} MiB, tx {tx/2**20:7.2f} MiB "
+          f"(its rank sent {sent/2**20:7.2f} MiB of messages)")
+    if sent == 0:
+        problems.append(f"no rank reported host {ns} in epochs[].timing[]")
+    if tx < sent:
+        problems.append(f"{ns}: its veth sent {tx} bytes, less than the {sent} its rank sent")
+print(f"[netns] veths total tx {total_tx/2**20:.2f} MiB, rx {total_rx/2**20:.2f} MiB; "
+      f"ranks sent {wire/2**20:.2f} MiB of messages (summary bytes_wire)")
+if total_tx < wire:
+    problems.append(f"the veths carried {total_tx} bytes, less than the {wire} bytes the ranks sent")
+
+# Open MPI's TCP BTL, verbose: which peers it used, and every IPv4 address it named.
+log = open(f"{work}/netns.log", errors="replace").read()
+btl = [l for l in log.splitlines() if "btl" in l and "tcp" in l]
+peers = re.findall(r"Using tcp btl for send to \[\[\d+,\d+\],(\d+)\] on node (\S+)", log)
+addrs = set(re.findall(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b", "\n".join(btl)))
+print(f"[netns] TCP BTL: {len(btl)} verbose lines; sends over tcp to "
+      f"{sorted(set(f'rank {r} on {a}' for r, a in peers))}; IPv4 addresses named: {sorted(addrs)}")
+if len(peers) < 2:
+    problems.append("the verbose output shows fewer than 2 'Using tcp btl for send to' (TCP BTL not used?)")
+# Peers are named by address (10.77.0.x from the hostfile) or, for mpirun's own node, by its
+# host name (arceus-h1).
+ipv4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+bad = sorted(a for a in addrs | {a for _, a in peers if ipv4.match(a)}
+             if not (a.startswith(subnet + ".") or a == "0.0.0.0"))
+bad += sorted({a for _, a in peers if not ipv4.match(a) and not a.startswith("arceus-h")})
+if bad:
+    problems.append(f"the TCP BTL named addresses outside {subnet}.x: {bad}")
+
+if problems:
+    for p in problems:
+        print(f"[netns] FAIL: {p}", file=sys.stderr)
+    sys.exit(1)
+EOF
+
+log "PASS in $((SECONDS - t_start)) s (3-host run ${t_netns} s, local run ${t_local} s)"
