@@ -32,7 +32,8 @@ namespace {
 const std::map<std::string, std::vector<std::string>>& schema() {
   static const std::map<std::string, std::vector<std::string>> kSchema = {
       {"",
-       {"model_config", "dataset_config", "training", "communication", "partition", "output"}},
+       {"model_config", "dataset_config", "training", "communication", "partition", "output",
+        "resume"}},
       {"model_config", {"type", "layer_sizes"}},
       {"dataset_config",
        {"name", "root", "batch_size", "val_batch_size", "normalize", "shuffle",
@@ -44,7 +45,7 @@ const std::map<std::string, std::vector<std::string>>& schema() {
         "schedule", "seed", "max_steps"}},
       {"communication", {"quantization_bits", "stochastic_rounding"}},
       {"partition", {"method", "stages", "layers"}},
-      {"output", {"dir"}},
+      {"output", {"dir", "checkpoint_every", "checkpoint_every_steps", "metrics"}},
   };
   return kSchema;
 }
@@ -694,7 +695,14 @@ void read_partition(const Section& s, PartitionConfig& p) {
   s.layer_lists("layers", p.layers);
 }
 
-void read_output(const Section& s, OutputConfig& o) { s.string("dir", o.dir, false); }
+void read_output(const Section& s, OutputConfig& o) {
+  s.string("dir", o.dir, false);
+  s.integer<int64_t>("checkpoint_every", o.checkpoint_every, 0,
+                     "a non-negative integer (epochs between checkpoints; 0 = only at the end)");
+  s.integer<int64_t>("checkpoint_every_steps", o.checkpoint_every_steps, 0,
+                     "a non-negative integer (steps between checkpoints; 0 = off)");
+  s.boolean("metrics", o.metrics);
+}
 
 Config read_config(const Context& ctx, const YAML::Node& root) {
   Config config;
@@ -705,6 +713,7 @@ Config read_config(const Context& ctx, const YAML::Node& root) {
   read_communication(top.section("communication"), config.communication);
   read_partition(top.section("partition"), config.partition);
   read_output(top.section("output"), config.output);
+  top.boolean("resume", config.resume);
   return config;
 }
 
@@ -856,7 +865,11 @@ std::string to_yaml(const Config& c) {
 
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "dir" << YAML::Value << c.output.dir;
+  out << YAML::Key << "checkpoint_every" << YAML::Value << std::to_string(c.output.checkpoint_every);
+  out << YAML::Key << "checkpoint_every_steps" << YAML::Value << std::to_string(c.output.checkpoint_every_steps);
+  out << YAML::Key << "metrics" << YAML::Value << c.output.metrics;
   out << YAML::EndMap;
+  out << YAML::Key << "resume" << YAML::Value << c.resume;
 
   out << YAML::EndMap;
   if (!out.good()) throw ConfigError("[config] cannot emit YAML: " + out.GetLastError());

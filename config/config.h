@@ -69,7 +69,10 @@ struct PartitionConfig {
 };
 
 struct OutputConfig {
-  std::string dir = "runs/default";  // summary.json (and later checkpoints) go here
+  std::string dir = "runs/default";    // summary.json, checkpoint.h5, metrics.h5 go here
+  int64_t checkpoint_every = 1;        // epochs between checkpoints (0 = only at the end)
+  int64_t checkpoint_every_steps = 0;  // also every N training steps (0 = off)
+  bool metrics = true;                 // write metrics.h5
 };
 
 struct Config {
@@ -79,6 +82,7 @@ struct Config {
   CommunicationConfig communication;
   PartitionConfig partition;
   OutputConfig output;
+  bool resume = false;  // continue from <output.dir>/checkpoint.h5 when it exists
 };
 
 // One "--set a.b.c=value" override; value is parsed as YAML (so 4, 0.1, [1,2], true work).

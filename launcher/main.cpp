@@ -5,13 +5,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
 #include "launcher/blas.h"
+#include "launcher/serve.h"
 #include "ranks/comm.h"
 #include "ranks/trainer.h"
+#include "storage/storage.h"
 
 namespace {
 
@@ -62,11 +65,39 @@ int main(int argc, char** argv) {
       });
   train->add_flag("--quiet", options.quiet, "No live progress line or timing table (epoch summaries only)");
 
+  arceus::ServeOptions serve_options;
+  CLI::App* serve = arceus::add_serve_command(app, serve_options, options);
+  train->add_option("--resume", options.resume,
+                    "Continue from this checkpoint.h5 (its epoch and step; parameters by layer name, so the "
+                    "number of ranks may differ). `resume: true` in the config resumes from "
+                    "<output.dir>/checkpoint.h5 when it exists");
+
+  std::string eval_checkpoint;
+  auto* eval = app.add_subcommand("eval", "Validation loss and accuracy of a checkpoint (one process)");
+  eval->add_option("config", options.config_path, "YAML job file (model and validation data)")->required();
+  eval->add_option("--checkpoint", eval_checkpoint, "checkpoint.h5 to evaluate")->required();
+  eval->add_option("--set", sets, "Override one config key, KEY=VALUE (repeatable)")->allow_extra_args(false);
+  eval->add_option("--threads", options.threads, "LibTorch/BLAS threads ('auto' = all cores)")->default_val("auto");
+
+  std::string inspect_path;
+  auto* inspect = app.add_subcommand("inspect", "Print a checkpoint's config, epoch/step and tensors (name, shape, norm)");
+  inspect->add_option("checkpoint", inspect_path, "checkpoint.h5")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (is_rank_zero_before_init()) return app.exit(e);
     return e.get_exit_code();
+  }
+
+  if (inspect->parsed()) {  // no MPI needed
+    try {
+      arceus::print_checkpoint(arceus::read_checkpoint(inspect_path), std::cout);
+      return 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
   }
 
   arceus::Comm* comm = nullptr;
@@ -83,7 +114,11 @@ int main(int argc, char** argv) {
     const arceus::BlasInfo blas = arceus::blas_info();
     options.blas = blas.describe();
     options.set_threads = arceus::set_blas_threads;
-    code = arceus::run_train(*comm, options);
+    if (eval->parsed()) {
+      code = arceus::run_eval(*comm, options, eval_checkpoint);
+    } else {
+      code = serve->parsed() ? arceus::run_serve(*comm, serve_options, options) : arceus::run_train(*comm, options);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[rank %d on %s] error: %s\n", comm->rank(), comm->host().c_str(), e.what());
     if (comm->size() > 1) comm->abort(1);

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -24,8 +25,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -36,6 +39,7 @@
 #include "ranks/codec.h"
 #include "ranks/schedule.h"
 #include "ranks/wire.h"
+#include "storage/storage.h"
 
 namespace arceus {
 
@@ -63,6 +67,7 @@ struct Job {
   int64_t features = 0;
   int64_t classes = 0;
   std::string dataset_description;
+  bool resume = false;  // stages first receive their state from rank 0
 };
 
 }  // namespace
@@ -262,6 +267,145 @@ uint64_t mix_seed(uint64_t a, uint64_t b) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Checkpoint state of one stage, as it travels between a stage and rank 0.
+
+struct StageState {
+  uint64_t global_step = 0;
+  std::vector<NamedArray> parameters;
+  std::vector<NamedArray> optimizer;
+  std::vector<NamedBytes> rng;
+};
+
+class ByteWriter {
+ public:
+  template <typename T>
+  void put(const T& v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    out.insert(out.end(), p, p + sizeof(T));
+  }
+  void put_bytes(const void* data, size_t n) {
+    put<uint64_t>(n);
+    const auto* p = static_cast<const uint8_t*>(data);
+    out.insert(out.end(), p, p + n);
+  }
+  void put_string(const std::string& str) { put_bytes(str.data(), str.size()); }
+  std::vector<uint8_t> out;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(const std::vector<uint8_t>& in) : in_(in) {}
+  template <typename T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, in_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::vector<uint8_t> get_bytes() {
+    const uint64_t n = get<uint64_t>();
+    need(n);
+    std::vector<uint8_t> v(in_.begin() + static_cast<std::ptrdiff_t>(pos_), in_.begin() + static_cast<std::ptrdiff_t>(pos_ + n));
+    pos_ += n;
+    return v;
+  }
+  std::string get_string() {
+    auto b = get_bytes();
+    return std::string(b.begin(), b.end());
+  }
+
+ private:
+  void need(uint64_t n) const {
+    if (pos_ + n > in_.size()) {
+      throw WireError("[wire] state message truncated: need " + std::to_string(n) + " bytes at offset " +
+                      std::to_string(pos_) + " of " + std::to_string(in_.size()));
+    }
+  }
+  const std::vector<uint8_t>& in_;
+  size_t pos_ = 0;
+};
+
+void put_arrays(ByteWriter& w, const std::vector<NamedArray>& arrays) {
+  w.put<uint64_t>(arrays.size());
+  for (const auto& a : arrays) {
+    w.put_string(a.name);
+    w.put<uint64_t>(a.shape.size());
+    for (int64_t d : a.shape) w.put<int64_t>(d);
+    w.put_bytes(a.data.data(), a.data.size() * sizeof(float));
+  }
+}
+
+std::vector<NamedArray> get_arrays(ByteReader& r) {
+  std::vector<NamedArray> arrays(r.get<uint64_t>());
+  for (auto& a : arrays) {
+    a.name = r.get_string();
+    a.shape.resize(r.get<uint64_t>());
+    for (auto& d : a.shape) d = r.get<int64_t>();
+    const auto bytes = r.get_bytes();
+    a.data.resize(bytes.size() / sizeof(float));
+    std::memcpy(a.data.data(), bytes.data(), a.data.size() * sizeof(float));
+  }
+  return arrays;
+}
+
+std::vector<uint8_t> pack_state(const StageState& st) {
+  ByteWriter w;
+  w.put<uint64_t>(st.global_step);
+  put_arrays(w, st.parameters);
+  put_arrays(w, st.optimizer);
+  w.put<uint64_t>(st.rng.size());
+  for (const auto& b : st.rng) {
+    w.put_string(b.name);
+    w.put_bytes(b.bytes.data(), b.bytes.size());
+  }
+  return std::move(w.out);
+}
+
+StageState unpack_state(const std::vector<uint8_t>& bytes) {
+  ByteReader r(bytes);
+  StageState st;
+  st.global_step = r.get<uint64_t>();
+  st.parameters = get_arrays(r);
+  st.optimizer = get_arrays(r);
+  st.rng.resize(r.get<uint64_t>());
+  for (auto& b : st.rng) {
+    b.name = r.get_string();
+    b.bytes = r.get_bytes();
+  }
+  return st;
+}
+
+NamedArray to_named(const std::string& name, const at::Tensor& t) {
+  NamedArray a;
+  a.name = name;
+  at::Tensor c = t.detach().to(at::kFloat).contiguous();
+  a.shape.assign(c.sizes().begin(), c.sizes().end());
+  a.data.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return a;
+}
+
+at::Tensor from_named(const NamedArray& a) {
+  return at::from_blob(const_cast<float*>(a.data.data()), a.shape, at::kFloat).clone();
+}
+
+// Variable-size bytes as two messages: the size (State/0), then the bytes (State/1).
+void send_blob(Wire& wire, Comm& comm, const std::vector<uint8_t>& bytes, int dest, uint32_t step) {
+  const uint64_t n = bytes.size();
+  Request a = wire.send_raw(&n, 1, dest, MsgKind::State, step, 0);
+  Request b = wire.send_raw(bytes.data(), bytes.size(), dest, MsgKind::State, step, 1);
+  comm.wait(a);
+  comm.wait(b);
+}
+
+std::vector<uint8_t> receive_blob(Wire& wire, Comm& comm, int source, uint32_t step) {
+  Request a = wire.post_raw<uint64_t>(source, MsgKind::State, 0, 1);
+  const uint64_t n = wire.finish_raw<uint64_t>(a, MsgKind::State, step, 0, 1)[0];
+  Request b = wire.post_raw<uint8_t>(source, MsgKind::State, 1, n);
+  return wire.finish_raw<uint8_t>(b, MsgKind::State, step, 1, n);
+}
+
+// ---------------------------------------------------------------------------------------
 // One pipeline stage.
 
 struct LocalBatch {  // the single-process case: inputs and labels handed over in memory
@@ -294,6 +438,76 @@ class Stage {
 
   bool first() const { return first_; }
   bool last() const { return last_; }
+
+  // Parameters, optimizer state and RNG state under global names (partition-independent).
+  StageState export_state(uint64_t global_step) {
+    StageState st;
+    st.global_step = global_step;
+    auto& state = optimizer_->state();
+    for (auto& [name, p] : model_->named_parameters()) {
+      st.parameters.push_back(to_named(name, p));
+      auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it == state.end()) continue;
+      if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
+        if (sgd->momentum_buffer().defined()) st.optimizer.push_back(to_named(name + ":momentum_buffer", sgd->momentum_buffer()));
+      } else if (auto* adam = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+        st.optimizer.push_back(to_named(name + ":exp_avg", adam->exp_avg()));
+        st.optimizer.push_back(to_named(name + ":exp_avg_sq", adam->exp_avg_sq()));
+        NamedArray step;
+        step.name = name + ":step";
+        step.data = {static_cast<float>(adam->step())};
+        st.optimizer.push_back(step);
+      }
+    }
+    at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+    NamedBytes b;
+    b.name = "stage" + std::to_string(stage_);
+    b.bytes.assign(rng.data_ptr<uint8_t>(), rng.data_ptr<uint8_t>() + rng.numel());
+    st.rng.push_back(std::move(b));
+    return st;
+  }
+
+  void import_state(const StageState& st) {
+    std::map<std::string, const NamedArray*> params, opt;
+    for (const auto& a : st.parameters) params[a.name] = &a;
+    for (const auto& a : st.optimizer) opt[a.name] = &a;
+    auto& state = optimizer_->state();
+    at::NoGradGuard no_grad;
+    for (auto& [name, p] : model_->named_parameters()) {
+      auto it = params.find(name);
+      if (it == params.end()) throw StorageError("[checkpoint] no tensor '" + name + "' for stage " + std::to_string(stage_ + 1));
+      at::Tensor t = from_named(*it->second);
+      if (!t.sizes().equals(p.sizes())) {
+        throw StorageError("[checkpoint] tensor '" + name + "' has shape " + c10::str(t.sizes()) + ", the model expects " + c10::str(p.sizes()));
+      }
+      p.copy_(t);
+      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+      if (job_.config.training.optimizer == "adamw") {
+        auto a = opt.find(name + ":exp_avg"), b = opt.find(name + ":exp_avg_sq"), c = opt.find(name + ":step");
+        if (a != opt.end() && b != opt.end() && c != opt.end()) {
+          auto ps = std::make_unique<torch::optim::AdamWParamState>();
+          ps->exp_avg(from_named(*a->second));
+          ps->exp_avg_sq(from_named(*b->second));
+          ps->step(static_cast<int64_t>(c->second->data.at(0)));
+          state[key] = std::move(ps);
+        }
+      } else {
+        auto m = opt.find(name + ":momentum_buffer");
+        if (m != opt.end()) {
+          auto ps = std::make_unique<torch::optim::SGDParamState>();
+          ps->momentum_buffer(from_named(*m->second));
+          state[key] = std::move(ps);
+        }
+      }
+    }
+    for (const auto& b : st.rng) {
+      if (b.name != "stage" + std::to_string(stage_)) continue;
+      at::Tensor t = at::empty({static_cast<int64_t>(b.bytes.size())}, at::kByte);
+      std::memcpy(t.data_ptr<uint8_t>(), b.bytes.data(), b.bytes.size());
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(t);
+    }
+  }
   int rank_of(int64_t stage) const { return world_ == 1 ? 0 : static_cast<int>(stage + 1); }
 
   // Runs one batch (training or evaluation). Returns the metrics on the last stage (and
@@ -443,6 +657,11 @@ void stage_loop(const Job& job, int64_t stage, Comm& comm) {
   Wire wire(comm, stats);
   uint32_t step = 0;     // train/eval batches: the step field of data messages
   uint32_t control = 0;  // control messages received: the step field of control and stats
+  if (job.resume) {
+    const StageState state = unpack_state(receive_blob(wire, comm, 0, 0));
+    st.import_state(state);
+    step = static_cast<uint32_t>(state.global_step);
+  }
   auto epoch_start = Clock::now();
   double cpu0 = cpu_seconds();
   while (true) {
@@ -456,6 +675,8 @@ void stage_loop(const Job& job, int64_t stage, Comm& comm) {
     if (cmd == Command::Train || cmd == Command::Eval) {
       st.run(c, step, cmd == Command::Train, nullptr);
       ++step;
+    } else if (cmd == Command::Checkpoint) {
+      send_blob(wire, comm, pack_state(st.export_state(step)), 0, this_control);
     } else if (cmd == Command::EpochEnd) {
       stats.wall = seconds_since(epoch_start);
       stats.cpu = cpu_seconds() - cpu0;
@@ -546,22 +767,124 @@ class Orchestrator {
   }
 
   // Returns "completed" or "stopped".
+  // Returns "completed" or "stopped".
   std::string run() {
     const auto& t = job_.config.training;
+    const auto& o = job_.config.output;
+    if (resume_) restore(*resume_);
+    if (o.metrics) {
+      metrics_ = std::make_unique<MetricsFile>((std::filesystem::path(o.dir) / "metrics.h5").string(), resume_.has_value());
+    }
     write_summary("running");
     const auto run_start = Clock::now();
-    for (int64_t epoch = 1; epoch <= t.epochs && !stopped_; ++epoch) {
+    for (int64_t epoch = resume_epoch_; epoch <= t.epochs && !stopped_; ++epoch) {
       epoch_ = epoch;
       run_epoch(epoch);
+      if (stopped_) {
+        checkpoint(epoch - 1, epoch_steps_done_);
+      } else if (epoch == t.epochs || (o.checkpoint_every > 0 && epoch % o.checkpoint_every == 0)) {
+        checkpoint(epoch, 0);
+      }
     }
     send_control(Command::Stop, 0, 0, all_worker_ranks());
     drain_sends();
+    if (metrics_) metrics_->flush();
     summary_["seconds"] = seconds_since(run_start);
     const std::string state = stopped_ ? "stopped" : "completed";
     write_summary(state);
     return state;
   }
 
+  void set_resume(CheckpointData data) { resume_ = std::move(data); }
+  void import_local(const StageState& st) { local_stage_->import_state(st); }
+
+  // Validation loss and accuracy of the current weights (`arceus eval`).
+  std::pair<double, double> evaluate() {
+    double loss = 0;
+    int64_t correct = 0, count = 0;
+    const int64_t vb = job_.config.dataset.val_batch_size, vn = data_.val.size();
+    pump(data_.val, at::arange(vn, at::kLong), vb, 0, (vn + vb - 1) / vb, false, [&](int64_t, const MetricsPayload& m) {
+      loss += m.loss_sum;
+      correct += m.correct;
+      count += m.count;
+    });
+    send_control(Command::Stop, 0, 0, all_worker_ranks());
+    drain_sends();
+    return {count ? loss / count : 0.0, count ? double(correct) / count : 0.0};
+  }
+
+  // Gathers every stage's state and writes <output.dir>/checkpoint.h5 (atomically).
+  void checkpoint(int64_t epochs_done, int64_t step_in_epoch) {
+    const auto t0 = Clock::now();
+    CheckpointData ck;
+    ck.config_yaml = job_.config_yaml;
+    ck.epoch = epochs_done;
+    ck.step = step_in_epoch;
+    ck.global_step = step_;
+    ck.attributes = {{"optimizer", job_.config.training.optimizer},
+                     {"world_size", std::to_string(comm_.size())},
+                     {"stages", std::to_string(job_.stages)},
+                     {"schedule", job_.config.training.schedule}};
+    auto add = [&](StageState st) {
+      for (auto& a : st.parameters) ck.parameters.push_back(std::move(a));
+      for (auto& a : st.optimizer) ck.optimizer.push_back(std::move(a));
+      for (auto& b : st.rng) ck.rng.push_back(std::move(b));
+    };
+    if (local_stage_) {
+      add(local_stage_->export_state(step_));
+    } else {
+      send_control(Command::Checkpoint, 0, 0, stage_ranks());
+      for (int r : stage_ranks()) add(unpack_state(receive_blob(wire_, comm_, r, control_step_[r] - 1)));
+    }
+    const std::string path = (std::filesystem::path(job_.config.output.dir) / "checkpoint.h5").string();
+    write_checkpoint(path, ck);
+    summary_["checkpoint"] = {{"path", path}, {"epoch", epochs_done}, {"step", step_in_epoch}};
+    log(format("  checkpoint: %s (epoch %lld, step %lld, %.2f s)", path.c_str(), (long long)epochs_done,
+               (long long)step_in_epoch, seconds_since(t0)));
+  }
+
+ private:
+  // Sends every stage the tensors of its layers (by global name) and sets the counters.
+  void restore(const CheckpointData& ck) {
+    auto layer_of = [](const std::string& name) -> int64_t {
+      // "layers.<i>.<what>[:<state>]"
+      const size_t a = name.find('.'), b = name.find('.', a + 1);
+      return std::stoll(name.substr(a + 1, b - a - 1));
+    };
+    for (int64_t k = 0; k < job_.stages; ++k) {
+      const LayerRange r = job_.plan[static_cast<size_t>(k)];
+      StageState st;
+      st.global_step = ck.global_step;
+      for (const auto& a : ck.parameters)
+        if (layer_of(a.name) >= r.first && layer_of(a.name) < r.end()) st.parameters.push_back(a);
+      for (const auto& a : ck.optimizer)
+        if (layer_of(a.name) >= r.first && layer_of(a.name) < r.end()) st.optimizer.push_back(a);
+      for (const auto& b : ck.rng)
+        if (b.name == "stage" + std::to_string(k)) st.rng.push_back(b);
+      if (local_stage_) {
+        local_stage_->import_state(st);
+      } else {
+        send_blob(wire_, comm_, pack_state(st), static_cast<int>(k + 1), 0);
+      }
+    }
+    step_ = static_cast<uint32_t>(ck.global_step);
+    resume_epoch_ = ck.epoch + 1;
+    resume_step_ = ck.step;
+    log(format("  resumed from epoch %lld, step %lld (global step %llu)", (long long)ck.epoch, (long long)ck.step,
+               (unsigned long long)ck.global_step));
+    // Keep the finished epochs of the interrupted run's summary.
+    std::ifstream in(std::filesystem::path(job_.config.output.dir) / "summary.json");
+    if (in) {
+      try {
+        json old = json::parse(in);
+        for (const auto& e : old.value("epochs", json::array()))
+          if (e.value("epoch", int64_t{0}) <= ck.epoch) summary_["epochs"].push_back(e);
+      } catch (const std::exception&) {
+      }
+    }
+  }
+
+ public:
   const json& summary() const { return summary_; }
 
   void fail(const std::string& error) {
@@ -675,30 +998,56 @@ class Orchestrator {
   // Runs batches of `set` through the pipeline, keeping one batch in flight ahead so the
   // first stage never waits for rank 0. Calls on_done(k, metrics) per finished batch.
   template <typename OnDone>
-  void pump(const TensorDataset& set, const at::Tensor& order, int64_t batch, int64_t steps, bool train,
-            OnDone on_done) {
+  void pump(const TensorDataset& set, const at::Tensor& order, int64_t batch, int64_t first, int64_t steps,
+            bool train, OnDone on_done) {
     std::deque<InFlight> flight;
     const int64_t n = set.size();
-    int64_t done = 0;
-    for (int64_t k = 0; k < steps; ++k) {
+    int64_t done = first;
+    auto finish_one = [&] {
+      MetricsPayload m = complete(flight.front());
+      flight.pop_front();
+      on_done(++done, m);
+    };
+    const int64_t every = job_.config.output.checkpoint_every_steps;
+    for (int64_t k = first; k < steps; ++k) {
       if (train && observer_ && observer_->stop_requested()) {
         stopped_ = true;
         break;
       }
+      if (train && every > 0 && k > first && k % every == 0) {
+        while (!flight.empty()) finish_one();  // a checkpoint needs an empty pipeline
+        checkpoint(epoch_ - 1, k);
+      }
       const int64_t start = k * batch, len = std::min(batch, n - start);
       at::Tensor idx = order.narrow(0, start, len);
       flight.push_back(issue(set.inputs.index_select(0, idx), set.labels.index_select(0, idx), train));
-      if (flight.size() > 1) {
-        MetricsPayload m = complete(flight.front());
-        flight.pop_front();
-        on_done(++done, m);
+      if (flight.size() > 1) finish_one();
+    }
+    while (!flight.empty()) finish_one();
+    if (train) epoch_steps_done_ = done;
+  }
+
+  // Bytes (float32-equivalent, on the wire) of one training step's messages on all ranks,
+  // from the message shapes: inputs, labels, activations and gradients at every stage
+  // boundary, control and metrics. Zero with one process (no messages).
+  std::pair<double, double> step_message_bytes(int64_t rows) const {
+    if (local_stage_) return {0.0, 0.0};
+    const auto& c = job_.config;
+    const int bits = c.communication.quantization_bits;
+    const double h = sizeof(WireHeader);
+    double raw = 0, wire = 0;
+    for (int64_t n : micro_batch_sizes(rows, c.training.micro_batches)) {
+      const int64_t in = c.model.layer_sizes.front();
+      raw += h + 4.0 * n * in + h + 4.0 * n;
+      wire += h + double(encoded_size(n, in, bits)) + h + 4.0 * n;
+      for (int64_t k = 0; k + 1 < job_.stages; ++k) {
+        const int64_t w = c.model.layer_sizes[size_t(job_.plan[size_t(k)].end())];
+        raw += 2 * (h + 4.0 * n * w);
+        wire += 2 * (h + double(encoded_size(n, w, bits)));
       }
     }
-    while (!flight.empty()) {
-      MetricsPayload m = complete(flight.front());
-      flight.pop_front();
-      on_done(++done, m);
-    }
+    const double fixed = job_.stages * (h + sizeof(ControlPayload)) + h + sizeof(MetricsPayload);
+    return {raw + fixed, wire + fixed};
   }
 
   void run_epoch(int64_t epoch) {
@@ -729,13 +1078,20 @@ class Orchestrator {
     int64_t correct = 0, count = 0;
     std::vector<double> step_losses;
     const auto train_start = Clock::now();
-    pump(data_.train, order, b, steps, true, [&](int64_t k, const MetricsPayload& m) {
+    const int64_t first = epoch == resume_epoch_ ? resume_step_ : 0;
+    pump(data_.train, order, b, first, steps, true, [&](int64_t k, const MetricsPayload& m) {
       loss_sum += m.loss_sum;
       correct += m.correct;
       count += m.count;
       step_losses.push_back(m.loss_sum / static_cast<double>(m.count));
       const double sps = count / seconds_since(train_start);
       progress_.update(epoch, c.training.epochs, k, steps, sps, loss_sum / count, static_cast<double>(correct) / count);
+      if (metrics_) {
+        const auto bytes = step_message_bytes(m.count);
+        metrics_->append(StepRow{epoch, k, m.loss_sum / static_cast<double>(m.count),
+                                 static_cast<double>(m.correct) / static_cast<double>(m.count), sps, bytes.first,
+                                 bytes.second});
+      }
       if (observer_) {
         observer_->on_step({{"epoch", epoch},
                             {"step", k},
@@ -752,7 +1108,7 @@ class Orchestrator {
     int64_t vcorrect = 0, vcount = 0;
     const int64_t vb = c.dataset.val_batch_size;
     const int64_t vn = data_.val.size();
-    pump(data_.val, at::arange(vn, at::kLong), vb, (vn + vb - 1) / vb, false, [&](int64_t, const MetricsPayload& m) {
+    pump(data_.val, at::arange(vn, at::kLong), vb, 0, (vn + vb - 1) / vb, false, [&](int64_t, const MetricsPayload& m) {
       vloss += m.loss_sum;
       vcorrect += m.correct;
       vcount += m.count;
@@ -850,6 +1206,14 @@ class Orchestrator {
                                   {"step_losses", step_losses},
                                   {"timing", timing}});
     summary_["final"] = {{"val_loss", val_loss}, {"val_accuracy", val_acc}, {"train_loss", train_loss}, {"train_accuracy", train_acc}};
+    if (metrics_) {
+      metrics_->append(EpochRow{epoch, train_loss, train_acc, val_loss, val_acc, seconds, sps, double(raw), double(wire)});
+      for (const auto& r : all) {
+        metrics_->append(RankRow{epoch, r.rank, r.stage, r.forward, r.backward, r.optimizer, r.codec, r.wait, r.idle,
+                                 r.wall, r.cpu, r.wall > 0 ? r.flops / r.wall / 1e9 : 0.0});
+      }
+      metrics_->flush();
+    }
     write_summary("running");
     if (observer_) observer_->on_epoch(summary_["epochs"].back());
   }
@@ -933,6 +1297,10 @@ class Orchestrator {
   Progress progress_;
   JobObserver* observer_ = nullptr;
   bool stopped_ = false;
+  std::optional<CheckpointData> resume_;
+  int64_t resume_epoch_ = 1, resume_step_ = 0;
+  int64_t epoch_steps_done_ = 0;
+  std::unique_ptr<MetricsFile> metrics_;
   std::unique_ptr<Stage> local_stage_;
   std::deque<Request> pending_sends_;
   std::map<int, uint32_t> control_step_;
@@ -1013,6 +1381,34 @@ std::vector<std::string> plan_lines(const Job& job, const TrainOptions& options,
   return lines;
 }
 
+// A checkpoint must hold exactly the model's tensors with the model's shapes.
+void check_checkpoint_matches(const CheckpointData& ck, const Config& c, const std::string& path) {
+  std::map<std::string, std::vector<int64_t>> have;
+  for (const auto& a : ck.parameters) have[a.name] = a.shape;
+  auto shape_str = [](const std::vector<int64_t>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+    return s + "]";
+  };
+  const std::string head = "[checkpoint] '" + path + "' does not match model_config.layer_sizes: ";
+  std::set<std::string> expected;
+  for (size_t i = 0; i + 1 < c.model.layer_sizes.size(); ++i) {
+    const int64_t in = c.model.layer_sizes[i], out = c.model.layer_sizes[i + 1];
+    for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"layers." + std::to_string(i) + ".weight", {out, in}}, {"layers." + std::to_string(i) + ".bias", {out}}}) {
+      expected.insert(name);
+      auto it = have.find(name);
+      if (it == have.end()) throw StorageError(head + "it has no tensor '" + name + "' (the model expects " + shape_str(shape) + ")");
+      if (it->second != shape) {
+        throw StorageError(head + "tensor '" + name + "' is " + shape_str(it->second) + " in the checkpoint but the model expects " +
+                           shape_str(shape));
+      }
+    }
+  }
+  for (const auto& [name, shape] : have)
+    if (!expected.count(name)) throw StorageError(head + "it has tensor '" + name + "' " + shape_str(shape) + " that the model does not");
+}
+
 void set_threads(const TrainOptions& options, int threads) {
   at::set_num_threads(threads);
   if (options.set_threads) options.set_threads(threads);
@@ -1033,6 +1429,7 @@ JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options,
   Job job;
   job.config = config;
   DataSplits data;
+  std::optional<CheckpointData> resume;
   try {
     const auto& c = job.config;
     job.plan = make_plan(c, world);  // before loading data: fail fast
@@ -1057,6 +1454,18 @@ JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options,
                         " exceeds the maximum of " + std::to_string(kMaxMicroBatches));
     }
     job.config_yaml = to_yaml(c);
+    std::string resume_path = options.resume;
+    const std::string own = (std::filesystem::path(c.output.dir) / "checkpoint.h5").string();
+    if (resume_path.empty() && c.resume && std::filesystem::exists(own)) resume_path = own;
+    if (!resume_path.empty()) {
+      resume = read_checkpoint(resume_path);
+      check_checkpoint_matches(*resume, c, resume_path);
+      if (resume->epoch >= c.training.epochs) {
+        throw ConfigError("[checkpoint] '" + resume_path + "' has already finished epoch " + std::to_string(resume->epoch) +
+                          " of training.epochs = " + std::to_string(c.training.epochs) + ": nothing left to train (raise training.epochs)");
+      }
+      job.resume = true;
+    }
   } catch (const std::exception& e) {
     broadcast_setup_failure(comm, e.what());
     JobResult r;
@@ -1071,7 +1480,8 @@ JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options,
                           {"plan", plan_to_json(job.plan)},
                           {"features", job.features},
                           {"classes", job.classes},
-                          {"dataset", job.dataset_description}});
+                          {"dataset", job.dataset_description},
+                          {"resume", job.resume}});
   }
   const std::vector<std::string> hosts = comm.all_hosts();
   const int threads = choose_threads(options, comm, hosts, job.stages);
@@ -1083,6 +1493,7 @@ JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options,
   std::fflush(stdout);
 
   Orchestrator orchestrator(job, data, comm, options, hosts, observer);
+  if (resume) orchestrator.set_resume(std::move(*resume));
   JobResult result;
   try {
     result.state = orchestrator.run();
@@ -1109,6 +1520,7 @@ int worker_loop(Comm& comm, const TrainOptions& options, bool serve) {
     job.stages = static_cast<int64_t>(job.plan.size());
     job.features = message["features"].get<int64_t>();
     job.classes = message["classes"].get<int64_t>();
+    job.resume = message.value("resume", false);
     const std::vector<std::string> hosts = comm.all_hosts();
     set_threads(options, choose_threads(options, comm, hosts, job.stages));
     if (comm.rank() <= job.stages) {
@@ -1117,6 +1529,41 @@ int worker_loop(Comm& comm, const TrainOptions& options, bool serve) {
       idle_loop(comm);
     }
     if (!serve) return 0;
+  }
+}
+
+int run_eval(Comm& comm, const TrainOptions& options, const std::string& checkpoint) {
+  if (comm.size() > 1) {
+    if (comm.rank() == 0) std::fprintf(stderr, "error: arceus eval runs on one process: run it without mpirun\n");
+    return 1;
+  }
+  try {
+    Job job;
+    job.config = load_config_file(options.config_path, options.overrides);
+    CheckpointData ck = read_checkpoint(checkpoint);
+    check_checkpoint_matches(ck, job.config, checkpoint);
+    job.plan = make_plan(job.config, 1);
+    job.stages = 1;
+    job.config_yaml = to_yaml(job.config);
+    DataSplits data = load_dataset(job.config.dataset, job.config.training.seed);
+    job.dataset_description = data.description;
+    set_threads(options, options.threads == "auto" ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                                                   : std::max(1, std::atoi(options.threads.c_str())));
+    TrainOptions quiet = options;
+    quiet.quiet = true;
+      Orchestrator orchestrator(job, data, comm, quiet, {comm.host()}, nullptr);
+    StageState st;
+    st.global_step = ck.global_step;
+    st.parameters = std::move(ck.parameters);
+    orchestrator.import_local(st);
+    const auto [loss, acc] = orchestrator.evaluate();
+    std::printf("eval: %s on %s: val loss %.4f, val accuracy %.2f%% (%lld samples; checkpoint epoch %lld, step %lld)\n",
+                checkpoint.c_str(), data.description.c_str(), loss, 100 * acc, (long long)data.val.size(),
+                (long long)ck.epoch, (long long)ck.step);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
   }
 }
 

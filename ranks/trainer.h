@@ -18,6 +18,7 @@ struct TrainOptions {
   std::vector<Override> overrides;
   std::string threads = "auto";  // "auto" or a positive integer: LibTorch threads per rank
   bool quiet = false;            // no live progress line
+  std::string resume;            // checkpoint to resume from ("" = config's resume key decides)
   std::string blas;              // description of the BLAS in use, for the log and summary
   // Sets this process's compute threads (LibTorch and BLAS); installed by the launcher.
   std::function<void(int)> set_threads;
@@ -64,6 +65,10 @@ void shutdown_workers(Comm& comm);
 // `serve` false, returns after one job (exit code 0, or 1 when its set-up failed); with
 // `serve` true, loops until shutdown_workers.
 int worker_loop(Comm& comm, const TrainOptions& options, bool serve);
+
+// `arceus eval`: validation loss and accuracy of a checkpoint's weights on the config's
+// validation split, on one process (an error under mpirun with more ranks). Returns the exit code.
+int run_eval(Comm& comm, const TrainOptions& options, const std::string& checkpoint);
 
 // `arceus train`: the whole job on every rank. Returns the process exit code (0 on
 // success). Set-up errors are printed once by rank 0 and every rank returns 1. Errors

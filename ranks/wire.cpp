@@ -13,6 +13,7 @@ const char* kind_name(MsgKind kind) {
     case MsgKind::Gradient: return "gradient";
     case MsgKind::Metrics: return "metrics";
     case MsgKind::Stats: return "stats";
+    case MsgKind::State: return "state";
   }
   return "unknown";
 }

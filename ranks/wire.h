@@ -25,6 +25,8 @@ enum class MsgKind : uint16_t {
   Gradient = 5,    // stage k+1 -> stage k (codec payload)
   Metrics = 6,     // last stage -> orchestrator: loss sum, correct, count of a step
   Stats = 7,       // stage -> orchestrator: timing and byte counters of an epoch
+  State = 8,       // checkpoint state: stage -> orchestrator (save), orchestrator -> stage
+                   // (resume); micro_batch 0 carries the size, micro_batch 1 the bytes
 };
 const char* kind_name(MsgKind kind);
 
@@ -60,7 +62,7 @@ inline int make_tag(MsgKind kind, int64_t micro_batch) {
 }
 
 // Control messages (payload of MsgKind::Control).
-enum class Command : uint32_t { Train = 1, Eval = 2, EpochEnd = 3, Stop = 4 };
+enum class Command : uint32_t { Train = 1, Eval = 2, EpochEnd = 3, Stop = 4, Checkpoint = 5 };
 struct ControlPayload {
   uint32_t command = 0;  // Command
   uint32_t epoch = 0;

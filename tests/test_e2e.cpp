@@ -8,6 +8,7 @@
 // Paths come from CMake (ARCEUS_BIN, MPIEXEC, TEST_CONFIG_DIR) and may be overridden with the
 // environment variables ARCEUS_E2E_BIN, ARCEUS_E2E_MPIEXEC and ARCEUS_E2E_TIMEOUT (seconds
 // per run). Without an mpirun every test is skipped, with the reason.
+#include "storage/storage.h"
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -753,3 +754,176 @@ TEST_F(E2E, StochasticRoundingIsDeterministic) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------
+// 8. Checkpoints: exact resume, resume on a different number of ranks, bad checkpoints,
+//    eval and inspect. Runs use the same output directory; `resume=true` continues from
+//    its checkpoint.h5.
+
+namespace checkpoints {
+
+std::map<std::string, std::vector<float>> tensors(const fs::path& file, bool with_optimizer) {
+  const arceus::CheckpointData ck = arceus::read_checkpoint(file.string());
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& a : ck.parameters) out[a.name] = a.data;
+  if (with_optimizer)
+    for (const auto& a : ck.optimizer) out["opt/" + a.name] = a.data;
+  return out;
+}
+
+// Largest absolute difference over every tensor; a missing tensor or a shape change is +inf.
+double max_difference(const std::map<std::string, std::vector<float>>& a,
+                      const std::map<std::string, std::vector<float>>& b, std::string* where) {
+  if (a.size() != b.size()) {
+    *where = "tensor count " + std::to_string(a.size()) + " vs " + std::to_string(b.size());
+    return INFINITY;
+  }
+  double worst = 0;
+  for (const auto& [name, va] : a) {
+    auto it = b.find(name);
+    if (it == b.end() || it->second.size() != va.size()) {
+      *where = name + " missing or reshaped";
+      return INFINITY;
+    }
+    for (size_t i = 0; i < va.size(); ++i) {
+      const double d = std::fabs(double(va[i]) - double(it->second[i]));
+      if (d > worst) {
+        worst = d;
+        *where = name + "[" + std::to_string(i) + "]";
+      }
+    }
+  }
+  return worst;
+}
+
+std::string run_plain(const std::vector<std::string>& args) {
+  std::string cmd = shell_quote(arceus_bin());
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " 2>&1; echo \"exit=$?\"";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    pclose(p);
+  }
+  return out;
+}
+
+}  // namespace checkpoints
+
+class Checkpoint : public E2E {
+ protected:
+  // Exactly reproducible: 32-bit messages; momentum (in the config) makes optimizer state matter.
+  std::vector<std::string> sets(const fs::path& dir, int epochs, bool resume) {
+    return {"communication.quantization_bits=32", "training.epochs=" + std::to_string(epochs),
+            "output.dir=" + dir.string(), std::string("resume=") + (resume ? "true" : "false")};
+  }
+};
+
+TEST_F(Checkpoint, ResumeOnTheSameRanksIsBitIdentical) {
+  const fs::path straight = scratch_ / "straight", resumed = scratch_ / "resumed";
+  const RunResult a = run(3, sets(straight, 2, false));
+  ASSERT_TRUE(Completed(a));
+  const RunResult b1 = run(3, sets(resumed, 1, false));
+  ASSERT_TRUE(Completed(b1));
+  ASSERT_TRUE(fs::exists(resumed / "checkpoint.h5")) << b1.describe();
+  const RunResult b2 = run(3, sets(resumed, 2, true));
+  ASSERT_TRUE(Completed(b2));
+  EXPECT_NE(b2.output.find("resumed from epoch 1, step 0"), std::string::npos) << b2.describe();
+  std::string where;
+  const double d = checkpoints::max_difference(checkpoints::tensors(straight / "checkpoint.h5", true),
+                                               checkpoints::tensors(resumed / "checkpoint.h5", true), &where);
+  EXPECT_EQ(d, 0.0) << "2 epochs straight vs 1 + resumed 1 differ by " << d << " at " << where;
+  // The resumed run's summary keeps the first run's epoch and adds the second.
+  ASSERT_EQ(b2.summary["epochs"].size(), 2u) << b2.describe();
+  EXPECT_EQ(b2.summary["epochs"][1]["val_loss"], a.summary["epochs"][1]["val_loss"]);
+}
+
+TEST_F(Checkpoint, ResumeOnOtherRankCountsMatchesWithinTolerance) {
+  const fs::path straight = scratch_ / "straight";
+  ASSERT_TRUE(Completed(run(5, sets(straight, 2, false))));  // 4 stages
+  for (int np : {1, 2, 3}) {
+    const fs::path dir = scratch_ / ("from4-to" + std::to_string(np));
+    ASSERT_TRUE(Completed(run(5, sets(dir, 1, false))));
+    const RunResult r = run(np, sets(dir, 2, true));
+    ASSERT_TRUE(Completed(r));
+    std::string where;
+    const double d = checkpoints::max_difference(checkpoints::tensors(straight / "checkpoint.h5", false),
+                                                 checkpoints::tensors(dir / "checkpoint.h5", false), &where);
+    EXPECT_LT(d, 1e-5) << "written on 4 stages, resumed on np=" << np << ": max difference " << d << " at " << where;
+  }
+}
+
+TEST_F(Checkpoint, LeftoverTempFileFromACrashIsHarmless) {
+  const fs::path dir = scratch_ / "run";
+  ASSERT_TRUE(Completed(run(2, sets(dir, 1, false))));
+  const auto before = checkpoints::tensors(dir / "checkpoint.h5", true);
+  // A writer killed between writing the temporary file and the rename leaves this behind.
+  std::ofstream(dir / "checkpoint.h5.tmp") << "half a checkpoint";
+  const RunResult r = run(2, sets(dir, 2, true));
+  ASSERT_TRUE(Completed(r));
+  EXPECT_NE(r.output.find("resumed from epoch 1"), std::string::npos) << r.describe();
+  EXPECT_FALSE(fs::exists(dir / "checkpoint.h5.tmp")) << "the next write replaces the temporary file";
+  (void)before;
+}
+
+TEST_F(Checkpoint, CorruptCheckpointIsAClearError) {
+  const fs::path dir = scratch_ / "run";
+  ASSERT_TRUE(Completed(run(2, sets(dir, 1, false))));
+  const fs::path ck = dir / "checkpoint.h5";
+  const auto size = fs::file_size(ck);
+  fs::resize_file(ck, size / 2);  // truncated
+  const RunResult r = run(3, sets(dir, 2, true));
+  EXPECT_TRUE(FailsCleanly(r, {"checkpoint.h5"}));
+  std::ofstream(ck, std::ios::trunc) << "not an HDF5 file at all";
+  const RunResult r2 = run(3, sets(dir, 2, true));
+  EXPECT_TRUE(FailsCleanly(r2, {"checkpoint.h5", "HDF5"}));
+}
+
+TEST_F(Checkpoint, CheckpointOfAnotherModelNamesTheTensor) {
+  const fs::path dir = scratch_ / "run";
+  ASSERT_TRUE(Completed(run(2, sets(dir, 1, false))));
+  std::vector<std::string> s = sets(dir, 2, true);
+  s.push_back("model_config.layer_sizes=[32,64,40,24,10]");
+  const RunResult r = run(3, s);
+  EXPECT_TRUE(FailsCleanly(r, {"layers.0.weight", "[48, 32]", "[64, 32]"}));
+}
+
+TEST_F(Checkpoint, EvalAndInspect) {
+  const fs::path dir = scratch_ / "run";
+  const RunResult r = run(3, sets(dir, 1, false));
+  ASSERT_TRUE(Completed(r));
+  const double acc = r.summary["final"]["val_accuracy"].get<double>();
+  const std::string eval = checkpoints::run_plain({"eval", config_path(kSynthetic), "--checkpoint",
+                                                   (dir / "checkpoint.h5").string(), "--set",
+                                                   "communication.quantization_bits=32"});
+  char want[64];
+  std::snprintf(want, sizeof want, "val accuracy %.2f%%", 100 * acc);
+  EXPECT_NE(eval.find(want), std::string::npos) << "expected '" << want << "' in:\n" << eval;
+  EXPECT_NE(eval.find("exit=0"), std::string::npos) << eval;
+  const std::string inspect = checkpoints::run_plain({"inspect", (dir / "checkpoint.h5").string()});
+  for (const char* s : {"layers.0.weight", "[48, 32]", "layers.3.bias", "momentum_buffer", "epoch: 1", "exit=0"})
+    EXPECT_NE(inspect.find(s), std::string::npos) << "'" << s << "' missing from:\n" << inspect;
+  const std::string bad = checkpoints::run_plain({"inspect", (dir / "nope.h5").string()});
+  EXPECT_NE(bad.find("does not exist"), std::string::npos) << bad;
+  EXPECT_EQ(bad.find("exit=0"), std::string::npos) << bad;
+}
+
+TEST_F(Checkpoint, MetricsFileHasEveryStepAndEpoch) {
+  const fs::path dir = scratch_ / "run";
+  const RunResult r = run(3, sets(dir, 2, false));
+  ASSERT_TRUE(Completed(r));
+  const std::string m = (dir / "metrics.h5").string();
+  const auto loss = arceus::read_metrics_column(m, "steps", "loss");
+  ASSERT_EQ(loss.size(), 2u * kSyntheticSteps);
+  const auto losses = step_losses(r, 0);
+  for (size_t i = 0; i < losses.size(); ++i) EXPECT_DOUBLE_EQ(loss[i], losses[i]) << "step " << i;
+  const auto wire = arceus::read_metrics_column(m, "steps", "bytes_wire");
+  const auto raw = arceus::read_metrics_column(m, "steps", "bytes_raw");
+  EXPECT_GT(wire[0], 0.0);
+  EXPECT_EQ(wire[0], raw[0]);  // 32-bit messages: the wire carries float32
+  const auto val = arceus::read_metrics_column(m, "epochs", "val_accuracy");
+  ASSERT_EQ(val.size(), 2u);
+  EXPECT_DOUBLE_EQ(val[1], r.summary["final"]["val_accuracy"].get<double>());
+  EXPECT_EQ(arceus::read_metrics_column(m, "ranks", "rank").size(), 2u * 3u);  // 3 ranks x 2 epochs
+}

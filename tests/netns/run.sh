@@ -81,7 +81,7 @@ done
 lockdir=/run/lock
 [ -d "$lockdir" ] || lockdir=/tmp
 exec 9>"$lockdir/arceus-netns.lock"
-flock -w 300 9 || fail "another tests/netns/run.sh holds $lockdir/arceus-netns.lock"
+flock -w 60 9 || fail "another tests/netns/run.sh holds $lockdir/arceus-netns.lock"
 
 # ---------------------------------------------------------------------------------------
 # Clean-up: kill whatever still runs inside our namespaces (by PID), then delete them; the
@@ -202,6 +202,15 @@ declare -A before
 for h in "${HOSTS[@]}"; do before[$h]=$(counters "$h"); done
 
 # ---------------------------------------------------------------------------------------
+# run_bg LOG CMD...: CMD under `timeout`, output to LOG, waited for with `wait` so that a
+# Ctrl-C or TERM reaches the EXIT trap at once (the trap kills what runs in the namespaces).
+run_bg() {
+  local out=$1
+  shift
+  timeout -k 10 "$RUN_TIMEOUT" "$@" > "$out" 2>&1 9>&- &  # (the lock stays with this script)
+  wait $!
+}
+
 # The 3-host run: mpirun itself runs on "host" 1, started through the agent like any host.
 TRAIN_ARGS=(train "$CONFIG" --set training.epochs=1 --threads 1 --quiet)
 mpi_cmd=(mpirun --allow-run-as-root
@@ -215,8 +224,7 @@ mpi_cmd=(mpirun --allow-run-as-root
 log "3 hosts: $(printf '%q ' "${mpi_cmd[@]}")"
 t0=$SECONDS
 rc=0
-timeout -k 10 "$RUN_TIMEOUT" "$agent" "$ARCEUS_NETNS_SUBNET.1" "$(printf '%q ' "${mpi_cmd[@]}")" \
-  > "$work/netns.log" 2>&1 || rc=$?
+run_bg "$work/netns.log" "$agent" "$ARCEUS_NETNS_SUBNET.1" "$(printf '%q ' "${mpi_cmd[@]}")" || rc=$?
 t_netns=$((SECONDS - t0))
 grep -E '^(epoch|arceus:|  rank|summary)' "$work/netns.log" | sed 's/^/  /' || true
 if [ "$rc" -ne 0 ]; then
@@ -231,8 +239,8 @@ for h in "${HOSTS[@]}"; do after[$h]=$(counters "$h"); done
 log "local: scripts/mpirun -np 3 $BIN ${TRAIN_ARGS[*]} --set output.dir=$work/local"
 t0=$SECONDS
 rc=0
-timeout -k 10 "$RUN_TIMEOUT" "$root/scripts/mpirun" -np 3 "$BIN" "${TRAIN_ARGS[@]}" \
-  --set "output.dir=$work/local" > "$work/local.log" 2>&1 || rc=$?
+run_bg "$work/local.log" "$root/scripts/mpirun" -np 3 "$BIN" "${TRAIN_ARGS[@]}" \
+  --set "output.dir=$work/local" || rc=$?
 t_local=$((SECONDS - t0))
 grep -E '^epoch' "$work/local.log" | sed 's/^/  /' || true
 if [ "$rc" -ne 0 ]; then

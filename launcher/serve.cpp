@@ -1,0 +1,1141 @@
+// `arceus serve`: the REST shim (see serve.h and docs/serve.md).
+//
+// Contract between the two threads of rank 0:
+// - the HTTP thread (cpp-httplib's pool) never calls MPI: it validates requests, records jobs
+//   in ServeState (under ServeState::mu) and appends the ids of jobs to train to the queue;
+// - the main thread (MPI_THREAD_FUNNELED) waits on ServeState::cv, pops one job at a time and
+//   runs it with run_job; its JobObserver writes logs, steps and epochs into the job record
+//   (under the same mutex) and reads the job's stop flag.
+// One job trains at a time: the world is one pipeline.
+#include "launcher/serve.h"
+
+#include <httplib.h>
+#include <signal.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "partition/partition.h"
+#include "ranks/comm.h"
+#include "ranks/trainer.h"
+
+#ifndef ARCEUS_SOURCE_DIR
+#define ARCEUS_SOURCE_DIR "."
+#endif
+
+namespace arceus {
+
+// From datasets/dataset.h, which includes ATen: declared here to keep this unit torch-free.
+std::string default_dataset_root(const std::string& name);
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxBodyBytes = 1 << 20;  // larger request bodies are refused with 413
+constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for idle connections
+
+const char* kTransformerError =
+    "[serve] transformer jobs are not supported by this build yet: model_config.type = "
+    "transformer (the original's character-level GPT on dataset_config.source) is a later "
+    "feature; this build trains MLPs (model_config.layer_sizes) on MNIST, FashionMNIST or "
+    "synthetic data";
+
+// SIGINT/SIGTERM on rank 0: a graceful shutdown, polled by the main thread and the observer.
+// SA_RESETHAND: a second signal ends the process the default way.
+volatile std::sig_atomic_t g_signal = 0;
+void on_signal(int sig) { g_signal = sig; }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART | SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+
+// A request that cannot be served: answered with `status` and {"error": message}.
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(int status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool blank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
+  return out;
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+json or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+void send(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(2) + "\n", "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  send(res, status, {{"error", message}});
+}
+
+// A job id from the path: a positive decimal integer, else 404.
+int job_id_from(const std::string& text) {
+  const bool digits = !text.empty() && text.size() <= 9 &&
+                      std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+  const int id = digits ? std::stoi(text) : 0;
+  if (id <= 0) throw HttpError(404, "[serve] unknown job id '" + text + "' (job ids are 1, 2, ...; GET /api/jobs lists them)");
+  return id;
+}
+
+std::string json_type(const json& j) {
+  if (j.is_array()) return "an array";
+  if (j.is_string()) return "a string (" + j.dump() + ")";
+  if (j.is_boolean()) return j.dump();
+  if (j.is_null()) return "null";
+  if (j.is_number()) return j.dump();
+  return "an object";
+}
+
+// Constant-time comparison of the Authorization header with the expected one.
+bool same_secret(const std::string& given, const std::string& expected) {
+  if (given.size() != expected.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < given.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
+  return diff == 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data roots: a dataset directory must lie under one of them (symlinks and '..' resolved).
+
+fs::path resolve_path(const std::string& p) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(fs::path(p), ec);
+  if (ec) abs = fs::path(p);
+  fs::path canon = fs::weakly_canonical(abs, ec);
+  if (ec) canon = abs.lexically_normal();
+  std::string s = canon.string();
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return fs::path(s);
+}
+
+bool is_under(const fs::path& path, const fs::path& root) {
+  auto p = path.begin();
+  for (auto r = root.begin(); r != root.end(); ++r, ++p) {
+    if (p == path.end() || *p != *r) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs.
+
+struct JobRecord {
+  int id = 0;
+  std::string state = "created";  // created initialized queued training completed failed stopped
+  std::string format;             // "json" or "yaml": how the job body came
+  Config config;                  // as created; output.dir filled in
+  Config train_config;            // config + the train request's epochs / learning_rate
+  std::vector<LayerRange> plan;   // from initialize
+  json train_request;             // {"epochs", "learning_rate"} once asked to train
+  std::vector<std::string> logs;  // on_log lines and the server's own "[serve] ..." lines
+  json steps = json::array();     // on_step entries
+  json epochs = json::array();    // on_epoch entries (summary.json's epochs[])
+  std::string error;              // failed: why; stopped: who stopped it
+  std::string created_at, started_at, finished_at;
+  Clock::time_point start_time;
+  double seconds = 0;
+  std::atomic<bool> stop{false};  // POST /api/jobs/<id>/stop
+};
+
+struct ServeState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<int, std::shared_ptr<JobRecord>> jobs;
+  int next_id = 1;
+  std::deque<int> queue;             // ids waiting to train, in order
+  int current = 0;                   // the job training now (0: none)
+  std::vector<int> started;          // ids in the order they started training
+  bool shutdown = false;             // asked to shut down (POST /api/shutdown or a signal)
+  std::string shutdown_reason;
+  std::atomic<bool> stopping{false};  // == shutdown, readable without the lock
+  std::string broken;                // a job threw during training: the workers' state is unknown
+
+  // Fixed at start.
+  int world = 1;
+  std::vector<std::string> hosts;
+  std::vector<fs::path> data_roots;
+  std::string token;
+  bool quiet = false;
+  std::string pid_line;
+};
+
+// The server's own line in a job's log (caller holds the lock); also printed on rank 0.
+void note(JobRecord& job, const std::string& line) {
+  job.logs.push_back("[serve] " + line);
+  std::printf("[serve] job %d: %s\n", job.id, line.c_str());
+  std::fflush(stdout);
+}
+
+// Records what run_job reports into the job (rank 0's main thread).
+class RecordingObserver : public JobObserver {
+ public:
+  RecordingObserver(ServeState& state, std::shared_ptr<JobRecord> job) : state_(state), job_(std::move(job)) {}
+
+  void on_log(const std::string& line) override {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    job_->logs.push_back(line);
+  }
+  void on_step(const json& step) override {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    job_->steps.push_back(step);
+  }
+  void on_epoch(const json& epoch) override {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    job_->epochs.push_back(epoch);
+  }
+  bool stop_requested() override { return job_->stop.load() || state_.stopping.load() || g_signal != 0; }
+
+ private:
+  ServeState& state_;
+  std::shared_ptr<JobRecord> job_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// JSON views.
+
+json config_json(const Config& c) {
+  const auto& d = c.dataset;
+  const auto& t = c.training;
+  return {{"model_config", {{"type", c.model.type}, {"layer_sizes", c.model.layer_sizes}}},
+          {"dataset_config",
+           {{"name", d.name},
+            {"root", d.root},
+            {"batch_size", d.batch_size},
+            {"val_batch_size", d.val_batch_size},
+            {"normalize", {{"mean", d.normalize.mean}, {"std", d.normalize.std}}},
+            {"shuffle", d.shuffle},
+            {"max_train_samples", d.max_train_samples},
+            {"max_val_samples", d.max_val_samples},
+            {"synthetic",
+             {{"train_size", d.synthetic.train_size},
+              {"val_size", d.synthetic.val_size},
+              {"features", d.synthetic.features},
+              {"classes", d.synthetic.classes},
+              {"noise", d.synthetic.noise}}}}},
+          {"training",
+           {{"epochs", t.epochs},
+            {"learning_rate", t.learning_rate},
+            {"optimizer", t.optimizer},
+            {"momentum", t.momentum},
+            {"weight_decay", t.weight_decay},
+            {"micro_batches", t.micro_batches},
+            {"schedule", t.schedule},
+            {"seed", t.seed},
+            {"max_steps", t.max_steps}}},
+          {"communication",
+           {{"quantization_bits", c.communication.quantization_bits},
+            {"stochastic_rounding", c.communication.stochastic_rounding}}},
+          {"partition",
+           {{"method", c.partition.method},
+            {"stages", c.partition.stages == 0 ? json("auto") : json(c.partition.stages)},
+            {"layers", c.partition.layers}}},
+          {"output", {{"dir", c.output.dir}}}};
+}
+
+int64_t layer_parameters(const Config& c, const LayerRange& r) {
+  int64_t n = 0;
+  const auto& s = c.model.layer_sizes;
+  for (int64_t i = r.first; i < r.end(); ++i) n += s[size_t(i)] * s[size_t(i + 1)] + s[size_t(i + 1)];
+  return n;
+}
+
+std::string rank_role(int rank, int world, size_t stages) {
+  if (world == 1) return "orchestrator+stage";
+  if (rank == 0) return "orchestrator";
+  return static_cast<size_t>(rank) <= stages ? "stage" : "idle";
+}
+
+// The stages of a plan: {"stage" (1-based), "rank", "host", "layers" [first, last], ...}.
+json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRange>& plan) {
+  json stages = json::array();
+  for (size_t k = 0; k < plan.size(); ++k) {
+    const auto& r = plan[k];
+    const int rank = s.world == 1 ? 0 : static_cast<int>(k + 1);
+    std::vector<int64_t> widths(c.model.layer_sizes.begin() + r.first, c.model.layer_sizes.begin() + r.end() + 1);
+    stages.push_back({{"stage", k + 1},
+                      {"rank", rank},
+                      {"host", s.hosts[size_t(rank)]},
+                      {"layers", {r.first, r.end() - 1}},
+                      {"layer_sizes", widths},
+                      {"parameters", layer_parameters(c, r)}});
+  }
+  return stages;
+}
+
+json final_json(const JobRecord& job) {
+  if (job.epochs.empty()) return nullptr;
+  const json& e = job.epochs.back();
+  return {{"epoch", e.value("epoch", 0)},
+          {"val_loss", e.value("val_loss", 0.0)},
+          {"val_accuracy", e.value("val_accuracy", 0.0)},
+          {"train_loss", e.value("train_loss", 0.0)},
+          {"train_accuracy", e.value("train_accuracy", 0.0)}};
+}
+
+const Config& effective_config(const JobRecord& job) { return job.train_request.is_null() ? job.config : job.train_config; }
+
+json job_json(const ServeState& s, const JobRecord& job, bool detail) {
+  const Config& c = effective_config(job);
+  json j = {{"job_id", job.id},
+            {"state", job.state},
+            {"model_config", {{"type", c.model.type}, {"layer_sizes", c.model.layer_sizes}}},
+            {"dataset_config", {{"name", c.dataset.name}, {"batch_size", c.dataset.batch_size}}},
+            {"epochs", c.training.epochs},
+            {"learning_rate", c.training.learning_rate},
+            {"epochs_completed", job.epochs.size()},
+            {"final", final_json(job)},
+            {"error", or_null(job.error)},
+            {"created_at", job.created_at},
+            {"started_at", or_null(job.started_at)},
+            {"finished_at", or_null(job.finished_at)}};
+  if (!detail) return j;
+  j["config"] = config_json(c);
+  j["config_yaml"] = to_yaml(c);
+  j["body_format"] = job.format;
+  j["world_size"] = s.world;
+  j["plan"] = job.plan.empty() ? json(nullptr) : stages_json(s, c, job.plan);
+  json progress = nullptr;
+  if (!job.steps.empty()) {
+    const json& st = job.steps.back();
+    progress = {{"epoch", st.value("epoch", 0)},
+                {"epochs", c.training.epochs},
+                {"step", st.value("step", 0)},
+                {"steps", st.value("steps", 0)},
+                {"loss", st.value("loss", 0.0)},
+                {"accuracy", st.value("accuracy", 0.0)},
+                {"samples_per_second", st.value("samples_per_second", 0.0)}};
+  }
+  j["progress"] = progress;
+  json latest = nullptr;
+  if (!job.epochs.empty()) {
+    latest = job.epochs.back();
+    latest.erase("step_losses");
+    latest.erase("timing");
+  }
+  j["latest_epoch"] = latest;
+  j["train_request"] = job.train_request;
+  j["seconds"] = job.state == "training" ? std::chrono::duration<double>(Clock::now() - job.start_time).count()
+                                         : job.seconds;
+  j["output_dir"] = c.output.dir;
+  j["summary_path"] = (fs::path(c.output.dir) / "summary.json").string();
+  j["log_lines"] = job.logs.size();
+  return j;
+}
+
+// Per-rank forward/backward TFLOPS of a job's latest epoch (the epoch JSON's timing[]).
+json tflops_json(const JobRecord* job) {
+  json out = {{"job_id", nullptr}, {"state", nullptr}, {"epoch", nullptr}, {"ranks", json::array()}};
+  if (!job) return out;
+  out["job_id"] = job->id;
+  out["state"] = job->state;
+  if (job->epochs.empty()) return out;
+  const json& e = job->epochs.back();
+  out["epoch"] = e.value("epoch", 0);
+  for (const json& t : e.value("timing", json::array())) {
+    out["ranks"].push_back({{"rank", t.value("rank", -1)},
+                            {"host", t.value("host", "")},
+                            {"stage", t.value("stage", -1)},
+                            {"forward_tflops", t.value("forward_tflops", 0.0)},
+                            {"backward_tflops", t.value("backward_tflops", 0.0)},
+                            {"forward_s", t.value("forward_s", 0.0)},
+                            {"backward_s", t.value("backward_s", 0.0)},
+                            {"comm_wait_s", t.value("comm_wait_s", 0.0)},
+                            {"gflops", t.value("gflops", 0.0)}});
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP API (runs on httplib's threads; never calls MPI).
+
+class Api {
+ public:
+  Api(ServeState& state, httplib::Server& server) : s_(state), server_(server) {}
+
+  void install() {
+    server_.set_payload_max_length(kMaxBodyBytes);
+    server_.set_keep_alive_timeout(kKeepAliveSeconds);
+    server_.set_read_timeout(10, 0);
+    // Framework errors (unknown path, body too large, bad request line) in the same shape.
+    server_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 404) {
+        send_error(res, 404, "[serve] no such endpoint: " + req.method + " " + req.path + " (see docs/serve.md)");
+      } else if (res.status == 413) {
+        send_error(res, 413, "[serve] request body too large: the limit is 1 MiB");
+      } else {
+        send_error(res, res.status, "[serve] bad request (HTTP " + std::to_string(res.status) + ")");
+      }
+    });
+    server_.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "unknown exception";
+      try {
+        if (ep) std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      send_error(res, 500, "[serve] internal error: " + what);
+    });
+    if (!s_.quiet) {
+      server_.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+        // The werkzeug access-log line the original printed.
+        const std::time_t t = std::time(nullptr);
+        std::tm tm{};
+        localtime_r(&t, &tm);
+        char when[64];
+        std::strftime(when, sizeof(when), "%d/%b/%Y %H:%M:%S", &tm);
+        std::printf("%s - - [%s] \"%s %s %s\" %d -\n", req.remote_addr.c_str(), when, req.method.c_str(),
+                    req.path.c_str(), req.version.c_str(), res.status);
+        std::fflush(stdout);
+      });
+    }
+
+    // `curl -X POST URL` (the original's initialize command) sends neither Content-Length nor a
+    // chunked body; httplib would wait for a body until the connection closes. Such a request
+    // has an empty body: dispatch it here, through the same routes.
+    server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (req.method != "POST" || req.has_header("Content-Length") || req.has_header("Transfer-Encoding"))
+        return httplib::Server::HandlerResponse::Unhandled;
+      httplib::Request copy = req;
+      for (const auto& route : post_routes_) {
+        if (std::regex_match(copy.path, copy.matches, route.first)) {
+          route.second(copy, res);
+          return httplib::Server::HandlerResponse::Handled;
+        }
+      }
+      send_error(res, 404, "[serve] no such endpoint: POST " + req.path + " (see docs/serve.md)");
+      return httplib::Server::HandlerResponse::Handled;
+    });
+
+    get("/healthz", &Api::healthz);
+    get("/api/jobs", &Api::list_jobs);
+    post("/api/jobs", &Api::create_job);
+    get(R"(/api/jobs/([^/]+))", &Api::get_job);
+    get(R"(/api/jobs/([^/]+)/metrics)", &Api::metrics);
+    get(R"(/api/jobs/([^/]+)/logs)", &Api::logs);
+    post(R"(/api/jobs/([^/]+)/stop)", &Api::stop_job);
+    post(R"(/api/network/initialize/([^/]+))", &Api::initialize);
+    post(R"(/api/network/train/([^/]+))", &Api::train);
+    get("/api/devices", &Api::devices);
+    get("/api/devices/teraflops", &Api::devices_teraflops);
+    get("/api/teraflops", &Api::teraflops);
+    get("/api/previous_teraflops", &Api::previous_teraflops);
+    post("/api/shutdown", &Api::shutdown);
+  }
+
+ private:
+  using Method = void (Api::*)(const httplib::Request&, httplib::Response&);
+
+  void get(const std::string& pattern, Method m) { server_.Get(pattern, wrap(m, false)); }
+  void post(const std::string& pattern, Method m) {
+    server_.Post(pattern, wrap(m, true));
+    post_routes_.emplace_back(std::regex(pattern), wrap(m, true));
+  }
+
+  httplib::Server::Handler wrap(Method m, bool mutating) {
+    return [this, m, mutating](const httplib::Request& req, httplib::Response& res) {
+      try {
+        if (mutating) check_token(req);
+        (this->*m)(req, res);
+      } catch (const HttpError& e) {
+        if (e.status() == 401) res.set_header("WWW-Authenticate", "Bearer realm=\"arceus\"");
+        send_error(res, e.status(), e.what());
+      } catch (const std::exception& e) {
+        send_error(res, 500, std::string("[serve] internal error: ") + e.what());
+      }
+    };
+  }
+
+  void check_token(const httplib::Request& req) const {
+    if (s_.token.empty()) return;
+    const std::string given = req.get_header_value("Authorization");
+    if (given.empty()) {
+      throw HttpError(401, "[serve] this server requires a token on POST requests: send 'Authorization: Bearer <token>' "
+                           "(the --token / ARCEUS_TOKEN it was started with)");
+    }
+    if (!same_secret(given, "Bearer " + s_.token)) throw HttpError(401, "[serve] wrong token in the Authorization header");
+  }
+
+  std::shared_ptr<JobRecord> find_job(const std::string& id_text) const {  // caller holds the lock
+    const int id = job_id_from(id_text);
+    auto it = s_.jobs.find(id);
+    if (it == s_.jobs.end()) {
+      throw HttpError(404, "[serve] no job " + std::to_string(id) + " (jobs: " +
+                               (s_.jobs.empty() ? std::string("none yet; POST /api/jobs creates one")
+                                                : std::to_string(s_.jobs.begin()->first) + ".." +
+                                                      std::to_string(s_.jobs.rbegin()->first)) +
+                               ")");
+    }
+    return it->second;
+  }
+
+  // --- jobs ----------------------------------------------------------------------------------
+
+  // A job body: JSON (the original's) or YAML (Content-Type: application/yaml, a `train` file).
+  Config parse_job_body(const httplib::Request& req, bool* sets_output_dir, std::string* format) const {
+    const bool yaml = lower(req.get_header_value("Content-Type")).find("yaml") != std::string::npos;
+    *format = yaml ? "yaml" : "json";
+    if (blank(req.body)) {
+      throw HttpError(400, "[serve] empty request body: expected a job with model_config and dataset_config, e.g. "
+                           R"({"model_config":{"layer_sizes":[784,128,64,10]},"dataset_config":{"name":"FashionMNIST"}})"
+                           " (or the YAML of a train config with Content-Type: application/yaml)");
+    }
+    std::string text = req.body;
+    if (!yaml) {
+      json body;
+      try {
+        body = json::parse(req.body);
+      } catch (const json::parse_error& e) {
+        throw HttpError(400, std::string("[serve] malformed JSON body: ") + e.what() +
+                                 " (a YAML body needs Content-Type: application/yaml)");
+      }
+      if (!body.is_object()) {
+        throw HttpError(400, "[serve] the job body must be a JSON object with model_config, dataset_config, training, "
+                             "... sections, got " + json_type(body));
+      }
+      // The transformer check comes first: the rest of its body (dataset_config.source) would
+      // otherwise be reported as an unknown key.
+      const json model = body.value("model_config", json::object());
+      if (model.is_object() && model.value("type", json()) == "transformer") throw HttpError(400, kTransformerError);
+      const json output = body.value("output", json::object());
+      *sets_output_dir = output.is_object() && output.contains("dir");
+      // The body itself keeps the line numbers in the parser's messages; compact JSON is the
+      // fallback for JSON that is not also valid YAML (e.g. indented with tabs).
+      try {
+        YAML::Load(req.body);
+      } catch (const YAML::Exception&) {
+        text = body.dump();
+      }
+    } else {
+      YAML::Node doc;
+      try {
+        doc = YAML::Load(req.body);
+      } catch (const YAML::Exception&) {
+        // parse_config below reports it with the line and column
+      }
+      const YAML::Node& d = doc;
+      if (d.IsMap() && d["model_config"].IsMap() && d["model_config"]["type"].IsScalar() &&
+          d["model_config"]["type"].Scalar() == "transformer") {
+        throw HttpError(400, kTransformerError);
+      }
+      *sets_output_dir = d.IsMap() && d["output"].IsMap() && d["output"]["dir"].IsDefined();
+    }
+    try {
+      return parse_config(text, {}, "<request body>");
+    } catch (const ConfigError& e) {
+      throw HttpError(400, e.what());
+    }
+  }
+
+  std::string data_roots_text() const {
+    std::vector<std::string> r;
+    for (const auto& p : s_.data_roots) r.push_back(p.string());
+    return join(r);
+  }
+
+  void check_data_root(const Config& c) const {
+    const auto& d = c.dataset;
+    if (d.name == "synthetic") return;
+    const std::string root = d.root.empty() ? default_dataset_root(d.name) : d.root;
+    if (root.empty()) {
+      throw HttpError(400, "[serve] dataset_config.root: " + d.name +
+                               " has no default location and cannot be downloaded here: set dataset_config.root to a "
+                               "directory under an allowed data root (" + data_roots_text() +
+                               ") holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+                               "t10k-labels-idx1-ubyte (each optionally .gz); FashionMNIST needs no root");
+    }
+    const fs::path resolved = resolve_path(root);
+    for (const auto& allowed : s_.data_roots)
+      if (is_under(resolved, allowed)) return;
+    throw HttpError(400, "[serve] dataset_config.root = '" + root + "'" +
+                             (resolved.string() != root ? " (" + resolved.string() + ")" : std::string()) +
+                             " is outside the allowed data roots (" + data_roots_text() +
+                             "); start arceus serve with --data-root DIR to allow another directory");
+  }
+
+  void create_job(const httplib::Request& req, httplib::Response& res) {
+    bool sets_dir = false;
+    std::string format;
+    Config config = parse_job_body(req, &sets_dir, &format);
+    check_data_root(config);
+    std::lock_guard<std::mutex> lock(s_.mu);
+    if (s_.shutdown) throw HttpError(503, "[serve] the server is shutting down");
+    auto job = std::make_shared<JobRecord>();
+    job->id = s_.next_id++;
+    if (!sets_dir) config.output.dir = "runs/serve/job-" + std::to_string(job->id);
+    job->config = config;
+    job->format = format;
+    job->created_at = utc_now();
+    s_.jobs[job->id] = job;
+    std::string layers;
+    for (auto w : config.model.layer_sizes) layers += (layers.empty() ? "" : ", ") + std::to_string(w);
+    note(*job, "created: MLP [" + layers + "] on " + config.dataset.name + ", output " + config.output.dir);
+    send(res, 201, {{"message", "Job created"}, {"job_id", job->id}});
+  }
+
+  void list_jobs(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    json jobs = json::array();
+    for (const auto& [id, job] : s_.jobs) jobs.push_back(job_json(s_, *job, false));
+    send(res, 200, {{"jobs", jobs}});
+  }
+
+  void get_job(const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    send(res, 200, job_json(s_, *find_job(req.matches[1]), true));
+  }
+
+  void metrics(const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = find_job(req.matches[1]);
+    uint64_t raw = 0, wire = 0;
+    json epochs = json::array();
+    for (const json& e : job->epochs) {
+      raw += e.value("bytes_raw", uint64_t{0});
+      wire += e.value("bytes_wire", uint64_t{0});
+      epochs.push_back(e);
+    }
+    send(res, 200,
+         {{"job_id", job->id},
+          {"state", job->state},
+          {"steps", job->steps},
+          {"epochs", epochs},
+          {"final", final_json(*job)},
+          {"bytes_raw", raw},
+          {"bytes_wire", wire},
+          {"wire_ratio", raw ? double(wire) / double(raw) : 1.0}});
+  }
+
+  void logs(const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = find_job(req.matches[1]);
+    size_t offset = 0;
+    if (req.has_param("offset")) {
+      const std::string v = req.get_param_value("offset");
+      if (v.empty() || v.size() > 12 || !std::all_of(v.begin(), v.end(), [](unsigned char c) { return std::isdigit(c); }))
+        throw HttpError(400, "[serve] offset: expected a non-negative integer, got '" + v + "'");
+      offset = std::min<size_t>(std::stoull(v), job->logs.size());
+    }
+    const std::vector<std::string> lines(job->logs.begin() + static_cast<std::ptrdiff_t>(offset), job->logs.end());
+    send(res, 200, {{"job_id", job->id}, {"state", job->state}, {"offset", offset}, {"next_offset", job->logs.size()}, {"lines", lines}});
+  }
+
+  void stop_job(const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = find_job(req.matches[1]);
+    if (job->state == "queued") {
+      job->state = "stopped";
+      job->error = "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop before it started";
+      job->finished_at = utc_now();
+      note(*job, "stopped while queued");
+      send(res, 200, {{"message", "Job stopped (it had not started)"}, {"job_id", job->id}, {"state", job->state}});
+      return;
+    }
+    if (job->state != "training") {
+      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + job->state +
+                               ": only a queued or training job can be stopped");
+    }
+    job->stop = true;
+    note(*job, "stop requested: the job ends after the batches in flight");
+    send(res, 202, {{"message", "Stop requested: the job stops after the batches in flight"},
+                    {"job_id", job->id},
+                    {"state", job->state}});
+  }
+
+  // --- network ---------------------------------------------------------------------------------
+
+  void initialize(const httplib::Request& req, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = find_job(req.matches[1]);
+    if (job->state != "created" && job->state != "initialized") {
+      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + job->state +
+                               ": initialize comes before training");
+    }
+    std::vector<LayerRange> plan;
+    try {
+      plan = make_plan(job->config, s_.world);
+    } catch (const std::exception& e) {
+      throw HttpError(400, e.what());
+    }
+    job->plan = plan;
+    job->state = "initialized";
+    json ranks = json::array();
+    for (int r = 0; r < s_.world; ++r) {
+      json layers = nullptr;
+      if (s_.world == 1) {
+        layers = {plan[0].first, plan[0].end() - 1};
+      } else if (r >= 1 && static_cast<size_t>(r) <= plan.size()) {
+        layers = {plan[size_t(r - 1)].first, plan[size_t(r - 1)].end() - 1};
+      }
+      ranks.push_back({{"rank", r}, {"host", s_.hosts[size_t(r)]}, {"role", rank_role(r, s_.world, plan.size())}, {"layers", layers}});
+    }
+    std::string summary;
+    for (size_t k = 0; k < plan.size(); ++k) {
+      summary += (k ? ", " : "") + std::string("rank ") + std::to_string(s_.world == 1 ? 0 : k + 1) + " layers " +
+                 std::to_string(plan[k].first) + "-" + std::to_string(plan[k].end() - 1);
+    }
+    note(*job, "initialized on " + std::to_string(s_.world) + " rank(s): " + summary);
+    send(res, 200, {{"message", "Network initialized"},
+                    {"job_id", job->id},
+                    {"world_size", s_.world},
+                    {"stages", stages_json(s_, job->config, plan)},
+                    {"ranks", ranks}});
+  }
+
+  void train(const httplib::Request& req, httplib::Response& res) {
+    // The body: {"epochs": N, "learning_rate": x}, both optional (an empty body keeps the job's).
+    json body = json::object();
+    if (!blank(req.body)) {
+      try {
+        body = json::parse(req.body);
+      } catch (const json::parse_error& e) {
+        throw HttpError(400, std::string("[serve] malformed JSON body: ") + e.what());
+      }
+      if (!body.is_object()) {
+        throw HttpError(400, "[serve] the train body must be a JSON object like {\"epochs\": 10, \"learning_rate\": 0.1}, got " +
+                                 json_type(body));
+      }
+    }
+    std::vector<Override> overrides;
+    for (const auto& [key, value] : body.items()) {
+      if (key == "epochs") {
+        if (!value.is_number_integer() || value.get<int64_t>() < 1)
+          throw HttpError(400, "[serve] epochs: expected a positive integer, got " + json_type(value));
+        overrides.push_back({"training.epochs", value.dump()});
+      } else if (key == "learning_rate") {
+        if (!value.is_number() || !(value.get<double>() > 0) || !std::isfinite(value.get<double>()))
+          throw HttpError(400, "[serve] learning_rate: expected a positive number, got " + json_type(value));
+        overrides.push_back({"training.learning_rate", value.dump()});
+      } else {
+        std::string hint = (key == "epoch" || key == "num_epochs") ? "; did you mean 'epochs'?"
+                           : (key == "lr" || key == "learningRate") ? "; did you mean 'learning_rate'?"
+                                                                    : "";
+        throw HttpError(400, "[serve] " + key + ": unknown key in the train body" + hint +
+                                 " (allowed: epochs, learning_rate; other settings go in the job body)");
+      }
+    }
+
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = find_job(req.matches[1]);
+    const std::string id = std::to_string(job->id);
+    if (job->state == "created") {
+      throw HttpError(409, "[serve] job " + id + " is not initialized: POST /api/network/initialize/" + id +
+                               " first (it partitions the layers over the ranks)");
+    }
+    if (job->state == "queued" || job->state == "training") {
+      throw HttpError(409, "[serve] job " + id + " is already " + job->state);
+    }
+    if (job->state != "initialized") {
+      throw HttpError(409, "[serve] job " + id + " already ran (state " + job->state +
+                               "); create a new job (POST /api/jobs) to train again");
+    }
+    if (!s_.broken.empty()) throw HttpError(503, s_.broken);
+    if (s_.shutdown) throw HttpError(503, "[serve] the server is shutting down");
+    Config config;
+    try {
+      config = parse_config(to_yaml(job->config), overrides, "<train request>");
+    } catch (const ConfigError& e) {
+      throw HttpError(400, e.what());
+    }
+    std::vector<int> ahead;
+    if (s_.current) ahead.push_back(s_.current);
+    for (int q : s_.queue)
+      if (s_.jobs.at(q)->state == "queued") ahead.push_back(q);
+    job->train_config = config;
+    job->train_request = {{"epochs", config.training.epochs}, {"learning_rate", config.training.learning_rate}};
+    job->state = "queued";
+    s_.queue.push_back(job->id);
+    note(*job, "train requested: " + std::to_string(config.training.epochs) + " epoch(s), learning rate " +
+                   json(config.training.learning_rate).dump() +
+                   (ahead.empty() ? std::string() : ", queued behind job " + std::to_string(ahead.front())));
+    s_.cv.notify_all();
+    json reply = {{"message", ahead.empty() ? std::string("Training started")
+                                            : "Training queued: job " + std::to_string(ahead.front()) +
+                                                  " is using the ranks; this job starts when the jobs ahead end"},
+                  {"job_id", job->id},
+                  {"epochs", config.training.epochs},
+                  {"learning_rate", config.training.learning_rate}};
+    if (!ahead.empty()) reply["queued_behind"] = ahead;
+    send(res, 200, reply);
+  }
+
+  // The job whose layers the ranks hold: the training one, else the last initialized or run.
+  std::shared_ptr<JobRecord> placed_job() const {
+    if (s_.current) return s_.jobs.at(s_.current);
+    std::shared_ptr<JobRecord> best;
+    for (const auto& [id, job] : s_.jobs)
+      if (!job->plan.empty()) best = job;
+    return best;
+  }
+
+  void devices(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = placed_job();
+    const bool training = s_.current != 0;
+    json devices = json::array();
+    for (int r = 0; r < s_.world; ++r) {
+      json layers = nullptr;
+      std::string role = r == 0 ? (s_.world == 1 ? "orchestrator+stage" : "orchestrator") : "worker";
+      bool busy = false;
+      if (job) {
+        const auto& plan = job->plan;
+        role = rank_role(r, s_.world, plan.size());
+        const int stage = s_.world == 1 ? 0 : r - 1;
+        if (stage >= 0 && static_cast<size_t>(stage) < plan.size())
+          layers = {plan[size_t(stage)].first, plan[size_t(stage)].end() - 1};
+        busy = training && role != "idle";
+      }
+      devices.push_back({{"rank", r},
+                         {"host", s_.hosts[size_t(r)]},
+                         {"role", role},
+                         {"layers", layers},
+                         {"state", busy ? "training" : "idle"},
+                         {"job_id", job ? json(job->id) : json(nullptr)}});
+    }
+    send(res, 200, {{"world_size", s_.world},
+                    {"job_id", job ? json(job->id) : json(nullptr)},
+                    {"training", training},
+                    {"devices", devices}});
+  }
+
+  // "Current": the training job, else the last one that started; "previous": the one before.
+  std::pair<const JobRecord*, const JobRecord*> current_and_previous() const {
+    if (s_.started.empty()) return {nullptr, nullptr};
+    const size_t n = s_.started.size();
+    const JobRecord* cur = s_.jobs.at(s_.started[n - 1]).get();
+    const JobRecord* prev = n >= 2 ? s_.jobs.at(s_.started[n - 2]).get() : nullptr;
+    return {cur, prev};
+  }
+
+  void teraflops(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    send(res, 200, tflops_json(current_and_previous().first));
+  }
+
+  void previous_teraflops(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    send(res, 200, tflops_json(current_and_previous().second));
+  }
+
+  void devices_teraflops(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto [cur, prev] = current_and_previous();
+    const json c = tflops_json(cur), p = tflops_json(prev);
+    auto find_rank = [](const json& t, int rank) -> json {
+      for (const json& r : t["ranks"])
+        if (r.value("rank", -1) == rank)
+          return {{"forward_tflops", r["forward_tflops"]}, {"backward_tflops", r["backward_tflops"]}};
+      return nullptr;
+    };
+    json devices = json::array();
+    for (int r = 0; r < s_.world; ++r) {
+      const json now = find_rank(c, r), before = find_rank(p, r);
+      devices.push_back({{"rank", r},
+                         {"host", s_.hosts[size_t(r)]},
+                         {"forward_tflops", now.is_null() ? json(nullptr) : now["forward_tflops"]},
+                         {"backward_tflops", now.is_null() ? json(nullptr) : now["backward_tflops"]},
+                         {"previous", before}});
+    }
+    send(res, 200, {{"job_id", c["job_id"]},
+                    {"epoch", c["epoch"]},
+                    {"previous_job_id", p["job_id"]},
+                    {"previous_epoch", p["epoch"]},
+                    {"devices", devices}});
+  }
+
+  // --- server ----------------------------------------------------------------------------------
+
+  void healthz(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    json queued = json::array();
+    for (int q : s_.queue)
+      if (s_.jobs.at(q)->state == "queued") queued.push_back(q);
+    send(res, 200, {{"status", s_.shutdown ? "shutting down" : (s_.broken.empty() ? "ok" : "degraded")},
+                    {"world_size", s_.world},
+                    {"training", s_.current ? json(s_.current) : json(nullptr)},
+                    {"queued", queued},
+                    {"jobs", s_.jobs.size()},
+                    {"error", or_null(s_.broken)}});
+  }
+
+  void shutdown(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    if (!s_.shutdown) {
+      s_.shutdown = true;
+      s_.shutdown_reason = "POST /api/shutdown";
+      s_.stopping = true;
+      s_.cv.notify_all();
+    }
+    send(res, 200, {{"message", s_.current ? "Shutting down: job " + std::to_string(s_.current) +
+                                                 " stops after the batches in flight, then every rank exits"
+                                           : std::string("Shutting down: every rank exits")}});
+  }
+
+  ServeState& s_;
+  httplib::Server& server_;
+  std::vector<std::pair<std::regex, httplib::Server::Handler>> post_routes_;  // for body-less POSTs
+};
+
+// ---------------------------------------------------------------------------------------------
+// Rank 0's main thread: the job queue.
+
+// Runs queued jobs one at a time until shutdown.
+void run_queue(Comm& comm, ServeState& s, const TrainOptions& train) {
+  while (true) {
+    std::shared_ptr<JobRecord> job;
+    {
+      std::unique_lock<std::mutex> lock(s.mu);
+      while (true) {
+        if (g_signal && !s.shutdown) {
+          s.shutdown = true;
+          s.shutdown_reason = g_signal == SIGINT ? "SIGINT" : "SIGTERM";
+          s.stopping = true;
+        }
+        if (s.shutdown) return;
+        while (!s.queue.empty() && !job) {
+          auto candidate = s.jobs.at(s.queue.front());
+          s.queue.pop_front();
+          if (candidate->state == "queued") job = candidate;  // else stopped while queued
+        }
+        if (job) break;
+        s.cv.wait_for(lock, std::chrono::milliseconds(100));  // also polls the signal flag
+      }
+      job->state = "training";
+      job->started_at = utc_now();
+      job->start_time = Clock::now();
+      s.current = job->id;
+      s.started.push_back(job->id);
+      note(*job, "training started");
+    }
+
+    RecordingObserver observer(s, job);
+    JobResult result;
+    std::string broken;
+    try {
+      result = run_job(comm, job->train_config, train, &observer);
+    } catch (const std::exception& e) {
+      // Thrown during training: the workers may be waiting for messages of this job. The
+      // server keeps answering, but no further job can run on these ranks.
+      result.state = "failed";
+      result.error = e.what();
+      broken = "[serve] job " + std::to_string(job->id) + " failed during training (" + e.what() +
+               "); the ranks may be out of step, so no further job can run: restart arceus serve";
+    }
+
+    std::lock_guard<std::mutex> lock(s.mu);
+    job->state = result.state;
+    job->error = result.error;
+    job->finished_at = utc_now();
+    job->seconds = std::chrono::duration<double>(Clock::now() - job->start_time).count();
+    s.current = 0;
+    if (!broken.empty()) s.broken = broken;
+    if (result.state == "stopped") {
+      job->error = job->stop ? "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop"
+                             : "stopped: the server shut down";
+    }
+    std::string line = result.state + " in " + fixed(job->seconds, 1) + " s";
+    if (!job->epochs.empty()) {
+      line += " after " + std::to_string(job->epochs.size()) + " epoch(s), val accuracy " +
+              fixed(100 * job->epochs.back().value("val_accuracy", 0.0), 2) + "%";
+    }
+    if (!job->error.empty()) line += ": " + job->error;
+    note(*job, line);
+  }
+}
+
+std::string threads_check(const std::string& v) {
+  if (v == "auto") return "";
+  try {
+    size_t pos = 0;
+    if (std::stoi(v, &pos) >= 1 && pos == v.size()) return "";
+  } catch (...) {
+  }
+  return "expected 'auto' or a positive integer, got '" + v + "'";
+}
+
+}  // namespace
+
+std::vector<std::string> default_data_roots() {
+  return {(fs::path(ARCEUS_SOURCE_DIR) / "data").string(), "/usr/share/datasets"};
+}
+
+CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& train) {
+  auto* cmd = app.add_subcommand(
+      "serve", "Serve the original's REST API (default 127.0.0.1:4000): rank 0 answers HTTP and runs the jobs "
+               "one at a time, ranks 1..N-1 own the layers. See docs/serve.md");
+  cmd->add_option("--port", serve.port, "TCP port to listen on (0: any free port, printed at start)")
+      ->default_val(4000)
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--host", serve.host,
+                  "Address to listen on: 127.0.0.1 (default) is this machine only; 0.0.0.0 every interface")
+      ->default_val("127.0.0.1");
+  cmd->add_option("--token", serve.token,
+                  "Require 'Authorization: Bearer TOKEN' on every POST request (default: $ARCEUS_TOKEN; "
+                  "neither set: no token)")
+      ->envname("ARCEUS_TOKEN");
+  cmd->add_option("--data-root", serve.data_roots,
+                  "A directory a job's dataset_config.root may lie under (repeatable; replaces the defaults: "
+                  "the project's data/ and /usr/share/datasets)")
+      ->allow_extra_args(false);
+  cmd->add_option("--threads", train.threads,
+                  "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage ranks "
+                  "it runs, or a positive integer")
+      ->default_val("auto")
+      ->check(threads_check);
+  cmd->add_flag("--quiet", train.quiet, "No live progress lines, timing tables or access log on rank 0's output");
+  return cmd;
+}
+
+int run_serve(Comm& comm, const ServeOptions& options, const TrainOptions& train) {
+  // Collective: every rank, once, before the workers start waiting for jobs.
+  const std::vector<std::string> hosts = comm.all_hosts();
+  if (comm.rank() != 0) {
+    // A Ctrl-C on mpirun reaches every rank; rank 0 alone decides when the workers end (it
+    // stops the job in flight, then sends the shutdown), so the workers ignore it.
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
+    return worker_loop(comm, train, /*serve=*/true);
+  }
+
+  ServeState state;
+  state.world = comm.size();
+  state.hosts = hosts;
+  state.token = options.token;
+  state.quiet = train.quiet;
+  for (const auto& r : options.data_roots.empty() ? default_data_roots() : options.data_roots)
+    state.data_roots.push_back(resolve_path(r));
+
+  install_signal_handlers();
+  httplib::Server server;
+  Api api(state, server);
+  api.install();
+  int port = options.port;
+  bool bound = false;
+  if (port == 0) {
+    port = server.bind_to_any_port(options.host);
+    bound = port > 0;
+  } else {
+    bound = server.bind_to_port(options.host, port);
+  }
+  if (!bound) {
+    std::fprintf(stderr, "error: [serve] cannot listen on %s:%d (address in use or not available here); choose "
+                 "another --port or --host\n", options.host.c_str(), options.port);
+    shutdown_workers(comm);
+    return 1;
+  }
+  std::thread http([&server] { server.listen_after_bind(); });
+
+  const int pid = static_cast<int>(getpid());
+  std::printf("arceus serve: listening on http://%s:%d (rank 0, pid %d; stop with POST /api/shutdown or kill -TERM %d)\n",
+              options.host.c_str(), port, pid, pid);
+  std::printf("  %d rank%s: rank 0 on %s: orchestrator and HTTP\n", state.world, state.world == 1 ? "" : "s",
+              hosts[0].c_str());
+  for (int r = 1; r < state.world; ++r) std::printf("  rank %d on %s: waiting for jobs\n", r, hosts[size_t(r)].c_str());
+  std::vector<std::string> roots;
+  for (const auto& r : state.data_roots) roots.push_back(r.string());
+  std::printf("  data roots: %s\n", join(roots).c_str());
+  std::printf("  token: %s\n", state.token.empty() ? "none (any local client may POST; set --token or ARCEUS_TOKEN)"
+                                                    : "required on POST (Authorization: Bearer ...)");
+  std::printf("  blas: %s\n", train.blas.c_str());
+  std::fflush(stdout);
+
+  run_queue(comm, state, train);
+
+  {
+    std::lock_guard<std::mutex> lock(state.mu);
+    std::printf("arceus serve: shutting down (%s)\n", state.shutdown_reason.c_str());
+    for (int id : state.queue) {
+      auto& job = *state.jobs.at(id);
+      if (job.state != "queued") continue;
+      job.state = "stopped";
+      job.error = "stopped: the server shut down before the job started";
+      job.finished_at = utc_now();
+    }
+    state.queue.clear();
+  }
+  std::fflush(stdout);
+  if (!state.broken.empty()) {
+    // The workers are not waiting for a broadcast: end the world the hard way.
+    std::fprintf(stderr, "%s\n", state.broken.c_str());
+    server.stop();
+    http.join();
+    comm.abort(1);
+  }
+  shutdown_workers(comm);
+  server.stop();
+  http.join();
+  std::printf("arceus serve: stopped\n");
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace arceus

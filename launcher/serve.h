@@ -1,0 +1,42 @@
+// `arceus serve`: the REST shim. Rank 0 answers the original Flask server's endpoints (port
+// 4000, same paths, bodies and status codes) and runs the jobs on the world; ranks 1..N-1 wait
+// in worker_loop for the jobs rank 0 broadcasts. See docs/serve.md for the endpoints.
+//
+// Threads on rank 0: an HTTP thread (cpp-httplib, its own small pool) parses and validates
+// requests and records jobs; the main thread, the only one that calls MPI, takes jobs to train
+// from a queue (mutex + condition variable) and runs them one at a time with run_job.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace arceus {
+
+class Comm;
+struct TrainOptions;
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";       // address to bind; 0.0.0.0 to listen on every interface
+  int port = 4000;                      // 0 = any free port (printed at start)
+  std::string token;                    // non-empty: POST requests need "Authorization: Bearer <token>"
+  std::vector<std::string> data_roots;  // dataset_config.root must lie under one; empty = defaults
+};
+
+// The data roots used when --data-root is not given: the project's data/ directory and
+// /usr/share/datasets (where the Debian dataset packages install).
+std::vector<std::string> default_data_roots();
+
+// Adds the `serve` subcommand to the launcher's command line. Its --threads and --quiet go to
+// `train` (the per-job options); the rest to `serve`.
+CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& train);
+
+// Every rank calls this (it starts with a collective). Rank 0 serves until POST /api/shutdown
+// or SIGINT/SIGTERM, then ends the workers; returns the process exit code (0 after a clean
+// shutdown, 1 when the address cannot be bound).
+int run_serve(Comm& comm, const ServeOptions& serve, const TrainOptions& train);
+
+}  // namespace arceus
