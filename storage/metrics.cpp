@@ -5,7 +5,8 @@
 // Rows are buffered in memory and written in batches of kBatchRows (one H5Dset_extent and one
 // H5Dwrite per column per batch), so appending is cheap; flush() writes the buffers and
 // H5Fflush-es, the destructor writes whatever is left (errors there go to stderr: a
-// destructor cannot throw). Columns are chunked by kChunkRows rows.
+// destructor cannot throw). Columns are chunked by 1024 rows (steps), 64 (epochs) and 256
+// (ranks): 8 KiB, 512 B and 2 KiB chunks.
 //
 // Append mode reopens the file read-write and continues after its rows. Columns of unequal
 // length (a crash between the columns of a batch) are cut to the shortest; a column missing
@@ -23,7 +24,6 @@ namespace {
 
 constexpr const char* kFormat = "arceus-metrics";
 constexpr int64_t kVersion = 1;
-constexpr hsize_t kChunkRows = 1024;
 constexpr size_t kBatchRows = 1024;
 
 template <class Row>
@@ -68,6 +68,7 @@ struct Table {
   std::string name;
   h5::Group group;
   std::vector<Column> columns;
+  hsize_t chunk_rows = 1024;
   int64_t disk_rows = 0;
   size_t buffered = 0;
 };
@@ -93,12 +94,16 @@ struct MetricsFile::Impl {
   bool broken = false;
 
   explicit Impl(const std::string& path) : ctx{"metrics", path} {
+    // Chunk rows per table: thousands of steps, a few epochs, epochs x ranks rows.
     tables[0].name = "steps";
     tables[0].columns = columns_of(kStepColumns);
+    tables[0].chunk_rows = 1024;
     tables[1].name = "epochs";
     tables[1].columns = columns_of(kEpochColumns);
+    tables[1].chunk_rows = 64;
     tables[2].name = "ranks";
     tables[2].columns = columns_of(kRankColumns);
+    tables[2].chunk_rows = 256;
   }
 
   void create() {
@@ -162,7 +167,7 @@ struct MetricsFile::Impl {
     if (rows < 0) rows = 0;
 
     h5::Plist dcpl(ctx.check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", "dataset creation properties"));
-    const hsize_t chunk = kChunkRows;
+    const hsize_t chunk = t.chunk_rows;
     ctx.check_status(H5Pset_chunk(dcpl.get(), 1, &chunk), "H5Pset_chunk", "dataset creation properties");
     for (size_t k = 0; k < t.columns.size(); ++k) {
       Column& c = t.columns[k];

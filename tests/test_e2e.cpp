@@ -814,9 +814,17 @@ std::string run_plain(const std::vector<std::string>& args) {
 class Checkpoint : public E2E {
  protected:
   // Exactly reproducible: 32-bit messages; momentum (in the config) makes optimizer state matter.
-  std::vector<std::string> sets(const fs::path& dir, int epochs, bool resume) {
-    return {"communication.quantization_bits=32", "training.epochs=" + std::to_string(epochs),
-            "output.dir=" + dir.string(), std::string("resume=") + (resume ? "true" : "false")};
+  struct Job {
+    fs::path dir;
+    std::vector<std::string> sets;
+  };
+  static Job sets(const fs::path& dir, int epochs, bool resume) {
+    return {dir, {"communication.quantization_bits=32", "training.epochs=" + std::to_string(epochs),
+                  std::string("resume=") + (resume ? "true" : "false")}};
+  }
+  // Runs into `job.dir` itself (the checkpoint lives there across runs).
+  RunResult run(int np, const Job& job) {
+    return run_arceus(job.dir, np, config_path(kSynthetic), job.sets, run_timeout());
   }
 };
 
@@ -873,6 +881,7 @@ TEST_F(Checkpoint, CorruptCheckpointIsAClearError) {
   const fs::path ck = dir / "checkpoint.h5";
   const auto size = fs::file_size(ck);
   fs::resize_file(ck, size / 2);  // truncated
+  fs::remove(dir / "summary.json");  // the first run's (completed): a failed set-up writes none
   const RunResult r = run(3, sets(dir, 2, true));
   EXPECT_TRUE(FailsCleanly(r, {"checkpoint.h5"}));
   std::ofstream(ck, std::ios::trunc) << "not an HDF5 file at all";
@@ -883,8 +892,9 @@ TEST_F(Checkpoint, CorruptCheckpointIsAClearError) {
 TEST_F(Checkpoint, CheckpointOfAnotherModelNamesTheTensor) {
   const fs::path dir = scratch_ / "run";
   ASSERT_TRUE(Completed(run(2, sets(dir, 1, false))));
-  std::vector<std::string> s = sets(dir, 2, true);
-  s.push_back("model_config.layer_sizes=[32,64,40,24,10]");
+  fs::remove(dir / "summary.json");  // the first run's (completed): a failed set-up writes none
+  Job s = sets(dir, 2, true);
+  s.sets.push_back("model_config.layer_sizes=[32,64,40,24,10]");
   const RunResult r = run(3, s);
   EXPECT_TRUE(FailsCleanly(r, {"layers.0.weight", "[48, 32]", "[64, 32]"}));
 }

@@ -266,6 +266,7 @@ TEST_F(StorageCheckpoint, FileHasTheDocumentedLayout) {
   EXPECT_EQ(H5Tget_cset(type), H5T_CSET_UTF8);
   hid_t mem = H5Tcopy(H5T_C_S1);
   H5Tset_size(mem, H5T_VARIABLE);
+  H5Tset_cset(mem, H5T_CSET_UTF8);
   char* text = nullptr;
   ASSERT_GE(H5Aread(attr, mem, &text), 0);
   EXPECT_STREQ(text, "arceus-checkpoint");
@@ -524,6 +525,29 @@ TEST_F(StorageCheckpoint, ErrorsPrintNothingOnStderr) {
   EXPECT_THROW(read_checkpoint(path("missing.h5")), StorageError);
   EXPECT_THROW(read_metrics_column(p, "steps", "loss"), StorageError);
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+TEST_F(StorageCheckpoint, NoHdf5HandleOutlivesACall) {
+  // Successes and failures (thrown mid-way) alike close every id they opened.
+  const std::string p = path("checkpoint.h5");
+  write_checkpoint(p, sample_checkpoint());
+  read_checkpoint(p);
+  CheckpointData bad = sample_checkpoint();
+  bad.optimizer[0].data.push_back(1.0f);
+  EXPECT_THROW(write_checkpoint(p, bad), StorageError);
+  hid_t file = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(H5Adelete(file, "version"), 0);
+  add_int_attr(file, "version", 7);
+  H5Fclose(file);
+  EXPECT_THROW(read_checkpoint(p), StorageError);
+  {
+    MetricsFile m(path("metrics.h5"), false);
+    m.append(StepRow{});
+    m.flush();
+    EXPECT_THROW(read_metrics_column(path("metrics.h5"), "steps", "nope"), StorageError);
+  }
+  EXPECT_THROW(MetricsFile(p, true), StorageError);
+  EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -139,6 +139,7 @@ export ARCEUS_NETNS_TMP=$work/tmp
 
 # ---------------------------------------------------------------------------------------
 # The network.
+# shellcheck disable=SC2016  # (expanded by the inner shell)
 no_ipv6() { ip netns exec "$1" sh -c 'for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; do [ -w "$f" ] && echo 1 > "$f"; done; true'; }
 no_ipv6 "$SWITCH"
 ip -n "$SWITCH" link set lo up
@@ -197,6 +198,7 @@ $ARCEUS_NETNS_SUBNET.3 slots=1
 EOF
 
 # veth byte counters, seen from inside each host: "rx tx".
+# shellcheck disable=SC2016
 counters() { ip netns exec "$(ns_of "$1")" sh -c 'echo $(cat /sys/class/net/arc0/statistics/rx_bytes) $(cat /sys/class/net/arc0/statistics/tx_bytes)'; }
 declare -A before
 for h in "${HOSTS[@]}"; do before[$h]=$(counters "$h"); done
@@ -213,6 +215,7 @@ run_bg() {
 
 # The 3-host run: mpirun itself runs on "host" 1, started through the agent like any host.
 TRAIN_ARGS=(train "$CONFIG" --set training.epochs=1 --threads 1 --quiet)
+# shellcheck disable=SC2054  # (tcp,self is one argument)
 mpi_cmd=(mpirun --allow-run-as-root
   --hostfile "$work/hostfile" -np 3
   --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
@@ -252,7 +255,9 @@ fi
 # Checks.
 counter_args=()
 for h in "${HOSTS[@]}"; do
-  counter_args+=("$(ns_of "$h")" ${before[$h]} ${after[$h]})
+  read -r rx0 tx0 <<< "${before[$h]}"
+  read -r rx1 tx1 <<< "${after[$h]}"
+  counter_args+=("$(ns_of "$h")" "$rx0" "$tx0" "$rx1" "$tx1")
 done
 python3 - "$work" "$ARCEUS_NETNS_SUBNET" "$t_netns" "$t_local" "${counter_args[@]}" <<'EOF'
 import json, re, sys

@@ -89,10 +89,10 @@ ours() {  # ours PID DIR
   return 1
 }
 stop_pid() {  # stop_pid PID DIR NAME
-  local pid=$1 dir=$2 name=$3 i
+  local pid=$1 dir=$2 name=$3
   ours "$pid" "$dir" || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     [ -d "/proc/$pid" ] || return 0
     sleep 0.1
   done
@@ -100,14 +100,14 @@ stop_pid() {  # stop_pid PID DIR NAME
   kill -KILL "$pid" 2>/dev/null || true
 }
 stop_run() {  # stop_run DIR
-  local dir=$1 pid jobs i
+  local dir=$1 pid jobs
   [ -n "$dir" ] && [ -d "$dir" ] || return 0
   if [ -f "$dir/slurm/slurm.conf" ] && [ -f "$dir/slurm/slurmctld.pid" ]; then
     jobs=$(SLURM_CONF=$dir/slurm/slurm.conf timeout 10 squeue -h -o %i 2>/dev/null || true)
     if [ -n "$jobs" ]; then
       # shellcheck disable=SC2086
       SLURM_CONF=$dir/slurm/slurm.conf timeout 10 scancel $jobs 2>/dev/null || true
-      for i in $(seq 1 50); do
+      for _ in $(seq 1 50); do
         [ -z "$(SLURM_CONF=$dir/slurm/slurm.conf timeout 10 squeue -h -o %i 2>/dev/null)" ] && break
         sleep 0.2
       done

@@ -1,0 +1,868 @@
+// End-to-end tests of `arceus serve`: start `mpirun -np N arceus serve --port 0` (the server
+// prints the port it got), drive it with cpp-httplib's client the way the original's curl
+// commands do, then shut it down and check that mpirun exits 0 and no rank is left behind.
+//
+// Every wait is bounded: a server that does not come up, a job that does not finish, or an
+// mpirun that does not exit is a failure, and every process of the run is killed. Paths come
+// from CMake (ARCEUS_BIN, MPIEXEC) and may be overridden with ARCEUS_E2E_BIN and
+// ARCEUS_E2E_MPIEXEC. Without an mpirun every test is skipped, saying so.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#ifndef ARCEUS_BIN
+#define ARCEUS_BIN ""
+#endif
+#ifndef MPIEXEC
+#define MPIEXEC ""
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+std::string arceus_bin() { return env_or("ARCEUS_E2E_BIN", ARCEUS_BIN); }
+std::string mpiexec() { return env_or("ARCEUS_E2E_MPIEXEC", MPIEXEC); }
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The issue's synthetic job: 2 layers, 1024 samples in batches of 64 (16 steps per epoch).
+const char* kSyntheticJob =
+    R"({"model_config":{"layer_sizes":[32,48,10]},"dataset_config":{"name":"synthetic","batch_size":64,)"
+    R"("synthetic":{"train_size":1024,"val_size":256,"features":32,"classes":10}},"training":{"momentum":0.9}})";
+constexpr int kSyntheticSteps = 16;
+
+// The original README's commands (FashionMNIST).
+const char* kFashionJob =
+    R"({"model_config":{"layer_sizes":[784,128,64,10]},"dataset_config":{"name":"FashionMNIST","batch_size":256,)"
+    R"("val_batch_size":1000,"normalize":{"mean":[0.2860],"std":[0.3530]}}})";
+
+// ---------------------------------------------------------------------------------------
+// Processes.
+
+struct ProcStat {
+  pid_t ppid = 0;
+  char state = '?';
+  unsigned long long start = 0;  // tells a reused pid apart
+};
+
+bool read_stat(pid_t pid, ProcStat* out) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  if (!std::getline(f, s)) return false;
+  const size_t rp = s.rfind(')');
+  if (rp == std::string::npos || rp + 2 > s.size()) return false;
+  std::istringstream is(s.substr(rp + 2));
+  std::string skip;
+  is >> out->state >> out->ppid;
+  for (int i = 5; i <= 21; ++i) is >> skip;
+  is >> out->start;
+  return static_cast<bool>(is);
+}
+
+std::map<pid_t, unsigned long long> descendants(pid_t root) {
+  std::multimap<pid_t, pid_t> children;
+  std::map<pid_t, ProcStat> info;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    ProcStat p;
+    const pid_t pid = static_cast<pid_t>(std::atol(name.c_str()));
+    if (!read_stat(pid, &p)) continue;
+    info[pid] = p;
+    children.emplace(p.ppid, pid);
+  }
+  std::map<pid_t, unsigned long long> out;
+  std::vector<pid_t> todo{root};
+  while (!todo.empty()) {
+    const pid_t p = todo.back();
+    todo.pop_back();
+    auto range = children.equal_range(p);
+    for (auto it = range.first; it != range.second; ++it) {
+      if (out.emplace(it->second, info[it->second].start).second) todo.push_back(it->second);
+    }
+  }
+  return out;
+}
+
+bool alive(pid_t pid, unsigned long long start) {
+  ProcStat p;
+  return read_stat(pid, &p) && p.start == start && p.state != 'Z' && p.state != 'X';
+}
+
+// A port that was free a moment ago (for the test that passes an explicit --port).
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof(a);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  const int port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+// One `mpirun -np N arceus serve ...`, in its own process group, output to a log file, run in
+// a fresh working directory (jobs write runs/serve/job-<id> there).
+class Server {
+ public:
+  Server() = default;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  ~Server() { kill_all(); }
+
+  // Starts the server and waits (bounded) until it printed its address and /healthz answers.
+  ::testing::AssertionResult start(int np, std::vector<std::string> extra = {}, double timeout = 90,
+                                   const std::vector<std::pair<std::string, std::string>>& env = {}) {
+    np_ = np;
+    work_ = fs::temp_directory_path() / ("arceus-serve-test-" + std::to_string(getpid()) + "-" + std::to_string(++count_));
+    fs::remove_all(work_);
+    fs::create_directories(work_);
+    log_ = work_ / "serve.log";
+    std::vector<std::string> args{mpiexec(), "-np", std::to_string(np), "--allow-run-as-root", "--oversubscribe",
+                                  arceus_bin(), "serve"};
+    if (std::find(extra.begin(), extra.end(), "--port") == extra.end()) {
+      args.push_back("--port");
+      args.push_back("0");
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (const auto& a : args) command_ += (command_.empty() ? "" : " ") + a;
+
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::fflush(stdout);
+    std::fflush(stderr);
+    pid_ = fork();
+    if (pid_ < 0) return ::testing::AssertionFailure() << "fork: " << std::strerror(errno);
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      if (chdir(work_.c_str()) != 0) _exit(126);
+      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+      const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int null = open("/dev/null", O_RDONLY);
+      if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+      }
+      if (null >= 0) dup2(null, STDIN_FILENO);
+      execv(argv[0], argv.data());
+      std::fprintf(stderr, "cannot execute %s: %s\n", argv[0], std::strerror(errno));
+      _exit(127);
+    }
+    setpgid(pid_, pid_);
+
+    const auto t0 = Clock::now();
+    const std::regex listening(R"(listening on http://([^:\s]+):(\d+) \(rank 0, pid (\d+))");
+    while (seconds_since(t0) < timeout) {
+      if (exited()) return ::testing::AssertionFailure() << "the server exited with " << exit_code_ << describe();
+      std::smatch m;
+      const std::string out = output();
+      if (port_ == 0 && std::regex_search(out, m, listening)) {
+        port_ = std::stoi(m[2]);
+        rank0_pid_ = static_cast<pid_t>(std::stol(m[3]));
+      }
+      if (port_ != 0) {
+        httplib::Client c("127.0.0.1", port_);
+        c.set_connection_timeout(1);
+        if (auto r = c.Get("/healthz"); r && r->status == 200) {
+          observe();
+          std::printf("[  serve   ] np=%d port %d up after %.1f s: %s\n", np, port_, seconds_since(t0), command_.c_str());
+          std::fflush(stdout);
+          return ::testing::AssertionSuccess();
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return ::testing::AssertionFailure() << "the server did not answer /healthz within " << timeout << " s"
+                                         << describe();
+  }
+
+  // Waits (bounded) for mpirun to exit; kills everything on timeout. Also checks that every
+  // process of the run is gone.
+  ::testing::AssertionResult wait_exit(double timeout, int expected_code = 0) {
+    observe();
+    const auto t0 = Clock::now();
+    while (!exited() && seconds_since(t0) < timeout) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!exited()) {
+      kill_all();
+      return ::testing::AssertionFailure() << "mpirun did not exit within " << timeout << " s (killed)" << describe();
+    }
+    const double took = seconds_since(t0);
+    std::vector<std::string> left;
+    const auto g0 = Clock::now();
+    do {
+      left.clear();
+      for (const auto& [p, start] : seen_)
+        if (alive(p, start)) left.push_back(std::to_string(p));
+      if (left.empty()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    } while (seconds_since(g0) < 5);
+    if (!left.empty()) {
+      kill_all();
+      return ::testing::AssertionFailure() << "processes left after mpirun exited: " << left.size() << describe();
+    }
+    std::printf("[  serve   ] mpirun exited %d, %.1f s after the request\n", exit_code_, took);
+    if (exit_code_ != expected_code)
+      return ::testing::AssertionFailure() << "mpirun exited " << exit_code_ << ", expected " << expected_code
+                                           << describe();
+    return ::testing::AssertionSuccess();
+  }
+
+  // POST /api/shutdown, then mpirun must exit 0.
+  ::testing::AssertionResult shutdown(double timeout = 60, const std::string& token = "") {
+    httplib::Client c = client();
+    httplib::Headers h;
+    if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+    auto r = c.Post("/api/shutdown", h, "", "application/json");
+    if (!r || r->status != 200)
+      return ::testing::AssertionFailure() << "POST /api/shutdown: " << (r ? std::to_string(r->status) + " " + r->body : "no answer")
+                                           << describe();
+    return wait_exit(timeout, 0);
+  }
+
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_connection_timeout(5);
+    c.set_read_timeout(60);
+    return c;
+  }
+
+  int port() const { return port_; }
+  pid_t rank0_pid() const { return rank0_pid_; }
+  const fs::path& work() const { return work_; }
+  std::string output() const { return read_text(log_); }
+
+  std::string describe() const {
+    const std::string out = output();
+    constexpr size_t kTail = 5000;
+    return "\n  command: " + command_ + "\n  output" + (out.size() > kTail ? " (tail)" : "") + ":\n" +
+           (out.size() > kTail ? out.substr(out.size() - kTail) : out);
+  }
+
+ private:
+  bool exited() {
+    if (pid_ <= 0) return true;
+    if (exit_code_ != -1) return true;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return true;
+    }
+    return false;
+  }
+
+  void observe() {
+    if (pid_ > 0 && exit_code_ == -1)
+      for (const auto& [p, start] : descendants(pid_)) seen_.emplace(p, start);
+  }
+
+  void kill_all() {
+    if (pid_ <= 0) return;
+    observe();
+    if (!exited()) {
+      kill(-pid_, SIGKILL);
+      for (const auto& [p, start] : seen_)
+        if (alive(p, start)) kill(p, SIGKILL);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+      exit_code_ = 137;
+    }
+    for (const auto& [p, start] : seen_)
+      if (alive(p, start)) kill(p, SIGKILL);
+  }
+
+  static inline int count_ = 0;
+  int np_ = 0;
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  int port_ = 0;
+  pid_t rank0_pid_ = 0;
+  fs::path work_, log_;
+  std::string command_;
+  std::map<pid_t, unsigned long long> seen_;
+};
+
+// ---------------------------------------------------------------------------------------
+// HTTP.
+
+struct Reply {
+  int status = 0;  // 0: no answer
+  json body;
+  std::string text;
+};
+
+Reply reply_of(const httplib::Result& r) {
+  Reply out;
+  if (!r) {
+    out.text = "no answer (" + httplib::to_string(r.error()) + ")";
+    return out;
+  }
+  out.status = r->status;
+  out.text = r->body;
+  try {
+    out.body = json::parse(r->body);
+  } catch (const std::exception&) {
+  }
+  return out;
+}
+
+Reply get(const Server& s, const std::string& path) { return reply_of(s.client().Get(path)); }
+
+Reply post(const Server& s, const std::string& path, const std::string& body,
+           const std::string& type = "application/json", const std::string& token = "") {
+  httplib::Headers h;
+  if (!token.empty()) h.emplace("Authorization", "Bearer " + token);
+  return reply_of(s.client().Post(path, h, body, type));
+}
+
+// A request written by hand: `curl -X POST URL` sends no Content-Length at all.
+Reply raw_request(int port, const std::string& request) {
+  Reply out;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  timeval tv{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    out.text = "cannot connect";
+    return out;
+  }
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = write(fd, request.data() + sent, request.size() - sent);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  std::string data;
+  char buf[4096];
+  size_t need = std::string::npos;
+  while (true) {
+    const ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    const size_t end = data.find("\r\n\r\n");
+    if (end != std::string::npos && need == std::string::npos) {
+      std::smatch m;
+      const std::string head = data.substr(0, end);
+      if (std::regex_search(head, m, std::regex(R"(content-length:\s*(\d+))", std::regex::icase)))
+        need = end + 4 + std::stoul(m[1]);
+    }
+    if (need != std::string::npos && data.size() >= need) break;
+  }
+  close(fd);
+  std::smatch m;
+  if (std::regex_search(data, m, std::regex(R"(^HTTP/1\.\d (\d{3}))"))) out.status = std::stoi(m[1]);
+  const size_t end = data.find("\r\n\r\n");
+  out.text = end == std::string::npos ? data : data.substr(end + 4);
+  try {
+    out.body = json::parse(out.text);
+  } catch (const std::exception&) {
+  }
+  return out;
+}
+
+// `curl -X POST http://localhost:PORT/PATH` exactly: no body, no Content-Length.
+Reply curl_post_no_body(const Server& s, const std::string& path) {
+  return raw_request(s.port(), "POST " + path + " HTTP/1.1\r\nHost: localhost:" + std::to_string(s.port()) +
+                                   "\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n");
+}
+
+std::string show(const Reply& r) { return std::to_string(r.status) + " " + r.text; }
+
+std::string error_of(const Reply& r) { return r.body.is_object() ? r.body.value("error", std::string()) : std::string(); }
+
+// Polls GET /api/jobs/<id> until its state is one of `states` (bounded).
+json wait_state(const Server& s, int id, const std::set<std::string>& states, double timeout) {
+  const auto t0 = Clock::now();
+  json last;
+  while (seconds_since(t0) < timeout) {
+    const Reply r = get(s, "/api/jobs/" + std::to_string(id));
+    if (r.status == 200) {
+      last = r.body;
+      if (states.count(last.value("state", ""))) return last;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "job " << id << " did not reach the expected state within " << timeout << " s; last: " << last.dump()
+                << s.describe();
+  return last;
+}
+
+bool healthy(const Server& s) {
+  const Reply r = get(s, "/healthz");
+  return r.status == 200 && r.body.value("status", "") == "ok";
+}
+
+#define SKIP_WITHOUT_MPI()                                                                        \
+  do {                                                                                            \
+    if (mpiexec().empty()) GTEST_SKIP() << "no mpirun found by CMake (set ARCEUS_E2E_MPIEXEC)";  \
+    if (arceus_bin().empty() || !fs::exists(arceus_bin())) GTEST_SKIP() << "no arceus binary: " << arceus_bin(); \
+  } while (0)
+
+// Creates the synthetic job and initializes it; returns its id.
+int create_initialized(const Server& s, const std::string& body = kSyntheticJob) {
+  const Reply c = post(s, "/api/jobs", body);
+  EXPECT_EQ(c.status, 201) << show(c);
+  const int id = c.body.value("job_id", 0);
+  const Reply i = curl_post_no_body(s, "/api/network/initialize/" + std::to_string(id));
+  EXPECT_EQ(i.status, 200) << show(i);
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests.
+
+// The issue's curl workflow on a synthetic job, every read endpoint, then a YAML job so that
+// /api/previous_teraflops has the first job's numbers.
+TEST(Serve, CurlWorkflowSynthetic) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3));
+
+  Reply r = post(s, "/api/jobs", kSyntheticJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(r.body.value("job_id", 0), 1);
+  EXPECT_TRUE(r.body.contains("message"));
+
+  r = get(s, "/api/jobs");
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_EQ(r.body["jobs"].size(), 1u);
+  EXPECT_EQ(r.body["jobs"][0]["state"], "created");
+
+  // Training before initialize: 409, as in the original.
+  r = post(s, "/api/network/train/1", R"({"epochs": 2, "learning_rate": 0.1})");
+  EXPECT_EQ(r.status, 409) << show(r);
+  EXPECT_NE(error_of(r).find("initialize"), std::string::npos) << show(r);
+
+  // `curl -X POST .../initialize/1`: no body at all.
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_EQ(r.body["stages"].size(), 2u) << show(r);
+  EXPECT_EQ(r.body["stages"][0]["rank"], 1);
+  EXPECT_EQ(r.body["stages"][0]["layers"], json({0, 0}));
+  EXPECT_EQ(r.body["stages"][1]["rank"], 2);
+  EXPECT_EQ(r.body["stages"][1]["layers"], json({1, 1}));
+  EXPECT_EQ(get(s, "/api/jobs/1").body["state"], "initialized");
+
+  const auto t0 = Clock::now();
+  r = post(s, "/api/network/train/1", R"({"epochs": 2, "learning_rate": 0.1})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["message"], "Training started");
+  EXPECT_EQ(r.body["epochs"], 2);
+  EXPECT_DOUBLE_EQ(r.body["learning_rate"].get<double>(), 0.1);
+
+  // Training twice: 409 (whether it is still queued, training or done).
+  r = post(s, "/api/network/train/1", R"({"epochs": 2})");
+  EXPECT_EQ(r.status, 409) << show(r);
+
+  json job = wait_state(s, 1, {"completed", "failed", "stopped"}, 120);
+  std::printf("[  serve   ] job 1 %s after %.1f s\n", job.value("state", "?").c_str(), seconds_since(t0));
+  ASSERT_EQ(job["state"], "completed") << job.dump(2);
+  EXPECT_EQ(job["epochs_completed"], 2);
+  ASSERT_TRUE(job["final"].is_object()) << job.dump(2);
+  EXPECT_GT(job["final"]["val_accuracy"].get<double>(), 0.2) << "chance is 0.1";
+  EXPECT_EQ(job["config"]["training"]["learning_rate"], 0.1);
+  EXPECT_EQ(job["config"]["training"]["momentum"], 0.9);
+  EXPECT_EQ(job["output_dir"], "runs/serve/job-1");
+  EXPECT_TRUE(fs::exists(s.work() / "runs/serve/job-1/summary.json"));
+
+  r = post(s, "/api/network/train/1", R"({"epochs": 2})");
+  EXPECT_EQ(r.status, 409) << show(r);
+
+  r = get(s, "/api/jobs/1/metrics");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["steps"].size(), 2u * kSyntheticSteps);
+  ASSERT_EQ(r.body["epochs"].size(), 2u);
+  for (const auto& step : r.body["steps"]) {
+    EXPECT_TRUE(step.contains("loss") && step.contains("accuracy")) << step.dump();
+  }
+  for (const auto& e : r.body["epochs"]) {
+    EXPECT_TRUE(e.contains("val_accuracy") && e.contains("train_loss")) << e.dump();
+    EXPECT_EQ(e["timing"].size(), 3u) << "one timing entry per rank";
+  }
+  EXPECT_GT(r.body["bytes_wire"].get<double>(), 0);
+  EXPECT_LT(r.body["bytes_wire"].get<double>(), r.body["bytes_raw"].get<double>()) << "8-bit messages";
+
+  r = get(s, "/api/jobs/1/logs");
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_FALSE(r.body["lines"].empty());
+  bool epoch_line = false;
+  for (const auto& l : r.body["lines"]) epoch_line |= l.get<std::string>().rfind("epoch 2/2", 0) == 0;
+  EXPECT_TRUE(epoch_line) << r.body.dump(2);
+
+  r = get(s, "/api/devices");
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_EQ(r.body["devices"].size(), 3u) << show(r);
+  for (int k = 0; k < 3; ++k) {
+    const auto& d = r.body["devices"][size_t(k)];
+    EXPECT_EQ(d["rank"], k);
+    EXPECT_FALSE(d["host"].get<std::string>().empty());
+    EXPECT_EQ(d["state"], "idle");
+  }
+  EXPECT_EQ(r.body["devices"][1]["layers"], json({0, 0}));
+  EXPECT_EQ(r.body["devices"][2]["layers"], json({1, 1}));
+
+  r = get(s, "/api/teraflops");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["job_id"], 1);
+  ASSERT_EQ(r.body["ranks"].size(), 3u) << show(r);
+  for (const auto& t : r.body["ranks"]) {
+    EXPECT_TRUE(t["forward_tflops"].is_number() && t["backward_tflops"].is_number()) << t.dump();
+    if (t["rank"] != 0) {
+      EXPECT_GT(t["forward_tflops"].get<double>(), 0) << t.dump();
+    }
+  }
+  r = get(s, "/api/previous_teraflops");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_TRUE(r.body["job_id"].is_null()) << "no previous job yet: " << show(r);
+
+  // A YAML body: the same document as a `train` config file; its own output.dir is kept.
+  const fs::path yaml_out = s.work() / "yaml-job";
+  const std::string yaml = "# a train config file\nmodel_config:\n  layer_sizes: [32, 48, 10]\ndataset_config:\n"
+                           "  name: synthetic\n  batch_size: 64\n  synthetic: {train_size: 1024, val_size: 256, "
+                           "features: 32, classes: 10}\ntraining:\n  epochs: 1\n  momentum: 0.9\noutput:\n  dir: " +
+                           yaml_out.string() + "\n";
+  r = post(s, "/api/jobs", yaml, "application/yaml");
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(r.body["job_id"], 2);
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/2").status, 200);
+  r = curl_post_no_body(s, "/api/network/train/2");  // no body: the job's own epochs (1)
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["epochs"], 1);
+  job = wait_state(s, 2, {"completed", "failed", "stopped"}, 120);
+  ASSERT_EQ(job["state"], "completed") << job.dump(2);
+  EXPECT_EQ(job["body_format"], "yaml");
+  EXPECT_TRUE(fs::exists(yaml_out / "summary.json"));
+
+  r = get(s, "/api/teraflops");
+  EXPECT_EQ(r.body["job_id"], 2) << show(r);
+  r = get(s, "/api/previous_teraflops");
+  EXPECT_EQ(r.body["job_id"], 1) << show(r);
+  EXPECT_EQ(r.body["ranks"].size(), 3u) << show(r);
+  r = get(s, "/api/devices/teraflops");
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_EQ(r.body["devices"].size(), 3u) << show(r);
+  EXPECT_TRUE(r.body["devices"][1]["forward_tflops"].is_number()) << show(r);
+  EXPECT_TRUE(r.body["devices"][1]["previous"].is_object()) << show(r);
+
+  EXPECT_EQ(get(s, "/api/jobs").body["jobs"].size(), 2u);
+  ASSERT_TRUE(s.shutdown());
+}
+
+// Every bad request is a 4xx with {"error": message}, and the server keeps serving.
+TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3));
+
+  struct Case {
+    std::string what, method, path, body, type;
+    int status;
+    std::string needle;  // in the error message
+  };
+  const std::string big((size_t{1} << 20) + 1024, ' ');  // the limit is 1 MiB
+  const std::vector<Case> cases = {
+      {"malformed JSON", "POST", "/api/jobs", R"({"model_config": {"layer_sizes": [784, 10]})", "application/json", 400,
+       "malformed JSON"},
+      {"not an object", "POST", "/api/jobs", "[1, 2, 3]", "application/json", 400, "JSON object"},
+      {"empty body", "POST", "/api/jobs", "", "application/json", 400, "empty request body"},
+      {"misspelt key", "POST", "/api/jobs", R"({"model_config": {"layer_size": [32, 10]}})", "application/json", 400,
+       "model_config.layer_size"},
+      {"wrong type", "POST", "/api/jobs", R"({"model_config": {"layer_sizes": "wide"}})", "application/json", 400,
+       "model_config.layer_sizes"},
+      {"bad value", "POST", "/api/jobs", R"({"dataset_config": {"name": "synthetic", "batch_size": 0}})",
+       "application/json", 400, "dataset_config.batch_size"},
+      {"unknown section", "POST", "/api/jobs", R"({"trainig": {"epochs": 1}})", "application/json", 400, "trainig"},
+      {"bad YAML", "POST", "/api/jobs", "model_config:\n  layer_sizes: [32, 10\n", "application/yaml", 400, "YAML"},
+      {"transformer (JSON)", "POST", "/api/jobs", R"({"model_config": {"type": "transformer"}, "dataset_config": {"source": "gpt/data.txt"}})",
+       "application/json", 400, "transformer jobs are not supported by this build yet"},
+      {"transformer (YAML)", "POST", "/api/jobs", "model_config:\n  type: transformer\ndataset_config:\n  source: gpt/data.txt\n",
+       "application/yaml", 400, "transformer jobs are not supported by this build yet"},
+      {"data root outside", "POST", "/api/jobs", R"({"dataset_config": {"name": "FashionMNIST", "root": "/etc"}})",
+       "application/json", 400, "outside the allowed data roots"},
+      {"data root escaping with ..", "POST", "/api/jobs",
+       R"({"dataset_config": {"name": "FashionMNIST", "root": "/usr/share/datasets/../../../tmp"}})", "application/json",
+       400, "outside the allowed data roots"},
+      {"MNIST without a root", "POST", "/api/jobs", R"({"dataset_config": {"name": "MNIST"}})", "application/json", 400,
+       "dataset_config.root"},
+      {"body over 1 MiB", "POST", "/api/jobs", big, "application/json", 413, "1 MiB"},
+      {"unknown job", "GET", "/api/jobs/42", "", "", 404, "no job 42"},
+      {"job id not a number", "GET", "/api/jobs/abc", "", "", 404, "abc"},
+      {"unknown job metrics", "GET", "/api/jobs/42/metrics", "", "", 404, "no job 42"},
+      {"unknown job logs", "GET", "/api/jobs/42/logs", "", "", 404, "no job 42"},
+      {"initialize unknown job", "POST", "/api/network/initialize/42", "", "application/json", 404, "no job 42"},
+      {"train unknown job", "POST", "/api/network/train/42", "{}", "application/json", 404, "no job 42"},
+      {"stop unknown job", "POST", "/api/jobs/42/stop", "", "application/json", 404, "no job 42"},
+      {"unknown endpoint", "GET", "/api/nothing", "", "", 404, "no such endpoint"},
+  };
+  for (const auto& c : cases) {
+    const Reply r = c.method == "GET" ? get(s, c.path) : post(s, c.path, c.body, c.type);
+    EXPECT_EQ(r.status, c.status) << c.what << ": " << show(r).substr(0, 500);
+    EXPECT_NE(error_of(r).find(c.needle), std::string::npos)
+        << c.what << ": expected '" << c.needle << "' in the error, got " << show(r).substr(0, 500);
+    EXPECT_TRUE(healthy(s)) << "after " << c.what;
+  }
+  EXPECT_EQ(get(s, "/api/jobs").body["jobs"].size(), 0u) << "no job was created by a bad request";
+
+  // FashionMNIST's default root is allowed (created, not trained here).
+  Reply r = post(s, "/api/jobs", kFashionJob);
+  EXPECT_EQ(r.status, 201) << show(r);
+
+  // Train requests: before initialize, bad bodies, twice.
+  r = post(s, "/api/jobs", kSyntheticJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  const std::string id = std::to_string(r.body["job_id"].get<int>());
+  r = curl_post_no_body(s, "/api/network/train/" + id);
+  EXPECT_EQ(r.status, 409) << show(r);
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/" + id).status, 200);
+  const std::vector<std::pair<std::string, std::string>> bad_train = {
+      {"{\"epochs\": ", "malformed JSON"},
+      {R"({"epochs": "ten"})", "epochs"},
+      {R"({"epochs": 0})", "epochs"},
+      {R"({"epochs": 1.5})", "epochs"},
+      {R"({"learning_rate": -1})", "learning_rate"},
+      {R"({"epoch": 3})", "did you mean 'epochs'"},
+      {"[2]", "JSON object"},
+  };
+  for (const auto& [body, needle] : bad_train) {
+    r = post(s, "/api/network/train/" + id, body);
+    EXPECT_EQ(r.status, 400) << body << ": " << show(r);
+    EXPECT_NE(error_of(r).find(needle), std::string::npos) << body << ": " << show(r);
+    EXPECT_TRUE(healthy(s));
+  }
+  EXPECT_EQ(get(s, "/api/jobs/" + id).body["state"], "initialized") << "a refused train request changes nothing";
+  r = post(s, "/api/network/train/" + id, R"({"epochs": 1})");
+  EXPECT_EQ(r.status, 200) << show(r);
+  r = post(s, "/api/network/train/" + id, R"({"epochs": 1})");
+  EXPECT_EQ(r.status, 409) << show(r);
+  EXPECT_EQ(wait_state(s, std::stoi(id), {"completed", "failed", "stopped"}, 120)["state"], "completed");
+  r = post(s, "/api/network/train/" + id, R"({"epochs": 1})");
+  EXPECT_EQ(r.status, 409) << show(r);
+  r = curl_post_no_body(s, "/api/network/initialize/" + id);
+  EXPECT_EQ(r.status, 409) << "initialize after training: " << show(r);
+  r = curl_post_no_body(s, "/api/jobs/" + id + "/stop");
+  EXPECT_EQ(r.status, 409) << "stop after training: " << show(r);
+  EXPECT_TRUE(healthy(s));
+  ASSERT_TRUE(s.shutdown());
+}
+
+// --token (or ARCEUS_TOKEN): every POST needs the bearer token; GETs stay open.
+TEST(Serve, TokenIsRequiredOnPost) {
+  SKIP_WITHOUT_MPI();
+  const int port = free_port();
+  ASSERT_GT(port, 0);
+  Server s;
+  ASSERT_TRUE(s.start(2, {"--port", std::to_string(port), "--token", "s3cret"}));
+  ASSERT_EQ(s.port(), port);
+
+  Reply r = post(s, "/api/jobs", kSyntheticJob);
+  EXPECT_EQ(r.status, 401) << show(r);
+  EXPECT_NE(error_of(r).find("Authorization: Bearer"), std::string::npos) << show(r);
+  r = post(s, "/api/jobs", kSyntheticJob, "application/json", "wrong");
+  EXPECT_EQ(r.status, 401) << show(r);
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  EXPECT_EQ(r.status, 401) << "a body-less POST is checked too: " << show(r);
+  r = post(s, "/api/shutdown", "", "application/json");
+  EXPECT_EQ(r.status, 401) << show(r);
+  EXPECT_TRUE(healthy(s));
+  EXPECT_EQ(get(s, "/api/jobs").status, 200) << "GETs need no token";
+
+  r = post(s, "/api/jobs", kSyntheticJob, "application/json", "s3cret");
+  EXPECT_EQ(r.status, 201) << show(r);
+  ASSERT_TRUE(s.shutdown(60, "s3cret"));
+
+  // The same from the environment.
+  Server e;
+  ASSERT_TRUE(e.start(2, {}, 90, {{"ARCEUS_TOKEN", "from-env"}}));
+  EXPECT_EQ(post(e, "/api/jobs", kSyntheticJob).status, 401);
+  EXPECT_EQ(post(e, "/api/jobs", kSyntheticJob, "application/json", "from-env").status, 201);
+  ASSERT_TRUE(e.shutdown(60, "from-env"));
+}
+
+// POST /api/jobs/<id>/stop: a training job stops after the batches in flight; a queued job
+// stops at once; another job still runs afterwards.
+TEST(Serve, StopTrainingAndQueuedJobs) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3));
+  const int a = create_initialized(s);
+  const int b = create_initialized(s);
+  const int c = create_initialized(s);
+  Reply r = post(s, "/api/network/train/" + std::to_string(a), R"({"epochs": 100000})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  r = post(s, "/api/network/train/" + std::to_string(b), R"({"epochs": 1})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["queued_behind"], json({a})) << show(r);
+  r = post(s, "/api/network/train/" + std::to_string(c), R"({"epochs": 1})");
+  ASSERT_EQ(r.status, 200) << show(r);
+
+  json job = wait_state(s, a, {"training"}, 60);
+  const auto t0 = Clock::now();
+  while (get(s, "/api/jobs/" + std::to_string(a)).body.value("epochs_completed", 0) < 1 && seconds_since(t0) < 60)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(b)).body["state"], "queued");
+  r = get(s, "/api/devices");
+  for (const auto& d : r.body["devices"]) EXPECT_EQ(d["state"], "training") << show(r);
+  r = get(s, "/healthz");
+  EXPECT_EQ(r.body["training"], a) << show(r);
+  EXPECT_EQ(r.body["queued"], json({b, c})) << show(r);
+
+  r = curl_post_no_body(s, "/api/jobs/" + std::to_string(c) + "/stop");
+  EXPECT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(c)).body["state"], "stopped");
+
+  r = curl_post_no_body(s, "/api/jobs/" + std::to_string(a) + "/stop");
+  EXPECT_EQ(r.status, 202) << show(r);
+  const auto s0 = Clock::now();
+  job = wait_state(s, a, {"stopped", "completed", "failed"}, 60);
+  std::printf("[  serve   ] stopped %.2f s after the request\n", seconds_since(s0));
+  EXPECT_EQ(job["state"], "stopped") << job.dump(2);
+  EXPECT_LT(job["epochs_completed"].get<int>(), 100000);
+  EXPECT_NE(job["error"].get<std::string>().find("stop"), std::string::npos);
+
+  // The queued job runs next; the stopped one never does.
+  job = wait_state(s, b, {"completed", "failed", "stopped"}, 120);
+  EXPECT_EQ(job["state"], "completed") << job.dump(2);
+  EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(c)).body["epochs_completed"], 0);
+  EXPECT_EQ(get(s, "/api/previous_teraflops").body["job_id"], a);
+  ASSERT_TRUE(s.shutdown());
+}
+
+// POST /api/shutdown while a job trains: the job stops, every rank exits, mpirun returns 0.
+TEST(Serve, ShutdownWhileTraining) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3));
+  const int a = create_initialized(s);
+  ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(a), R"({"epochs": 100000})").status, 200);
+  wait_state(s, a, {"training"}, 60);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(s.shutdown(60));
+  const json summary = json::parse(read_text(s.work() / "runs/serve/job-1/summary.json"));
+  EXPECT_EQ(summary["state"], "stopped");
+}
+
+// SIGTERM to rank 0 (its pid is printed at start) is a clean shutdown too.
+TEST(Serve, SigtermOnRankZero) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3));
+  ASSERT_GT(s.rank0_pid(), 0);
+  const int a = create_initialized(s);
+  ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(a), R"({"epochs": 100000})").status, 200);
+  wait_state(s, a, {"training"}, 60);
+  ASSERT_EQ(kill(s.rank0_pid(), SIGTERM), 0);
+  ASSERT_TRUE(s.wait_exit(60, 0));
+  EXPECT_NE(s.output().find("shutting down (SIGTERM)"), std::string::npos) << s.describe();
+}
+
+// One process, no mpirun world: rank 0 trains alone.
+TEST(Serve, SingleRank) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(1));
+  const int a = create_initialized(s);
+  Reply r = get(s, "/api/jobs/" + std::to_string(a));
+  ASSERT_EQ(r.body["plan"].size(), 1u) << show(r);
+  EXPECT_EQ(r.body["plan"][0]["rank"], 0);
+  ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(a), R"({"epochs": 1})").status, 200);
+  EXPECT_EQ(wait_state(s, a, {"completed", "failed", "stopped"}, 120)["state"], "completed");
+  r = get(s, "/api/devices");
+  ASSERT_EQ(r.body["devices"].size(), 1u);
+  EXPECT_EQ(r.body["devices"][0]["role"], "orchestrator+stage");
+  ASSERT_TRUE(s.shutdown());
+}
+
+// A port already in use: rank 0 says so, every rank exits (status 1), nothing hangs.
+TEST(Serve, PortInUseEndsEveryRank) {
+  SKIP_WITHOUT_MPI();
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const int port = ntohs(a.sin_port);
+  Server s;
+  const auto started = s.start(3, {"--port", std::to_string(port)}, 60);
+  close(fd);
+  EXPECT_FALSE(started) << "the server should not have come up";
+  ASSERT_TRUE(s.wait_exit(30, 1));
+  EXPECT_NE(s.output().find("cannot listen"), std::string::npos) << s.describe();
+}
+
+// The original README's five commands against the real data (1 epoch), when it is installed.
+TEST(Serve, FashionMnistOriginalCommands) {
+  SKIP_WITHOUT_MPI();
+  if (!fs::exists("/usr/share/datasets/fashion-mnist"))
+    GTEST_SKIP() << "/usr/share/datasets/fashion-mnist is missing (Debian package dataset-fashion-mnist)";
+  Server s;
+  ASSERT_TRUE(s.start(4));
+  Reply r = post(s, "/api/jobs", kFashionJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_EQ(r.body["job_id"], 1);
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["stages"].size(), 3u) << "3 layers over ranks 1..3";
+  const auto t0 = Clock::now();
+  r = post(s, "/api/network/train/1", R"({"epochs": 1, "learning_rate": 0.1})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["message"], "Training started");
+  const json job = wait_state(s, 1, {"completed", "failed", "stopped"}, 300);
+  std::printf("[  serve   ] FashionMNIST job %s after %.1f s, val accuracy %s\n", job.value("state", "?").c_str(),
+              seconds_since(t0), job["final"].is_object() ? job["final"]["val_accuracy"].dump().c_str() : "-");
+  ASSERT_EQ(job["state"], "completed") << job.dump(2);
+  EXPECT_GT(job["final"]["val_accuracy"].get<double>(), 0.6);
+  r = get(s, "/api/teraflops");
+  EXPECT_EQ(r.body["ranks"].size(), 4u) << show(r);
+  ASSERT_TRUE(s.shutdown());
+}
+
+}  // namespace
