@@ -86,8 +86,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (is_rank_zero_before_init()) return app.exit(e);
-    return e.get_exit_code();
+    // --help exits 0; any usage error exits 2 (CLI11's own codes are above 100).
+    const int code = is_rank_zero_before_init() ? app.exit(e) : e.get_exit_code();
+    return code == 0 ? 0 : 2;
   }
 
   if (inspect->parsed()) {  // no MPI needed

@@ -162,6 +162,18 @@ bool same_secret(const std::string& given, const std::string& expected) {
   return diff == 0;
 }
 
+// Whether `section.key` exists in a YAML document, and its scalar. (yaml-cpp throws on type
+// queries of a missing key's node, so every step checks IsDefined first.)
+bool yaml_lookup(const YAML::Node& doc, const char* section, const char* key, std::string* scalar) {
+  if (!doc.IsDefined() || !doc.IsMap()) return false;
+  const YAML::Node s = doc[section];
+  if (!s.IsDefined() || !s.IsMap()) return false;
+  const YAML::Node v = s[key];
+  if (!v.IsDefined()) return false;
+  if (scalar && v.IsScalar()) *scalar = v.Scalar();
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Data roots: a dataset directory must lie under one of them (symlinks and '..' resolved).
 
@@ -429,6 +441,12 @@ class Api {
       if (!res.body.empty()) return;
       if (res.status == 404) {
         send_error(res, 404, "[serve] no such endpoint: " + req.method + " " + req.path + " (see docs/serve.md)");
+      } else if (res.status == 413 &&
+                 lower(req.get_header_value("Content-Type")).find("x-www-form-urlencoded") != std::string::npos) {
+        // httplib's own limit for form bodies: what `curl -d` sends without -H "Content-Type".
+        send_error(res, 413, "[serve] request body too large for Content-Type application/x-www-form-urlencoded "
+                             "(curl -d without -H): the limit is 8 KiB; send -H 'Content-Type: application/json' "
+                             "(or application/yaml) for up to 1 MiB");
       } else if (res.status == 413) {
         send_error(res, 413, "[serve] request body too large: the limit is 1 MiB");
       } else {
@@ -582,12 +600,9 @@ class Api {
       } catch (const YAML::Exception&) {
         // parse_config below reports it with the line and column
       }
-      const YAML::Node& d = doc;
-      if (d.IsMap() && d["model_config"].IsMap() && d["model_config"]["type"].IsScalar() &&
-          d["model_config"]["type"].Scalar() == "transformer") {
-        throw HttpError(400, kTransformerError);
-      }
-      *sets_output_dir = d.IsMap() && d["output"].IsMap() && d["output"]["dir"].IsDefined();
+      std::string type;
+      if (yaml_lookup(doc, "model_config", "type", &type) && type == "transformer") throw HttpError(400, kTransformerError);
+      *sets_output_dir = yaml_lookup(doc, "output", "dir", nullptr);
     }
     try {
       return parse_config(text, {}, "<request body>");
