@@ -61,6 +61,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxBodyBytes = 1 << 20;  // larger request bodies are refused with 413
 constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for idle connections
+constexpr int kMaxNesting = 64;            // a job document nests 3 levels; parsers recurse
 
 const char* kTransformerError =
     "[serve] transformer jobs are not supported by this build yet: model_config.type = "
@@ -152,6 +153,28 @@ std::string json_type(const json& j) {
   if (j.is_null()) return "null";
   if (j.is_number()) return j.dump();
   return "an object";
+}
+
+// The deepest nesting of [ and { in JSON text, outside strings. JSON nested deeper than any
+// config is refused before it is parsed: nlohmann's serializer recurses, and a 1 MiB body of
+// brackets would overflow the HTTP thread's stack. (YAML bodies: yaml-cpp stops at depth 2000.)
+int json_nesting(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      depth = std::max(0, depth - 1);
+    }
+  }
+  return deepest;
 }
 
 // Constant-time comparison of the Authorization header with the expected one.
@@ -569,6 +592,10 @@ class Api {
     }
     std::string text = req.body;
     if (!yaml) {
+      if (json_nesting(req.body) > kMaxNesting) {
+        throw HttpError(400, "[serve] the JSON body nests more than " + std::to_string(kMaxNesting) +
+                                 " levels of [ ] or { }: not a job document");
+      }
       json body;
       try {
         body = json::parse(req.body);
@@ -770,6 +797,8 @@ class Api {
     // The body: {"epochs": N, "learning_rate": x}, both optional (an empty body keeps the job's).
     json body = json::object();
     if (!blank(req.body)) {
+      if (json_nesting(req.body) > kMaxNesting)
+        throw HttpError(400, "[serve] the train body nests more than " + std::to_string(kMaxNesting) + " levels");
       try {
         body = json::parse(req.body);
       } catch (const json::parse_error& e) {
