@@ -31,8 +31,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <regex>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -259,7 +259,6 @@ struct ServeState {
   std::vector<fs::path> data_roots;
   std::string token;
   bool quiet = false;
-  std::string pid_line;
 };
 
 // The server's own line in a job's log (caller holds the lock); also printed on rank 0.
@@ -1136,7 +1135,16 @@ int run_serve(Comm& comm, const ServeOptions& options, const TrainOptions& train
     shutdown_workers(comm);
     return 1;
   }
-  std::thread http([&server] { server.listen_after_bind(); });
+  std::thread http([&server, &state] {
+    server.listen_after_bind();
+    std::lock_guard<std::mutex> lock(state.mu);
+    if (!state.shutdown) {  // not asked to stop: end the ranks rather than serve nothing
+      state.shutdown = true;
+      state.shutdown_reason = "the HTTP server stopped unexpectedly";
+      state.stopping = true;
+      state.cv.notify_all();
+    }
+  });
 
   const int pid = static_cast<int>(getpid());
   std::printf("arceus serve: listening on http://%s:%d (rank 0, pid %d; stop with POST /api/shutdown or kill -TERM %d)\n",

@@ -606,6 +606,8 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
     std::string needle;  // in the error message
   };
   const std::string big((size_t{1} << 20) + 1024, ' ');  // the limit is 1 MiB
+  const std::string form(9000, ' ');                     // curl -d without -H: httplib's 8 KiB form limit
+  const std::string deep = R"({"model_config": {"layer_sizes": )" + std::string(100000, '[') + std::string(100000, ']') + "}}";
   const std::vector<Case> cases = {
       {"malformed JSON", "POST", "/api/jobs", R"({"model_config": {"layer_sizes": [784, 10]})", "application/json", 400,
        "malformed JSON"},
@@ -631,6 +633,10 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
       {"MNIST without a root", "POST", "/api/jobs", R"({"dataset_config": {"name": "MNIST"}})", "application/json", 400,
        "dataset_config.root"},
       {"body over 1 MiB", "POST", "/api/jobs", big, "application/json", 413, "1 MiB"},
+      {"form body over 8 KiB", "POST", "/api/jobs", "{}" + form, "application/x-www-form-urlencoded", 413,
+       "Content-Type: application/json"},
+      {"nested 100000 deep", "POST", "/api/jobs", deep, "application/json", 400, "nests more than"},
+      {"YAML not a map", "POST", "/api/jobs", "just some text\n", "application/yaml", 400, "expected a map"},
       {"unknown job", "GET", "/api/jobs/42", "", "", 404, "no job 42"},
       {"job id not a number", "GET", "/api/jobs/abc", "", "", 404, "abc"},
       {"unknown job metrics", "GET", "/api/jobs/42/metrics", "", "", 404, "no job 42"},
@@ -652,6 +658,26 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
   // FashionMNIST's default root is allowed (created, not trained here).
   Reply r = post(s, "/api/jobs", kFashionJob);
   EXPECT_EQ(r.status, 201) << show(r);
+
+  // More stage ranks than layers: initialize refuses with the partition's message.
+  r = post(s, "/api/jobs", R"({"model_config":{"layer_sizes":[32,10]},"dataset_config":{"name":"synthetic","synthetic":{"features":32}}})");
+  ASSERT_EQ(r.status, 201) << show(r);
+  r = curl_post_no_body(s, "/api/network/initialize/" + std::to_string(r.body["job_id"].get<int>()));
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_NE(error_of(r).find("[partition]"), std::string::npos) << show(r);
+
+  // A set-up error at train time (the data directory is allowed but missing): the job fails with
+  // the loader's message, the workers go back to waiting, and the next job trains.
+  r = post(s, "/api/jobs",
+           R"({"model_config":{"layer_sizes":[784,64,10]},"dataset_config":{"name":"FashionMNIST","root":"/usr/share/datasets/arceus-missing"}})");
+  ASSERT_EQ(r.status, 201) << show(r);
+  const int missing = r.body["job_id"].get<int>();
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/" + std::to_string(missing)).status, 200);
+  ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(missing), R"({"epochs": 1})").status, 200);
+  const json failed = wait_state(s, missing, {"completed", "failed", "stopped"}, 60);
+  EXPECT_EQ(failed["state"], "failed") << failed.dump(2);
+  EXPECT_NE(failed["error"].dump().find("arceus-missing"), std::string::npos) << failed.dump(2);
+  EXPECT_TRUE(healthy(s));
 
   // Train requests: before initialize, bad bodies, twice.
   r = post(s, "/api/jobs", kSyntheticJob);
