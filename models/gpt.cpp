@@ -283,6 +283,28 @@ int64_t gpt_layer_of(const std::string& name, const GptConfig& config) {
   return b + 1;
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> gpt_parameter_shapes(const GptConfig& c) {
+  validate_gpt_config(c);
+  const int64_t C = c.n_emb;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out{{"embed.token.weight", {c.vocab_size, C}},
+                                                                 {"embed.position.weight", {c.context, C}}};
+  for (int64_t b = 0; b < c.n_blocks; ++b) {
+    const std::string p = "blocks." + std::to_string(b) + ".";
+    for (auto& item : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"ln1.weight", {C}},      {"ln1.bias", {C}},          {"attn.qkv.weight", {3 * C, C}},
+             {"attn.proj.weight", {C, C}}, {"attn.proj.bias", {C}},  {"ln2.weight", {C}},
+             {"ln2.bias", {C}},        {"mlp.fc.weight", {4 * C, C}}, {"mlp.fc.bias", {4 * C}},
+             {"mlp.proj.weight", {C, 4 * C}}, {"mlp.proj.bias", {C}}}) {
+      out.emplace_back(p + item.first, item.second);
+    }
+  }
+  out.push_back({"head.ln.weight", {C}});
+  out.push_back({"head.ln.bias", {C}});
+  out.push_back({"head.linear.weight", {c.vocab_size, C}});
+  out.push_back({"head.linear.bias", {c.vocab_size}});
+  return out;
+}
+
 std::unique_ptr<StageModel> make_gpt_slice(const GptConfig& config, LayerRange range, uint64_t seed) {
   validate_gpt_config(config);
   const int64_t layers = gpt_layer_count(config);

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/stage_model.h"
@@ -59,6 +60,11 @@ int64_t gpt_layer_count(const GptConfig& config);
 // state names such as "blocks.1.mlp.fc.weight:exp_avg" work too. std::invalid_argument for
 // other names or a block index outside [0, n_blocks).
 int64_t gpt_layer_of(const std::string& name, const GptConfig& config);
+
+// Every parameter of the whole model, name and shape, in the order named_parameters() lists
+// them: what a checkpoint of this config must hold (rank 0 can check one without building the
+// model).
+std::vector<std::pair<std::string, std::vector<int64_t>>> gpt_parameter_shapes(const GptConfig& config);
 
 // Layers [range.first, range.end()) of the GPT (see above). std::invalid_argument for a bad
 // config or a range that is not a non-empty slice of [0, gpt_layer_count).

@@ -19,7 +19,8 @@ namespace arceus {
 class StageModel {
  public:
   virtual ~StageModel() = default;
-  // x: [rows, in_features()] -> [rows, out_features()] (logits when the slice ends the model).
+  // MLP: x [rows, in_features()] -> [rows, out_features()] (logits when the slice ends the
+  // model). GPT slices take token ids or [rows, T, n_emb]: see models/gpt.h.
   virtual at::Tensor forward(const at::Tensor& x) = 0;
   // Trainable tensors with their global names (e.g. "layers.2.weight"), the same names
   // whatever the partition, so checkpoints are partition-independent.

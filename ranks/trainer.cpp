@@ -12,6 +12,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 #include <torch/utils.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -539,6 +540,7 @@ class Stage {
     std::vector<Request> sends;
     MetricsPayload metrics;
     const double fwd_flops = model_->forward_flops_per_sample();
+    model_->module().train(train);  // dropout and the like: on in training only
     if (train) optimizer_->zero_grad();
 
     std::vector<PipeOp> ops;
@@ -1325,17 +1327,54 @@ void check_output_dir(const std::string& dir) {
   std::filesystem::remove(probe, ec);
 }
 
-int choose_threads(const TrainOptions& o, Comm& comm, const std::vector<std::string>& hosts, int64_t stages) {
-  if (o.threads != "auto") return std::max(1, std::atoi(o.threads.c_str()));
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (comm.size() == 1) return cores;
-  if (comm.rank() == 0 || comm.rank() > stages) return 1;
-  int compute_here = 0;
-  for (int r = 1; r <= stages; ++r)
-    if (hosts[static_cast<size_t>(r)] == comm.host()) ++compute_here;
-  return std::max(1, cores / std::max(1, compute_here));
+// CPUs this process may run on (respects cpusets, e.g. a SLURM allocation).
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  if (cpus.empty()) {
+    for (int c = 0; c < static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); ++c) cpus.push_back(c);
+  }
+  return cpus;
 }
 
+// Pins every thread of this process (OpenBLAS's pool exists already) to `cpus`.
+void pin_process(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus) CPU_SET(c, &set);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    const pid_t tid = static_cast<pid_t>(std::stol(entry.path().filename().string()));
+    sched_setaffinity(tid, sizeof set, &set);
+  }
+}
+
+// --threads auto: the stage ranks on one host share its CPUs; the k-th of n gets CPUs
+// [k*c/n, (k+1)*c/n) and is pinned to them, so that ranks sharing a machine do not migrate
+// onto each other's cores. Rank 0 and idle ranks mostly wait: 1 thread, not pinned. With
+// more stage ranks than CPUs nothing is pinned (oversubscribed: let the kernel schedule).
+int choose_threads(const TrainOptions& o, Comm& comm, const std::vector<std::string>& hosts, int64_t stages) {
+  if (o.threads != "auto") return std::max(1, std::atoi(o.threads.c_str()));
+  const std::vector<int> cpus = allowed_cpus();
+  const int cores = static_cast<int>(cpus.size());
+  if (comm.size() == 1) return cores;
+  if (comm.rank() == 0 || comm.rank() > stages) return 1;
+  int compute_here = 0, index = 0;
+  for (int r = 1; r <= stages; ++r) {
+    if (hosts[static_cast<size_t>(r)] != comm.host()) continue;
+    if (r < comm.rank()) ++index;
+    ++compute_here;
+  }
+  const int share = cores / std::max(1, compute_here);
+  if (share >= 1 && compute_here > 1) {
+    pin_process(std::vector<int>(cpus.begin() + index * share, cpus.begin() + (index + 1) * share));
+  }
+  return std::max(1, share);
+}
 
 // The set-up broadcast: {"type": "job", "ok": true, config, plan, ...},
 // {"type": "job", "ok": false, "error"}, or {"type": "shutdown"}.

@@ -53,10 +53,11 @@ static_assert(sizeof(WireHeader) == 40, "WireHeader is part of the wire format")
 void check_header(const WireHeader& got, const WireHeader& expected, uint64_t received_bytes,
                   const std::string& from);
 
-// Tags: kind in the high bits, micro-batch in the low 12 bits. Micro-batches per step are
+// Tags: kind in the high bits, micro-batch in the low 11 bits (the largest tag, State/2047 =
+// 18431, stays under 32767, the MPI_TAG_UB every MPI guarantees). Micro-batches per step are
 // limited to kMaxMicroBatches so every (kind, micro-batch) pair has its own tag, and MPI's
 // per-(source, tag) ordering keeps consecutive steps apart.
-inline constexpr int kMaxMicroBatches = 4096;
+inline constexpr int kMaxMicroBatches = 2048;
 inline int make_tag(MsgKind kind, int64_t micro_batch) {
   return static_cast<int>(kind) * kMaxMicroBatches + static_cast<int>(micro_batch);
 }

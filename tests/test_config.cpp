@@ -47,6 +47,10 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.partition.stages, b.partition.stages);
   EXPECT_EQ(a.partition.layers, b.partition.layers);
   EXPECT_EQ(a.output.dir, b.output.dir);
+  EXPECT_EQ(a.output.checkpoint_every, b.output.checkpoint_every);
+  EXPECT_EQ(a.output.checkpoint_every_steps, b.output.checkpoint_every_steps);
+  EXPECT_EQ(a.output.metrics, b.output.metrics);
+  EXPECT_EQ(a.resume, b.resume);
 }
 
 // The ConfigError message of parsing `yaml`; fails the test if parsing succeeds.
@@ -695,6 +699,33 @@ TEST_F(ConfigFile, DirectoryIsNotReadable) {
   } catch (const ConfigError& e) {
     expect_contains(e.what(), {"[config] cannot read '" + dir_ + "': ", "directory"});
   }
+}
+
+}  // namespace
+}  // namespace arceus
+
+namespace arceus {
+namespace {
+
+TEST(ConfigCheckpointKeys, ParseValidateAndRoundTrip) {
+  const Config c = parse_config(
+      "output: {dir: runs/x, checkpoint_every: 2, checkpoint_every_steps: 50, metrics: false}\nresume: true\n");
+  EXPECT_EQ(c.output.checkpoint_every, 2);
+  EXPECT_EQ(c.output.checkpoint_every_steps, 50);
+  EXPECT_FALSE(c.output.metrics);
+  EXPECT_TRUE(c.resume);
+  expect_same(parse_config(to_yaml(c)), c);
+  const Config d = parse_config("");
+  EXPECT_EQ(d.output.checkpoint_every, 1);
+  EXPECT_EQ(d.output.checkpoint_every_steps, 0);
+  EXPECT_TRUE(d.output.metrics);
+  EXPECT_FALSE(d.resume);
+  expect_contains(error_of("output: {checkpoint_every: -1}\n"), {"output.checkpoint_every", "-1", "non-negative"});
+  expect_contains(error_of("resume: maybe\n"), {"resume", "maybe"});
+  expect_contains(error_of("", {{"resume", "yes please"}}), {"resume", "--set"});
+  const Config e = parse_config("", {{"resume", "true"}, {"output.checkpoint_every_steps", "10"}});
+  EXPECT_TRUE(e.resume);
+  EXPECT_EQ(e.output.checkpoint_every_steps, 10);
 }
 
 }  // namespace
