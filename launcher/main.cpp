@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <unistd.h>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
@@ -64,6 +65,12 @@ int main(int argc, char** argv) {
         return "expected 'auto' or a positive integer, got '" + v + "'";
       });
   train->add_flag("--quiet", options.quiet, "No live progress line or timing table (epoch summaries only)");
+  std::string progress = "auto";
+  train->add_option("--progress", progress,
+                    "Progress display: 'bar' rewrites one line (\\r), 'lines' prints a line every fifth of an "
+                    "epoch (for logs and SLURM output files), 'none'; 'auto' (default) is 'bar' on an "
+                    "interactive terminal outside mpirun/srun, else 'lines'")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
 
   arceus::ServeOptions serve_options;
   CLI::App* serve = arceus::add_serve_command(app, serve_options, options);
@@ -99,6 +106,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;
     }
+  }
+
+  // Under a launcher, stdout is a pty that Open MPI forwards (to a pipe or a file as often as
+  // to a terminal): \r-rewritten lines would pile up in logs.
+  options.progress = progress;
+  if (progress == "auto") {
+    const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("SLURM_JOB_ID");
+    options.progress = (isatty(STDOUT_FILENO) && !launched) ? "bar" : "lines";
   }
 
   arceus::Comm* comm = nullptr;

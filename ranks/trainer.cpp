@@ -731,7 +731,8 @@ std::string format(const char* fmt, ...) {
 
 class Progress {
  public:
-  explicit Progress(bool quiet) : quiet_(quiet), tty_(isatty(STDOUT_FILENO) != 0) {}
+  // mode: "bar" (one line rewritten with \r), "lines" (a line every fifth of an epoch), "none".
+  Progress(bool quiet, const std::string& mode) : quiet_(quiet || mode == "none"), tty_(mode == "bar") {}
   void update(int64_t epoch, int64_t epochs, int64_t k, int64_t n, double sps, double loss, double acc) {
     if (quiet_) return;
     const bool end = k == n;
@@ -761,7 +762,7 @@ class Orchestrator {
   Orchestrator(Job& job, DataSplits& data, Comm& comm, const TrainOptions& options,
                std::vector<std::string> hosts, JobObserver* observer)
       : job_(job), data_(data), comm_(comm), options_(options), hosts_(std::move(hosts)),
-        wire_(comm, stats_), progress_(options.quiet), observer_(observer) {
+        wire_(comm, stats_), progress_(options.quiet, options.progress), observer_(observer) {
     stats_.rank = 0;
     stats_.stage = comm.size() == 1 ? 0 : -1;
     if (comm.size() == 1) local_stage_ = std::make_unique<Stage>(job, 0, 1, comm, stats_);

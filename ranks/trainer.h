@@ -18,6 +18,7 @@ struct TrainOptions {
   std::vector<Override> overrides;
   std::string threads = "auto";  // "auto" or a positive integer: LibTorch threads per rank
   bool quiet = false;            // no live progress line
+  std::string progress = "lines";  // bar | lines | none (the launcher resolves "auto")
   std::string resume;            // checkpoint to resume from ("" = config's resume key decides)
   std::string blas;              // description of the BLAS in use, for the log and summary
   // Sets this process's compute threads (LibTorch and BLAS); installed by the launcher.
