@@ -122,6 +122,16 @@ std::string BlasInfo::describe() const {
   return "NOT OpenBLAS: " + library + " (expect ~40x slower matrix products)";
 }
 
+std::string check_threads_option(const std::string& value) {
+  if (value == "auto") return "";
+  try {
+    size_t pos = 0;
+    if (std::stoi(value, &pos) >= 1 && pos == value.size()) return "";
+  } catch (...) {
+  }
+  return "expected 'auto' or a positive integer, got '" + value + "'";
+}
+
 void set_blas_threads(int threads) {
   using SetFn = void (*)(int);
   if (auto fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);

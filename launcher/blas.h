@@ -26,6 +26,10 @@ struct BlasInfo {
 };
 BlasInfo blas_info();
 
+// Validator of every --threads option (CLI11 check): "" when `value` is "auto" or a positive
+// integer, else the message.
+std::string check_threads_option(const std::string& value);
+
 // OpenBLAS threads (LibTorch's at::set_num_threads does not reach a pthread OpenBLAS).
 void set_blas_threads(int threads);
 

@@ -55,15 +55,7 @@ int main(int argc, char** argv) {
                     "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage "
                     "ranks it runs (rank 0 and idle ranks use 1), or a positive integer")
       ->default_val("auto")
-      ->check([](const std::string& v) -> std::string {
-        if (v == "auto") return "";
-        try {
-          size_t pos = 0;
-          if (std::stoi(v, &pos) >= 1 && pos == v.size()) return "";
-        } catch (...) {
-        }
-        return "expected 'auto' or a positive integer, got '" + v + "'";
-      });
+      ->check(arceus::check_threads_option);
   train->add_flag("--quiet", options.quiet, "No live progress line or timing table (epoch summaries only)");
   std::string progress = "auto";
   train->add_option("--progress", progress,
@@ -84,7 +76,9 @@ int main(int argc, char** argv) {
   eval->add_option("config", options.config_path, "YAML job file (model and validation data)")->required();
   eval->add_option("--checkpoint", eval_checkpoint, "checkpoint.h5 to evaluate")->required();
   eval->add_option("--set", sets, "Override one config key, KEY=VALUE (repeatable)")->allow_extra_args(false);
-  eval->add_option("--threads", options.threads, "LibTorch/BLAS threads ('auto' = all cores)")->default_val("auto");
+  eval->add_option("--threads", options.threads, "LibTorch/BLAS threads ('auto' = all cores)")
+      ->default_val("auto")
+      ->check(arceus::check_threads_option);
 
   std::string inspect_path;
   auto* inspect = app.add_subcommand("inspect", "Print a checkpoint's config, epoch/step and tensors (name, shape, norm)");

@@ -9,6 +9,8 @@
 // One job trains at a time: the world is one pipeline.
 #include "launcher/serve.h"
 
+#include "launcher/blas.h"
+
 #include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
@@ -1055,16 +1057,6 @@ void run_queue(Comm& comm, ServeState& s, const TrainOptions& train) {
   }
 }
 
-std::string threads_check(const std::string& v) {
-  if (v == "auto") return "";
-  try {
-    size_t pos = 0;
-    if (std::stoi(v, &pos) >= 1 && pos == v.size()) return "";
-  } catch (...) {
-  }
-  return "expected 'auto' or a positive integer, got '" + v + "'";
-}
-
 }  // namespace
 
 std::vector<std::string> default_data_roots() {
@@ -1093,7 +1085,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
                   "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage ranks "
                   "it runs, or a positive integer")
       ->default_val("auto")
-      ->check(threads_check);
+      ->check(arceus::check_threads_option);
   cmd->add_flag("--quiet", train.quiet, "No live progress lines, timing tables or access log on rank 0's output");
   return cmd;
 }
