@@ -34,18 +34,22 @@ const std::map<std::string, std::vector<std::string>>& schema() {
       {"",
        {"model_config", "dataset_config", "training", "communication", "partition", "output",
         "resume"}},
-      {"model_config", {"type", "layer_sizes"}},
+      {"model_config",
+       {"type", "layer_sizes", "context", "n_emb", "n_heads", "n_blocks", "dropout"}},
       {"dataset_config",
-       {"name", "root", "batch_size", "val_batch_size", "normalize", "shuffle",
-        "max_train_samples", "max_val_samples", "synthetic"}},
+       {"name", "root", "source", "windows_per_epoch", "batch_size", "val_batch_size",
+        "normalize", "shuffle", "max_train_samples", "max_val_samples", "synthetic"}},
       {"dataset_config.normalize", {"mean", "std"}},
       {"dataset_config.synthetic", {"train_size", "val_size", "features", "classes", "noise"}},
       {"training",
        {"epochs", "learning_rate", "optimizer", "momentum", "weight_decay", "micro_batches",
-        "schedule", "seed", "max_steps"}},
+        "schedule", "seed", "max_steps", "lr_schedule", "warmup_steps", "min_learning_rate",
+        "grad_clip"}},
       {"communication", {"quantization_bits", "stochastic_rounding"}},
       {"partition", {"method", "stages", "layers"}},
-      {"output", {"dir", "checkpoint_every", "checkpoint_every_steps", "metrics"}},
+      {"output",
+       {"dir", "checkpoint_every", "checkpoint_every_steps", "metrics", "sample_tokens",
+        "sample_temperature"}},
   };
   return kSchema;
 }
@@ -318,6 +322,8 @@ class Section {
     const std::string guess = closest(name, keys);
     return guess.empty() ? std::string() : "; did you mean '" + guess + "'?";
   }
+
+  bool has(const std::string& key) const { return find(key) != nullptr; }
 
   // An error about `key` of this section as a whole (cross-field checks).
   [[noreturn]] void fail(const std::string& key, const std::string& what) const {
@@ -623,17 +629,63 @@ void apply_override(const Context& ctx, YAML::Node& root, const Override& o) {
 // Section readers.
 
 void read_model(const Section& s, ModelConfig& m) {
-  s.choice("type", m.type, {"mlp"},
-           {{"transformer", "is not supported by this build yet (transformer models are a later "
-                            "feature)"}});
+  s.choice("type", m.type, {"mlp", "transformer"});
   s.integer_list("layer_sizes", m.layer_sizes, 2, 1,
                  "a list of at least 2 positive integers (input, hidden..., output widths)",
                  "a positive integer (layer width)");
+  s.integer<int64_t>("context", m.context, 1, "a positive integer (tokens per sequence)");
+  s.integer<int64_t>("n_emb", m.n_emb, 1, "a positive integer (embedding width)");
+  s.integer<int64_t>("n_heads", m.n_heads, 1, "a positive integer (attention heads)");
+  s.integer<int64_t>("n_blocks", m.n_blocks, 1, "a positive integer (transformer blocks)");
+  s.number(
+      "dropout", m.dropout, [](double v) { return v >= 0 && v < 1; }, "a number in [0, 1)");
+  const bool transformer = m.type == "transformer";
+  for (const char* key : {"context", "n_emb", "n_heads", "n_blocks", "dropout"}) {
+    if (!transformer && s.has(key)) {
+      s.fail(key, "is a transformer setting, but model_config.type is '" + m.type +
+                      "' (set type: transformer, or remove the key)");
+    }
+  }
+  if (transformer && s.has("layer_sizes")) {
+    s.fail("layer_sizes", "is an mlp setting, but model_config.type is 'transformer' (its "
+                          "shape is context, n_emb, n_heads and n_blocks)");
+  }
+  if (transformer && m.n_emb % m.n_heads != 0) {
+    s.fail("n_heads", "expected a divisor of n_emb = " + std::to_string(m.n_emb) +
+                          " (head size = n_emb / n_heads), got " + std::to_string(m.n_heads));
+  }
 }
 
-void read_dataset(const Section& s, DatasetConfig& d) {
-  s.choice("name", d.name, {"MNIST", "FashionMNIST", "synthetic"});
+void read_dataset(const Section& s, DatasetConfig& d, const ModelConfig& m) {
+  // The original's transformer jobs give only dataset_config.source: text is implied.
+  if (m.type == "transformer") d.name = "text";
+  s.choice("name", d.name, {"MNIST", "FashionMNIST", "synthetic", "text"});
   s.string("root", d.root, /*allow_empty=*/true);
+  s.string("source", d.source, /*allow_empty=*/true);
+  s.integer<int64_t>("windows_per_epoch", d.windows_per_epoch, 0,
+                     "a non-negative integer (0 = train characters / context)");
+  const bool text = d.name == "text";
+  if (m.type == "transformer" && !text) {
+    s.fail("name", "expected 'text' for model_config.type 'transformer' (a character-level GPT "
+                   "trains on a text file), got '" + d.name + "'");
+  }
+  if (m.type != "transformer" && text) {
+    s.fail("name", "'text' needs model_config.type: transformer (model_config.type is '" +
+                       m.type + "')");
+  }
+  if (text && d.source.empty()) {
+    s.fail("source", "is required for name 'text': the path of a UTF-8 text file, e.g. "
+                     "/usr/share/common-licenses/GPL-3");
+  }
+  if (!text) {
+    for (const char* key : {"source", "windows_per_epoch"}) {
+      if (s.has(key)) s.fail(key, "is a text setting, but dataset_config.name is '" + d.name + "'");
+    }
+  }
+  if (text && s.has("max_train_samples")) {
+    s.fail("max_train_samples", "does not apply to name 'text' (use windows_per_epoch for the "
+                                "windows per epoch, max_val_samples to cap validation windows)");
+  }
   s.integer<int64_t>("batch_size", d.batch_size, 1, "a positive integer");
   s.integer<int64_t>("val_batch_size", d.val_batch_size, 1, "a positive integer");
   s.boolean("shuffle", d.shuffle);
@@ -682,6 +734,19 @@ void read_training(const Section& s, TrainingConfig& t) {
   s.choice("schedule", t.schedule, {"sequential", "gpipe", "1f1b"});
   s.integer<uint64_t>("seed", t.seed, 0, "a non-negative integer");
   s.integer<int64_t>("max_steps", t.max_steps, 0, "a non-negative integer (0 = whole epoch)");
+  s.choice("lr_schedule", t.lr_schedule, {"constant", "cosine"});
+  s.integer<int64_t>("warmup_steps", t.warmup_steps, 0, "a non-negative integer (0 = no warm-up)");
+  s.number(
+      "min_learning_rate", t.min_learning_rate, [](double v) { return v >= 0; },
+      "a non-negative finite number");
+  s.number(
+      "grad_clip", t.grad_clip, [](double v) { return v >= 0; },
+      "a non-negative finite number (max global gradient norm; 0 = off)");
+  if (t.min_learning_rate > t.learning_rate) {
+    s.fail("min_learning_rate", "expected at most learning_rate = " +
+                                    format_double(t.learning_rate) + ", got " +
+                                    format_double(t.min_learning_rate));
+  }
 }
 
 void read_communication(const Section& s, CommunicationConfig& c) {
@@ -702,13 +767,18 @@ void read_output(const Section& s, OutputConfig& o) {
   s.integer<int64_t>("checkpoint_every_steps", o.checkpoint_every_steps, 0,
                      "a non-negative integer (steps between checkpoints; 0 = off)");
   s.boolean("metrics", o.metrics);
+  s.integer<int64_t>("sample_tokens", o.sample_tokens, 0,
+                     "a non-negative integer (characters sampled after each epoch; 0 = off)");
+  s.number(
+      "sample_temperature", o.sample_temperature, [](double v) { return v >= 0; },
+      "a non-negative finite number (0 = argmax)");
 }
 
 Config read_config(const Context& ctx, const YAML::Node& root) {
   Config config;
   const Section top(ctx, root, "", root.IsDefined() ? root.Mark() : YAML::Mark::null_mark());
   read_model(top.section("model_config"), config.model);
-  read_dataset(top.section("dataset_config"), config.dataset);
+  read_dataset(top.section("dataset_config"), config.dataset, config.model);
   read_training(top.section("training"), config.training);
   read_communication(top.section("communication"), config.communication);
   read_partition(top.section("partition"), config.partition);
@@ -806,14 +876,26 @@ std::string to_yaml(const Config& c) {
 
   out << YAML::Key << "model_config" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "type" << YAML::Value << c.model.type;
-  out << YAML::Key << "layer_sizes" << YAML::Value;
-  emit_ints(out, c.model.layer_sizes);
+  if (c.model.type == "transformer") {
+    out << YAML::Key << "context" << YAML::Value << std::to_string(c.model.context);
+    out << YAML::Key << "n_emb" << YAML::Value << std::to_string(c.model.n_emb);
+    out << YAML::Key << "n_heads" << YAML::Value << std::to_string(c.model.n_heads);
+    out << YAML::Key << "n_blocks" << YAML::Value << std::to_string(c.model.n_blocks);
+    out << YAML::Key << "dropout" << YAML::Value << format_double(c.model.dropout);
+  } else {
+    out << YAML::Key << "layer_sizes" << YAML::Value;
+    emit_ints(out, c.model.layer_sizes);
+  }
   out << YAML::EndMap;
 
   const DatasetConfig& d = c.dataset;
   out << YAML::Key << "dataset_config" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "name" << YAML::Value << d.name;
   out << YAML::Key << "root" << YAML::Value << d.root;
+  if (d.name == "text") {
+    out << YAML::Key << "source" << YAML::Value << d.source;
+    out << YAML::Key << "windows_per_epoch" << YAML::Value << std::to_string(d.windows_per_epoch);
+  }
   out << YAML::Key << "batch_size" << YAML::Value << std::to_string(d.batch_size);
   out << YAML::Key << "val_batch_size" << YAML::Value << std::to_string(d.val_batch_size);
   out << YAML::Key << "normalize" << YAML::Value << YAML::BeginMap;
@@ -823,7 +905,9 @@ std::string to_yaml(const Config& c) {
   emit_doubles(out, d.normalize.std);
   out << YAML::EndMap;
   out << YAML::Key << "shuffle" << YAML::Value << d.shuffle;
-  out << YAML::Key << "max_train_samples" << YAML::Value << std::to_string(d.max_train_samples);
+  if (d.name != "text") {
+    out << YAML::Key << "max_train_samples" << YAML::Value << std::to_string(d.max_train_samples);
+  }
   out << YAML::Key << "max_val_samples" << YAML::Value << std::to_string(d.max_val_samples);
   out << YAML::Key << "synthetic" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "train_size" << YAML::Value << std::to_string(d.synthetic.train_size);
@@ -845,6 +929,10 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "schedule" << YAML::Value << t.schedule;
   out << YAML::Key << "seed" << YAML::Value << std::to_string(t.seed);
   out << YAML::Key << "max_steps" << YAML::Value << std::to_string(t.max_steps);
+  out << YAML::Key << "lr_schedule" << YAML::Value << t.lr_schedule;
+  out << YAML::Key << "warmup_steps" << YAML::Value << std::to_string(t.warmup_steps);
+  out << YAML::Key << "min_learning_rate" << YAML::Value << format_double(t.min_learning_rate);
+  out << YAML::Key << "grad_clip" << YAML::Value << format_double(t.grad_clip);
   out << YAML::EndMap;
 
   out << YAML::Key << "communication" << YAML::Value << YAML::BeginMap;
@@ -868,6 +956,8 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "checkpoint_every" << YAML::Value << std::to_string(c.output.checkpoint_every);
   out << YAML::Key << "checkpoint_every_steps" << YAML::Value << std::to_string(c.output.checkpoint_every_steps);
   out << YAML::Key << "metrics" << YAML::Value << c.output.metrics;
+  out << YAML::Key << "sample_tokens" << YAML::Value << std::to_string(c.output.sample_tokens);
+  out << YAML::Key << "sample_temperature" << YAML::Value << format_double(c.output.sample_temperature);
   out << YAML::EndMap;
   out << YAML::Key << "resume" << YAML::Value << c.resume;
 

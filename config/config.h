@@ -16,8 +16,14 @@ class ConfigError : public std::runtime_error {
 };
 
 struct ModelConfig {
-  std::string type = "mlp";                       // mlp (transformer: a later issue)
-  std::vector<int64_t> layer_sizes{784, 128, 64, 10};  // widths; layers = size() - 1
+  std::string type = "mlp";                       // mlp | transformer (char-level GPT)
+  std::vector<int64_t> layer_sizes{784, 128, 64, 10};  // mlp: widths; layers = size() - 1
+  // transformer only (models/gpt.h): layers = n_blocks + 2 (embeddings, blocks, head)
+  int64_t context = 128;  // tokens per sequence (position embeddings)
+  int64_t n_emb = 128;    // embedding width C
+  int64_t n_heads = 4;    // attention heads; C must be a multiple
+  int64_t n_blocks = 3;   // transformer blocks
+  double dropout = 0.1;   // in [0, 1)
 };
 
 struct NormalizeConfig {
@@ -34,14 +40,16 @@ struct SyntheticConfig {
 };
 
 struct DatasetConfig {
-  std::string name = "FashionMNIST";  // MNIST | FashionMNIST | synthetic
+  std::string name = "FashionMNIST";  // MNIST | FashionMNIST | synthetic | text
   std::string root;                   // directory of the IDX files; "" = the name's default
+  std::string source;                 // text: the UTF-8 file to train on (required)
+  int64_t windows_per_epoch = 0;      // text: random windows per epoch (0 = train chars / context)
   int64_t batch_size = 256;           // training batch (split into micro-batches)
   int64_t val_batch_size = 1000;      // validation batch
   NormalizeConfig normalize;          // x' = (x/255 - mean) / std
   bool shuffle = true;                // reshuffle the training set each epoch (from the seed)
-  int64_t max_train_samples = 0;      // 0 = all; else use the first N training samples
-  int64_t max_val_samples = 0;        // 0 = all; else use the first N validation samples
+  int64_t max_train_samples = 0;      // 0 = all; else use the first N training samples (not text)
+  int64_t max_val_samples = 0;        // 0 = all; else use the first N validation samples (text: windows)
   SyntheticConfig synthetic;          // only for name: synthetic
 };
 
@@ -55,6 +63,10 @@ struct TrainingConfig {
   std::string schedule = "sequential"; // sequential | gpipe | 1f1b
   uint64_t seed = 42;                  // weights, data order, stochastic rounding
   int64_t max_steps = 0;               // 0 = whole epoch; else at most N steps per epoch
+  std::string lr_schedule = "constant";  // constant | cosine (decay to min_learning_rate)
+  int64_t warmup_steps = 0;            // linear warm-up from 0 over the first N steps
+  double min_learning_rate = 0.0;      // cosine: the rate at the last step
+  double grad_clip = 0.0;              // max global gradient norm across stages (0 = off)
 };
 
 struct CommunicationConfig {
@@ -73,6 +85,8 @@ struct OutputConfig {
   int64_t checkpoint_every = 1;        // epochs between checkpoints (0 = only at the end)
   int64_t checkpoint_every_steps = 0;  // also every N training steps (0 = off)
   bool metrics = true;                 // write metrics.h5
+  int64_t sample_tokens = 200;         // transformer: characters sampled after each epoch (0 = off)
+  double sample_temperature = 0.8;     // > 0 samples; 0 = argmax
 };
 
 struct Config {

@@ -1,4 +1,4 @@
-// MNIST-format (IDX) and synthetic datasets as whole contiguous tensors.
+// MNIST-format (IDX), synthetic and text datasets as whole contiguous tensors.
 #include "datasets/dataset.h"
 
 #include <ATen/ATen.h>
@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "datasets/idx.h"
+#include "datasets/text.h"
 
 namespace arceus {
 
@@ -87,11 +88,26 @@ std::string default_dataset_root(const std::string& name) {
   return "";  // MNIST: no Debian package, must be given; synthetic: generated
 }
 
-DataSplits load_dataset(const DatasetConfig& config, uint64_t seed) {
+DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t context) {
   if (config.name == "synthetic") return make_synthetic(config.synthetic, seed);
+  if (config.name == "text") {
+    if (context < 1) throw DataError("[data] a text dataset needs the model's context length (got " + std::to_string(context) + ")");
+    auto text = std::make_shared<TextData>(load_text(config.source, context));
+    DataSplits splits;
+    auto [x, y] = fixed_windows(text->val, context, config.max_val_samples);
+    splits.val = TensorDataset{x, y};
+    splits.features = context;
+    splits.classes = text->vocab.size();
+    const int64_t per_epoch = config.windows_per_epoch > 0 ? config.windows_per_epoch : text->train.size(0) / context;
+    splits.description = text->description + "; " + std::to_string(per_epoch) + " random windows of " +
+                         std::to_string(context) + " per epoch, " + std::to_string(splits.val.size()) +
+                         " validation windows";
+    splits.text = std::move(text);
+    return splits;
+  }
   if (config.name != "MNIST" && config.name != "FashionMNIST") {
     throw DataError("[data] unknown dataset " + quoted(config.name) +
-                    " (expected MNIST, FashionMNIST or synthetic)");
+                    " (expected MNIST, FashionMNIST, synthetic or text)");
   }
 
   const std::string root = config.root.empty() ? default_dataset_root(config.name) : config.root;
@@ -133,6 +149,18 @@ DataSplits load_dataset(const DatasetConfig& config, uint64_t seed) {
                        std::to_string(splits.features) + " features, " +
                        std::to_string(splits.classes) + " classes";
   return splits;
+}
+
+TensorDataset text_epoch_windows(const TextData& text, int64_t windows, int64_t context, uint64_t seed,
+                                 int64_t epoch) {
+  const int64_t n = windows > 0 ? windows : std::max<int64_t>(1, text.train.size(0) / context);
+  // (seed, epoch) -> generator seed: splitmix64 of a combination, so nearby seeds differ.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (static_cast<uint64_t>(epoch) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(z ^ (z >> 31));
+  auto [x, y] = sample_windows(text.train, n, context, gen);
+  return TensorDataset{x, y};
 }
 
 DataSplits make_synthetic(const SyntheticConfig& config, uint64_t seed) {

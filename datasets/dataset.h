@@ -4,32 +4,42 @@
 #include <ATen/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "config/config.h"
 
 namespace arceus {
 
+struct TextData;  // datasets/text.h
+
 struct TensorDataset {
-  at::Tensor inputs;  // float32 [N, F], normalised
-  at::Tensor labels;  // int64 [N], in [0, classes)
-  int64_t size() const { return inputs.size(0); }
+  at::Tensor inputs;  // float32 [N, F], normalised (text: int64 token ids [N, context])
+  at::Tensor labels;  // int64 [N], in [0, classes) (text: the next tokens, [N, context])
+  int64_t size() const { return inputs.defined() ? inputs.size(0) : 0; }
 };
 
 struct DataSplits {
-  TensorDataset train;
-  TensorDataset val;
-  int64_t features = 0;     // F
-  int64_t classes = 0;      // number of label values
+  TensorDataset train;      // text: empty (windows are drawn per epoch: text_epoch_windows)
+  TensorDataset val;        // text: consecutive windows of the validation split
+  int64_t features = 0;     // F (text: the context length)
+  int64_t classes = 0;      // number of label values (text: the vocabulary size)
+  std::shared_ptr<const TextData> text;  // name text: vocabulary and token ids
   std::string description;  // e.g. "FashionMNIST from /usr/share/...: 60000 train, 10000 val"
 };
 
 // Default root for a dataset name ("" when the name has none, e.g. MNIST).
 std::string default_dataset_root(const std::string& name);
 
-// Loads MNIST / FashionMNIST (IDX) or generates the synthetic set (deterministic from `seed`).
-// Throws DataError (datasets/idx.h) naming the file and problem.
-DataSplits load_dataset(const DatasetConfig& config, uint64_t seed);
+// Loads MNIST / FashionMNIST (IDX), generates the synthetic set (deterministic from `seed`), or
+// reads a text (name text: `context` is the model's, the window length). Throws DataError
+// (datasets/idx.h) naming the file and problem.
+DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t context = 0);
+
+// The training windows of epoch `epoch` of a text: `windows` random windows (0 = train
+// characters / context), from a generator seeded by (seed, epoch): the same on every machine.
+TensorDataset text_epoch_windows(const TextData& text, int64_t windows, int64_t context, uint64_t seed,
+                                 int64_t epoch);
 
 // Synthetic classification data: class centres ~ N(0,1), x = centre[y] + noise*N(0,1).
 // Deterministic from seed; the same seed gives the same tensors on every machine.

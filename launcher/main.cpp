@@ -84,12 +84,29 @@ int main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "Print a checkpoint's config, epoch/step and tensors (name, shape, norm)");
   inspect->add_option("checkpoint", inspect_path, "checkpoint.h5")->required();
 
+  arceus::GenerateOptions gen;
+  auto* generate = app.add_subcommand("generate", "Sample text from a transformer checkpoint (one process)");
+  generate->add_option("--checkpoint", gen.checkpoint, "checkpoint.h5 of a transformer job")->required();
+  generate->add_option("--prompt", gen.prompt, "Text to continue (its characters must be in the training text)")
+      ->default_val("");
+  generate->add_option("--tokens", gen.tokens, "Characters to generate")->default_val(200)->check(CLI::NonNegativeNumber);
+  generate->add_option("--temperature", gen.temperature, "Sampling temperature; 0 = always the likeliest character")
+      ->default_val(0.8)
+      ->check(CLI::NonNegativeNumber);
+  generate->add_option("--seed", gen.seed, "Seed of the sampling")->default_val(1);
+  generate->add_option("--threads", gen.threads, "LibTorch/BLAS threads")->default_val(1)->check(CLI::PositiveNumber);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help exits 0; any usage error exits 2 (CLI11's own codes are above 100).
     const int code = is_rank_zero_before_init() ? app.exit(e) : e.get_exit_code();
     return code == 0 ? 0 : 2;
+  }
+
+  if (generate->parsed()) {  // no MPI needed
+    arceus::set_blas_threads(gen.threads);
+    return arceus::run_generate(gen);
   }
 
   if (inspect->parsed()) {  // no MPI needed

@@ -33,6 +33,14 @@ std::vector<PipeOp> make_schedule(Schedule schedule, int64_t stages, int64_t sta
 // one larger. Every rank computes the same split.
 std::vector<int64_t> micro_batch_sizes(int64_t rows, int64_t micro_batches);
 
+// Learning rate of training step `step` (0-based over the whole run) of `total_steps`:
+// linear warm-up base * (step + 1) / warmup over the first `warmup` steps, then `schedule`
+// "constant" (base) or "cosine" (from base down to min_lr at the last step:
+// min_lr + (base - min_lr) * (1 + cos(pi * p)) / 2, p = (step - warmup) / (total - warmup - 1)).
+// std::invalid_argument for another schedule name.
+double learning_rate_at(const std::string& schedule, double base, double min_lr, int64_t warmup,
+                        int64_t step, int64_t total_steps);
+
 // Theoretical bubble fraction (S-1)/(M+S-1) of gpipe/1f1b.
 double theoretical_bubble(int64_t stages, int64_t micro_batches);
 

@@ -35,6 +35,8 @@
 
 #include "datasets/dataset.h"
 #include "datasets/idx.h"
+#include "datasets/text.h"
+#include "models/gpt.h"
 #include "models/stage_model.h"
 #include "partition/partition.h"
 #include "ranks/codec.h"
@@ -65,16 +67,95 @@ struct Job {
   std::string config_yaml;
   std::vector<LayerRange> plan;  // one range per stage
   int64_t stages = 1;
-  int64_t features = 0;
-  int64_t classes = 0;
+  int64_t features = 0;  // MLP: input width; GPT: context
+  int64_t classes = 0;   // MLP: labels; GPT: vocabulary size
   std::string dataset_description;
   bool resume = false;  // stages first receive their state from rank 0
+  // Set by finish_job from the config and the data:
+  bool gpt = false;
+  GptConfig gpt_config;  // when gpt
+  int64_t seq = 1;       // targets (and activation rows) per sample: 1, or the GPT's context
 };
+
+bool is_gpt(const Config& c) { return c.model.type == "transformer"; }
+
+GptConfig gpt_config_of(const Config& c, int64_t vocab) {
+  GptConfig g;
+  g.vocab_size = vocab;
+  g.context = c.model.context;
+  g.n_emb = c.model.n_emb;
+  g.n_heads = c.model.n_heads;
+  g.n_blocks = c.model.n_blocks;
+  g.dropout = c.model.dropout;
+  return g;
+}
+
+void finish_job(Job& job) {
+  job.gpt = is_gpt(job.config);
+  if (job.gpt) {
+    job.gpt_config = gpt_config_of(job.config, job.classes);
+    job.seq = job.config.model.context;
+  }
+}
+
+int64_t model_layers(const Config& c) {
+  return is_gpt(c) ? c.model.n_blocks + 2 : static_cast<int64_t>(c.model.layer_sizes.size()) - 1;
+}
+
+// Partition costs per layer. A GPT's head cost depends on the vocabulary: before the data is
+// read (vocab 0) a 256-character vocabulary stands in.
+std::vector<double> layer_costs(const Config& c, int64_t vocab) {
+  if (!is_gpt(c)) return mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits);
+  return gpt_layer_costs(gpt_config_of(c, vocab > 0 ? vocab : 256), c.communication.quantization_bits);
+}
+
+// Every parameter of the whole model with its shape, under its global name.
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const Config& c, int64_t vocab) {
+  if (is_gpt(c)) return gpt_parameter_shapes(gpt_config_of(c, vocab));
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (size_t i = 0; i + 1 < c.model.layer_sizes.size(); ++i) {
+    const int64_t in = c.model.layer_sizes[i], out = c.model.layer_sizes[i + 1];
+    shapes.push_back({"layers." + std::to_string(i) + ".weight", {out, in}});
+    shapes.push_back({"layers." + std::to_string(i) + ".bias", {out}});
+  }
+  return shapes;
+}
+
+// The layer a parameter or optimizer-state name ("<parameter>[:<state>]") belongs to.
+int64_t layer_of(const Job& job, const std::string& name) {
+  if (job.gpt) return gpt_layer_of(name, job.gpt_config);
+  const size_t a = name.find('.'), b = name.find('.', a + 1);  // "layers.<i>.<what>"
+  return std::stoll(name.substr(a + 1, b - a - 1));
+}
+
+std::unique_ptr<StageModel> make_slice(const Job& job, LayerRange range) {
+  if (job.gpt) return make_gpt_slice(job.gpt_config, range, job.config.training.seed);
+  return make_mlp_slice(job.config.model.layer_sizes, range, job.config.training.seed);
+}
+
+// Parameters held by each stage of the plan.
+std::vector<int64_t> stage_parameter_counts(const Job& job) {
+  std::vector<int64_t> counts(job.plan.size(), 0);
+  for (const auto& [name, shape] : parameter_shapes(job.config, job.classes)) {
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    const int64_t layer = layer_of(job, name);
+    for (size_t k = 0; k < job.plan.size(); ++k)
+      if (layer >= job.plan[k].first && layer < job.plan[k].end()) counts[k] += n;
+  }
+  return counts;
+}
+
+// Width (per row) of the activations leaving stage k of the plan.
+int64_t boundary_width(const Job& job, int64_t k) {
+  if (job.gpt) return job.config.model.n_emb;
+  return job.config.model.layer_sizes[size_t(job.plan[size_t(k)].end())];
+}
 
 }  // namespace
 
-std::vector<LayerRange> make_plan(const Config& c, int world) {
-  const int64_t layers = static_cast<int64_t>(c.model.layer_sizes.size()) - 1;
+std::vector<LayerRange> make_plan(const Config& c, int world, int64_t vocab) {
+  const int64_t layers = model_layers(c);
   const int64_t owners = world == 1 ? 1 : world - 1;  // rank 0 orchestrates when world > 1
   std::vector<LayerRange> plan;
   if (world == 1) return {LayerRange{0, layers}};  // the reference run: one stage, whatever the config says
@@ -89,7 +170,7 @@ std::vector<LayerRange> make_plan(const Config& c, int world) {
                            std::to_string(world));
     }
     if (c.partition.method == "balanced") {
-      plan = balanced_partition(mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits), stages);
+      plan = balanced_partition(layer_costs(c, vocab), stages);
     } else {
       plan = uniform_partition(layers, stages);
     }
@@ -406,6 +487,50 @@ std::vector<uint8_t> receive_blob(Wire& wire, Comm& comm, int source, uint32_t s
   return wire.finish_raw<uint8_t>(b, MsgKind::State, step, 1, n);
 }
 
+// A transformer checkpoint's vocabulary: its code points in decimal, space-separated.
+std::string vocab_attribute(const CharVocab& vocab) {
+  std::string s;
+  for (char32_t c : vocab.chars) s += (s.empty() ? "" : " ") + std::to_string(static_cast<uint32_t>(c));
+  return s;
+}
+
+CharVocab vocab_from_attribute(const std::string& text, const std::string& path);
+
+// A transformer checkpoint must come from a text with the same characters (token ids are
+// indices into the sorted vocabulary).
+void check_vocab_matches(const CheckpointData& ck, const CharVocab& vocab, const std::string& path) {
+  auto it = ck.attributes.find("vocab_code_points");
+  if (it == ck.attributes.end()) {
+    throw StorageError("[checkpoint] '" + path + "' has no vocab_code_points attribute: not a transformer checkpoint");
+  }
+  const CharVocab saved = vocab_from_attribute(it->second, path);
+  if (saved.chars != vocab.chars) {
+    std::string diff;
+    for (char32_t c : vocab.chars)
+      if (saved.id_of(c) < 0) { diff = "the text has " + utf8::describe(c) + ", the checkpoint's vocabulary does not"; break; }
+    if (diff.empty())
+      for (char32_t c : saved.chars)
+        if (vocab.id_of(c) < 0) { diff = "the checkpoint's vocabulary has " + utf8::describe(c) + ", the text does not"; break; }
+    throw StorageError("[checkpoint] '" + path + "' was trained on a different vocabulary (" +
+                       std::to_string(saved.size()) + " characters vs the text's " + std::to_string(vocab.size()) +
+                       "; " + diff + ")");
+  }
+}
+
+CharVocab vocab_from_attribute(const std::string& text, const std::string& path) {
+  std::vector<char32_t> cps;
+  std::istringstream in(text);
+  for (std::string item; in >> item;) {
+    try {
+      cps.push_back(static_cast<char32_t>(std::stoul(item)));
+    } catch (const std::exception&) {
+      throw StorageError("[checkpoint] '" + path + "': attribute vocab_code_points holds '" + item +
+                         "', expected decimal code points");
+    }
+  }
+  return CharVocab::from_code_points(std::move(cps));
+}
+
 // ---------------------------------------------------------------------------------------
 // One pipeline stage.
 
@@ -419,7 +544,7 @@ class Stage {
   Stage(const Job& job, int64_t stage, int world, Comm& comm, RankStats& stats)
       : job_(job), stage_(stage), world_(world), comm_(comm), stats_(stats), wire_(comm, stats) {
     const auto& c = job.config;
-    model_ = make_mlp_slice(c.model.layer_sizes, job.plan[static_cast<size_t>(stage)], c.training.seed);
+    model_ = make_slice(job, job.plan[static_cast<size_t>(stage)]);
     std::vector<at::Tensor> params;
     for (auto& [name, p] : model_->named_parameters()) params.push_back(p);
     if (c.training.optimizer == "adamw") {
@@ -513,6 +638,12 @@ class Stage {
 
   // Runs one batch (training or evaluation). Returns the metrics on the last stage (and
   // sends them to rank 0 unless `local`), zeros elsewhere.
+  //
+  // Shapes per micro-batch of `rows` samples, with seq = 1 (MLP) or the context T (GPT):
+  // inputs to the first stage are codec floats [rows, in] (MLP) or raw int32 token ids
+  // [rows * T] (GPT); activations and gradients travel as codec [rows * seq, width] (a row per
+  // token: one scale per token over n_emb) and are reshaped on arrival; labels are raw int32
+  // [rows * seq].
   MetricsPayload run(const ControlPayload& control, uint32_t step, bool train, const LocalBatch* local) {
     const auto t_step = Clock::now();
     const double wait0 = comm_.wait_seconds();
@@ -520,6 +651,8 @@ class Stage {
     const std::vector<int64_t> sizes = micro_batch_sizes(control.rows, control.micro_batches);
     const int64_t m = static_cast<int64_t>(sizes.size());
     const int64_t in_f = model_->in_features(), out_f = model_->out_features();
+    const int64_t seq = job_.seq;
+    const bool token_input = job_.gpt && first_;
     const int prev = first_ ? 0 : rank_of(stage_ - 1);
     const int next = last_ ? 0 : rank_of(stage_ + 1);
 
@@ -529,11 +662,14 @@ class Stage {
     for (int64_t i = 0; i < m; ++i) {
       const int64_t rows = sizes[static_cast<size_t>(i)];
       if (!local) {
-        if (first_) in_req[i] = wire_.post_tensor(0, MsgKind::Input, i, bits_, rows, in_f);
-        if (last_) label_req[i] = wire_.post_raw<int32_t>(0, MsgKind::Labels, i, static_cast<size_t>(rows));
+        if (first_) {
+          in_req[i] = token_input ? wire_.post_raw<int32_t>(0, MsgKind::Input, i, static_cast<size_t>(rows * in_f))
+                                  : wire_.post_tensor(0, MsgKind::Input, i, bits_, rows, in_f);
+        }
+        if (last_) label_req[i] = wire_.post_raw<int32_t>(0, MsgKind::Labels, i, static_cast<size_t>(rows * seq));
       }
-      if (!first_) in_req[i] = wire_.post_tensor(prev, MsgKind::Activation, i, bits_, rows, in_f);
-      if (train && !last_) grad_req[i] = wire_.post_tensor(next, MsgKind::Gradient, i, bits_, rows, out_f);
+      if (!first_) in_req[i] = wire_.post_tensor(prev, MsgKind::Activation, i, bits_, rows * seq, in_f);
+      if (train && !last_) grad_req[i] = wire_.post_tensor(next, MsgKind::Gradient, i, bits_, rows * seq, out_f);
     }
 
     std::vector<at::Tensor> xs(m), ys(m), losses(m);
@@ -541,7 +677,10 @@ class Stage {
     MetricsPayload metrics;
     const double fwd_flops = model_->forward_flops_per_sample();
     model_->module().train(train);  // dropout and the like: on in training only
-    if (train) optimizer_->zero_grad();
+    if (train) {
+      optimizer_->zero_grad();
+      for (auto& group : optimizer_->param_groups()) group.options().set_lr(control.learning_rate);
+    }
 
     std::vector<PipeOp> ops;
     if (train) {
@@ -557,8 +696,12 @@ class Stage {
         at::Tensor x;
         if (first_ && local) {
           x = local->inputs[static_cast<size_t>(i)];
+        } else if (token_input) {
+          auto v = wire_.finish_raw<int32_t>(in_req[i], MsgKind::Input, step, i, static_cast<size_t>(rows * in_f));
+          x = at::from_blob(v.data(), {rows, in_f}, at::kInt).to(at::kLong);
         } else {
-          x = wire_.finish_tensor(in_req[i], first_ ? MsgKind::Input : MsgKind::Activation, step, i, bits_, rows, in_f);
+          x = wire_.finish_tensor(in_req[i], first_ ? MsgKind::Input : MsgKind::Activation, step, i, bits_, rows * seq, in_f);
+          if (job_.gpt) x = x.view({rows, seq, in_f});
         }
         const auto t0 = Clock::now();
         at::Tensor y;
@@ -569,24 +712,25 @@ class Stage {
           if (last_) {
             at::Tensor labels;
             if (local) {
-              labels = local->labels[static_cast<size_t>(i)];
+              labels = local->labels[static_cast<size_t>(i)].reshape({-1});
             } else {
-              auto v = wire_.finish_raw<int32_t>(label_req[i], MsgKind::Labels, step, i, static_cast<size_t>(rows));
-              labels = at::from_blob(v.data(), {rows}, at::kInt).to(at::kLong);
+              auto v = wire_.finish_raw<int32_t>(label_req[i], MsgKind::Labels, step, i, static_cast<size_t>(rows * seq));
+              labels = at::from_blob(v.data(), {rows * seq}, at::kInt).to(at::kLong);
             }
-            at::Tensor loss_sum = at::cross_entropy_loss(y, labels, {}, at::Reduction::Sum);
+            const at::Tensor logits = y.reshape({-1, y.size(-1)});
+            at::Tensor loss_sum = at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum);
             metrics.loss_sum += loss_sum.item<double>();
-            metrics.correct += y.argmax(1).eq(labels).sum().item<int64_t>();
-            metrics.count += rows;
+            metrics.correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+            metrics.count += rows * seq;
             // Scaled so that the gradients summed over micro-batches equal the full batch's mean.
-            if (train) losses[i] = loss_sum / static_cast<double>(control.rows);
+            if (train) losses[i] = loss_sum / static_cast<double>(control.rows * seq);
           }
         }
         stats_.forward += seconds_since(t0);
         stats_.flops += fwd_flops * static_cast<double>(rows);
         stats_.forward_flops += fwd_flops * static_cast<double>(rows);
         if (!last_) {
-          sends.push_back(wire_.send_tensor(y, next, MsgKind::Activation, step, i, bits_, false, 0));
+          sends.push_back(wire_.send_tensor(y.reshape({-1, y.size(-1)}), next, MsgKind::Activation, step, i, bits_, false, 0));
         }
         if (train) {
           xs[i] = x;
@@ -594,7 +738,9 @@ class Stage {
         }
       } else {
         at::Tensor g;
-        if (!last_) g = wire_.finish_tensor(grad_req[i], MsgKind::Gradient, step, i, bits_, rows, out_f);
+        if (!last_) {
+          g = wire_.finish_tensor(grad_req[i], MsgKind::Gradient, step, i, bits_, rows * seq, out_f).view(ys[i].sizes());
+        }
         const auto t0 = Clock::now();
         if (last_) {
           losses[i].backward();
@@ -606,7 +752,8 @@ class Stage {
         stats_.backward_flops += 2.0 * fwd_flops * static_cast<double>(rows);
         if (!first_) {
           const uint64_t seed = mix_seed(mix_seed(job_.config.training.seed, step), static_cast<uint64_t>(stage_ * kMaxMicroBatches + i));
-          sends.push_back(wire_.send_tensor(xs[i].grad(), prev, MsgKind::Gradient, step, i, bits_,
+          const at::Tensor dx = xs[i].grad();
+          sends.push_back(wire_.send_tensor(dx.reshape({-1, dx.size(-1)}), prev, MsgKind::Gradient, step, i, bits_,
                                             job_.config.communication.stochastic_rounding, seed));
         }
         xs[i] = at::Tensor();
@@ -618,6 +765,7 @@ class Stage {
     }
 
     if (train) {
+      if (job_.config.training.grad_clip > 0) clip_gradients(step, local != nullptr);
       const auto t0 = Clock::now();
       optimizer_->step();
       stats_.optimizer += seconds_since(t0);
@@ -634,6 +782,33 @@ class Stage {
     return metrics;
   }
 
+  // Global-norm clipping across stages: this stage's sum of squared gradients goes to rank 0,
+  // which answers with the norm over every stage; all stages then scale by the same factor
+  // (torch's clip_grad_norm_: max_norm / (norm + 1e-6) when that is below 1).
+  void clip_gradients(uint32_t step, bool local) {
+    const auto t0 = Clock::now();
+    double sq = 0;
+    for (auto& [name, p] : model_->named_parameters()) {
+      if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    }
+    stats_.optimizer += seconds_since(t0);
+    double norm = std::sqrt(sq);
+    if (!local) {
+      Request r = wire_.post_raw<double>(0, MsgKind::Norm, 0, 1);
+      Request s = wire_.send_raw(&sq, 1, 0, MsgKind::Norm, step, 0);
+      norm = wire_.finish_raw<double>(r, MsgKind::Norm, step, 0, 1)[0];
+      comm_.wait(s);
+    }
+    last_grad_norm_ = norm;
+    const double coef = job_.config.training.grad_clip / (norm + 1e-6);
+    if (coef < 1.0) {
+      at::NoGradGuard no_grad;
+      for (auto& [name, p] : model_->named_parameters())
+        if (p.grad().defined()) p.grad().mul_(coef);
+    }
+  }
+  double last_grad_norm() const { return last_grad_norm_; }
+
   StageModel& model() { return *model_; }
 
  private:
@@ -648,6 +823,7 @@ class Stage {
   Schedule schedule_ = Schedule::Sequential;
   int bits_ = 32;
   bool first_ = false, last_ = false;
+  double last_grad_norm_ = 0;
 };
 
 // Stage ranks: obey control messages from rank 0 until Stop.
@@ -732,28 +908,31 @@ std::string format(const char* fmt, ...) {
 class Progress {
  public:
   // mode: "bar" (one line rewritten with \r), "lines" (a line every fifth of an epoch), "none".
-  Progress(bool quiet, const std::string& mode) : quiet_(quiet || mode == "none"), tty_(mode == "bar") {}
+  // unit: what the rate counts ("samples", "tokens").
+  Progress(bool quiet, const std::string& mode, std::string unit)
+      : quiet_(quiet || mode == "none"), tty_(mode == "bar"), unit_(std::move(unit)) {}
   void update(int64_t epoch, int64_t epochs, int64_t k, int64_t n, double sps, double loss, double acc) {
     if (quiet_) return;
     const bool end = k == n;
     if (tty_) {
       if (!end && seconds_since(last_) < 0.2) return;
       last_ = Clock::now();
-      std::printf("\r  epoch %lld/%lld  batch %lld/%lld  %9.0f samples/s  loss %.4f  acc %6.2f%%   ",
-                  (long long)epoch, (long long)epochs, (long long)k, (long long)n, sps, loss, 100 * acc);
+      std::printf("\r  epoch %lld/%lld  batch %lld/%lld  %9.0f %s/s  loss %.4f  acc %6.2f%%   ",
+                  (long long)epoch, (long long)epochs, (long long)k, (long long)n, sps, unit_.c_str(), loss, 100 * acc);
       if (end) std::printf("\n");
       std::fflush(stdout);
     } else {
       const int64_t every = std::max<int64_t>(1, n / 5);
       if (k % every != 0 && !end) return;
-      std::printf("  epoch %lld/%lld  batch %lld/%lld  %9.0f samples/s  loss %.4f  acc %6.2f%%\n",
-                  (long long)epoch, (long long)epochs, (long long)k, (long long)n, sps, loss, 100 * acc);
+      std::printf("  epoch %lld/%lld  batch %lld/%lld  %9.0f %s/s  loss %.4f  acc %6.2f%%\n",
+                  (long long)epoch, (long long)epochs, (long long)k, (long long)n, sps, unit_.c_str(), loss, 100 * acc);
       std::fflush(stdout);
     }
   }
 
  private:
   bool quiet_, tty_;
+  std::string unit_;
   Clock::time_point last_ = Clock::now() - std::chrono::seconds(1);
 };
 
@@ -762,7 +941,7 @@ class Orchestrator {
   Orchestrator(Job& job, DataSplits& data, Comm& comm, const TrainOptions& options,
                std::vector<std::string> hosts, JobObserver* observer)
       : job_(job), data_(data), comm_(comm), options_(options), hosts_(std::move(hosts)),
-        wire_(comm, stats_), progress_(options.quiet, options.progress), observer_(observer) {
+        wire_(comm, stats_), progress_(options.quiet, options.progress, job.gpt ? "tokens" : "samples"), observer_(observer) {
     stats_.rank = 0;
     stats_.stage = comm.size() == 1 ? 0 : -1;
     if (comm.size() == 1) local_stage_ = std::make_unique<Stage>(job, 0, 1, comm, stats_);
@@ -774,6 +953,15 @@ class Orchestrator {
   std::string run() {
     const auto& t = job_.config.training;
     const auto& o = job_.config.output;
+    {
+      const int64_t n = job_.gpt ? (job_.config.dataset.windows_per_epoch > 0
+                                        ? job_.config.dataset.windows_per_epoch
+                                        : std::max<int64_t>(1, data_.text->train.size(0) / job_.seq))
+                                 : data_.train.size();
+      const int64_t b = job_.config.dataset.batch_size;
+      steps_per_epoch_ = (n + b - 1) / b;
+      if (t.max_steps > 0) steps_per_epoch_ = std::min(steps_per_epoch_, t.max_steps);
+    }
     if (resume_) restore(*resume_);
     if (o.metrics) {
       metrics_ = std::make_unique<MetricsFile>((std::filesystem::path(o.dir) / "metrics.h5").string(), resume_.has_value());
@@ -828,16 +1016,11 @@ class Orchestrator {
                      {"world_size", std::to_string(comm_.size())},
                      {"stages", std::to_string(job_.stages)},
                      {"schedule", job_.config.training.schedule}};
-    auto add = [&](StageState st) {
+    if (job_.gpt) ck.attributes["vocab_code_points"] = vocab_attribute(data_.text->vocab);
+    for (StageState& st : gather_states()) {
       for (auto& a : st.parameters) ck.parameters.push_back(std::move(a));
       for (auto& a : st.optimizer) ck.optimizer.push_back(std::move(a));
       for (auto& b : st.rng) ck.rng.push_back(std::move(b));
-    };
-    if (local_stage_) {
-      add(local_stage_->export_state(step_));
-    } else {
-      send_control(Command::Checkpoint, 0, 0, stage_ranks());
-      for (int r : stage_ranks()) add(unpack_state(receive_blob(wire_, comm_, r, control_step_[r] - 1)));
     }
     const std::string path = (std::filesystem::path(job_.config.output.dir) / "checkpoint.h5").string();
     write_checkpoint(path, ck);
@@ -847,21 +1030,62 @@ class Orchestrator {
   }
 
  private:
+  // Every stage's state (parameters, optimizer, RNG), in stage order.
+  std::vector<StageState> gather_states() {
+    std::vector<StageState> states;
+    if (local_stage_) {
+      states.push_back(local_stage_->export_state(step_));
+    } else {
+      send_control(Command::Checkpoint, 0, 0, stage_ranks());
+      for (int r : stage_ranks()) states.push_back(unpack_state(receive_blob(wire_, comm_, r, control_step_[r] - 1)));
+    }
+    return states;
+  }
+
+  // A transformer's sample after an epoch: the whole model assembled on rank 0 from the
+  // stages' parameters, then `sample_tokens` characters from an empty prompt. Printed, written
+  // to <output.dir>/samples.txt (appended) and returned for summary.json.
+  std::string sample_text(int64_t epoch) {
+    const auto& o = job_.config.output;
+    const auto t0 = Clock::now();
+    // Building a model reseeds torch's global generator (per-layer initialisation): keep the
+    // training's (dropout) random stream where it was.
+    at::Generator global = at::detail::getDefaultCPUGenerator();
+    const at::Tensor rng_state = global.get_state();
+    auto whole = make_gpt_slice(job_.gpt_config, {0, gpt_layer_count(job_.gpt_config)}, job_.config.training.seed);
+    global.set_state(rng_state);
+    std::map<std::string, at::Tensor> params;
+    for (auto& [name, p] : whole->named_parameters()) params[name] = p;
+    {
+      at::NoGradGuard no_grad;
+      for (const StageState& st : gather_states())
+        for (const auto& a : st.parameters) params.at(a.name).copy_(from_named(a));
+    }
+    const std::string text = gpt_generate(*whole, data_.text->vocab, "", o.sample_tokens, o.sample_temperature,
+                                          mix_seed(job_.config.training.seed, static_cast<uint64_t>(epoch)));
+    std::ofstream out(std::filesystem::path(o.dir) / "samples.txt", std::ios::app);
+    out << "=== epoch " << epoch << " ===\n" << text << "\n";
+    log(format("  sample after epoch %lld (%lld characters, temperature %g, %.1f s):", (long long)epoch,
+               (long long)o.sample_tokens, o.sample_temperature, seconds_since(t0)));
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) log("  | " + line);
+    return text;
+  }
+
   // Sends every stage the tensors of its layers (by global name) and sets the counters.
   void restore(const CheckpointData& ck) {
-    auto layer_of = [](const std::string& name) -> int64_t {
-      // "layers.<i>.<what>[:<state>]"
-      const size_t a = name.find('.'), b = name.find('.', a + 1);
-      return std::stoll(name.substr(a + 1, b - a - 1));
+    auto in_range = [&](const std::string& name, const LayerRange& r) {
+      const int64_t l = layer_of(job_, name);
+      return l >= r.first && l < r.end();
     };
     for (int64_t k = 0; k < job_.stages; ++k) {
       const LayerRange r = job_.plan[static_cast<size_t>(k)];
       StageState st;
       st.global_step = ck.global_step;
       for (const auto& a : ck.parameters)
-        if (layer_of(a.name) >= r.first && layer_of(a.name) < r.end()) st.parameters.push_back(a);
+        if (in_range(a.name, r)) st.parameters.push_back(a);
       for (const auto& a : ck.optimizer)
-        if (layer_of(a.name) >= r.first && layer_of(a.name) < r.end()) st.optimizer.push_back(a);
+        if (in_range(a.name, r)) st.optimizer.push_back(a);
       for (const auto& b : ck.rng)
         if (b.name == "stage" + std::to_string(k)) st.rng.push_back(b);
       if (local_stage_) {
@@ -908,12 +1132,13 @@ class Orchestrator {
     return r;
   }
 
-  void send_control(Command cmd, int64_t rows, int64_t m, const std::vector<int>& ranks) {
+  void send_control(Command cmd, int64_t rows, int64_t m, const std::vector<int>& ranks, double lr = 0) {
     ControlPayload c;
     c.command = static_cast<uint32_t>(cmd);
     c.epoch = static_cast<uint32_t>(epoch_);
     c.rows = rows;
     c.micro_batches = m;
+    c.learning_rate = lr;
     for (int r : ranks) {
       uint32_t& s = control_step_[r];
       pending_sends_.push_back(wire_.send_raw(&c, 1, r, MsgKind::Control, s, 0));
@@ -944,14 +1169,17 @@ class Orchestrator {
     Request metrics;
     MetricsPayload local;
     int64_t rows = 0;
+    bool train = false;
   };
 
-  InFlight issue(const at::Tensor& inputs, const at::Tensor& labels, bool train) {
+  // `lr`: the learning rate of this training step.
+  InFlight issue(const at::Tensor& inputs, const at::Tensor& labels, bool train, double lr) {
     const int64_t rows = inputs.size(0);
     const std::vector<int64_t> sizes = micro_batch_sizes(rows, job_.config.training.micro_batches);
     const int64_t m = static_cast<int64_t>(sizes.size());
     InFlight f;
     f.rows = rows;
+    f.train = train;
     if (local_stage_) {
       LocalBatch lb;
       int64_t off = 0;
@@ -963,19 +1191,26 @@ class Orchestrator {
       ControlPayload c;
       c.rows = rows;
       c.micro_batches = m;
+      c.learning_rate = lr;
       f.local = local_stage_->run(c, step_, train, &lb);
+      if (train && job_.config.training.grad_clip > 0) grad_norms_.push_back(local_stage_->last_grad_norm());
       ++step_;
       return f;
     }
-    send_control(train ? Command::Train : Command::Eval, rows, m, stage_ranks());
+    send_control(train ? Command::Train : Command::Eval, rows, m, stage_ranks(), lr);
     const int first = 1, last = static_cast<int>(job_.stages);
     const int bits = job_.config.communication.quantization_bits;
     int64_t off = 0;
     for (int64_t i = 0; i < m; ++i) {
       const int64_t s = sizes[static_cast<size_t>(i)];
-      pending_sends_.push_back(wire_.send_tensor(inputs.narrow(0, off, s), first, MsgKind::Input, step_, i, bits, false, 0));
+      if (job_.gpt) {  // token ids, exact: raw int32
+        at::Tensor x = inputs.narrow(0, off, s).to(at::kInt).contiguous();
+        pending_sends_.push_back(wire_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), first, MsgKind::Input, step_, i));
+      } else {
+        pending_sends_.push_back(wire_.send_tensor(inputs.narrow(0, off, s), first, MsgKind::Input, step_, i, bits, false, 0));
+      }
       at::Tensor l = labels.narrow(0, off, s).to(at::kInt).contiguous();
-      pending_sends_.push_back(wire_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(s), last, MsgKind::Labels, step_, i));
+      pending_sends_.push_back(wire_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(l.numel()), last, MsgKind::Labels, step_, i));
       off += s;
     }
     f.metrics = wire_.post_raw<MetricsPayload>(last, MsgKind::Metrics, 0, 1);
@@ -989,13 +1224,26 @@ class Orchestrator {
     if (local_stage_) return f.local;
     const uint32_t step = metrics_step_.front();
     metrics_step_.pop_front();
+    if (f.train && job_.config.training.grad_clip > 0) exchange_norms(step);
     MetricsPayload m = wire_.finish_raw<MetricsPayload>(f.metrics, MsgKind::Metrics, step, 0, 1)[0];
     reap_sends();
-    if (m.count != f.rows) {
+    if (m.count != f.rows * job_.seq) {
       throw WireError("[wire] metrics of step " + std::to_string(step) + " count " + std::to_string(m.count) +
-                      " samples, expected " + std::to_string(f.rows));
+                      " targets, expected " + std::to_string(f.rows * job_.seq));
     }
     return m;
+  }
+
+  // Gradient clipping: the stages' squared norms in, the global norm back out.
+  void exchange_norms(uint32_t step) {
+    double sq = 0;
+    for (int r : stage_ranks()) {
+      Request req = wire_.post_raw<double>(r, MsgKind::Norm, 0, 1);
+      sq += wire_.finish_raw<double>(req, MsgKind::Norm, step, 0, 1)[0];
+    }
+    const double norm = std::sqrt(sq);
+    for (int r : stage_ranks()) pending_sends_.push_back(wire_.send_raw(&norm, 1, r, MsgKind::Norm, step, 0));
+    grad_norms_.push_back(norm);
   }
 
   // Runs batches of `set` through the pipeline, keeping one batch in flight ahead so the
@@ -1023,7 +1271,14 @@ class Orchestrator {
       }
       const int64_t start = k * batch, len = std::min(batch, n - start);
       at::Tensor idx = order.narrow(0, start, len);
-      flight.push_back(issue(set.inputs.index_select(0, idx), set.labels.index_select(0, idx), train));
+      double lr = 0;
+      if (train) {
+        const auto& t = job_.config.training;
+        lr = learning_rate_at(t.lr_schedule, t.learning_rate, t.min_learning_rate, t.warmup_steps,
+                              (epoch_ - 1) * steps_per_epoch_ + k, t.epochs * steps_per_epoch_);
+        last_lr_ = lr;
+      }
+      flight.push_back(issue(set.inputs.index_select(0, idx), set.labels.index_select(0, idx), train, lr));
       if (flight.size() > 1) finish_one();
     }
     while (!flight.empty()) finish_one();
@@ -1039,17 +1294,26 @@ class Orchestrator {
     const int bits = c.communication.quantization_bits;
     const double h = sizeof(WireHeader);
     double raw = 0, wire = 0;
+    const int64_t seq = job_.seq;
     for (int64_t n : micro_batch_sizes(rows, c.training.micro_batches)) {
-      const int64_t in = c.model.layer_sizes.front();
-      raw += h + 4.0 * n * in + h + 4.0 * n;
-      wire += h + double(encoded_size(n, in, bits)) + h + 4.0 * n;
+      const int64_t in = job_.features;
+      if (job_.gpt) {  // raw int32 token ids
+        raw += h + 4.0 * n * in;
+        wire += h + 4.0 * n * in;
+      } else {
+        raw += h + 4.0 * n * in;
+        wire += h + double(encoded_size(n, in, bits));
+      }
+      raw += h + 4.0 * n * seq;  // labels
+      wire += h + 4.0 * n * seq;
       for (int64_t k = 0; k + 1 < job_.stages; ++k) {
-        const int64_t w = c.model.layer_sizes[size_t(job_.plan[size_t(k)].end())];
-        raw += 2 * (h + 4.0 * n * w);
-        wire += 2 * (h + double(encoded_size(n, w, bits)));
+        const int64_t w = boundary_width(job_, k);
+        raw += 2 * (h + 4.0 * n * seq * w);
+        wire += 2 * (h + double(encoded_size(n * seq, w, bits)));
       }
     }
-    const double fixed = job_.stages * (h + sizeof(ControlPayload)) + h + sizeof(MetricsPayload);
+    double fixed = job_.stages * (h + sizeof(ControlPayload)) + h + sizeof(MetricsPayload);
+    if (c.training.grad_clip > 0) fixed += 2.0 * job_.stages * (h + sizeof(double));
     return {raw + fixed, wire + fixed};
   }
 
@@ -1057,14 +1321,18 @@ class Orchestrator {
     const auto& c = job_.config;
     const auto epoch_start = Clock::now();
     const double cpu0 = cpu_seconds();
-    const int64_t n = data_.train.size();
     const int64_t b = c.dataset.batch_size;
-    int64_t steps = (n + b - 1) / b;
-    if (c.training.max_steps > 0) steps = std::min(steps, c.training.max_steps);
+    const int64_t steps = steps_per_epoch_;
+    // A text's training windows are drawn afresh each epoch (from seed and epoch).
+    const TensorDataset train_set =
+        job_.gpt ? text_epoch_windows(*data_.text, c.dataset.windows_per_epoch, job_.seq, c.training.seed, epoch)
+                 : data_.train;
+    const int64_t n = train_set.size();
+    grad_norms_.clear();
 
     // Data order: a permutation from (seed, epoch), independent of the partition.
     at::Tensor order;
-    if (c.dataset.shuffle) {
+    if (c.dataset.shuffle && !job_.gpt) {
       std::vector<int64_t> perm(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
       std::mt19937_64 rng(mix_seed(c.training.seed, static_cast<uint64_t>(epoch)));
@@ -1082,15 +1350,16 @@ class Orchestrator {
     std::vector<double> step_losses;
     const auto train_start = Clock::now();
     const int64_t first = epoch == resume_epoch_ ? resume_step_ : 0;
-    pump(data_.train, order, b, first, steps, true, [&](int64_t k, const MetricsPayload& m) {
+    const double seq = static_cast<double>(job_.seq);
+    pump(train_set, order, b, first, steps, true, [&](int64_t k, const MetricsPayload& m) {
       loss_sum += m.loss_sum;
       correct += m.correct;
       count += m.count;
       step_losses.push_back(m.loss_sum / static_cast<double>(m.count));
-      const double sps = count / seconds_since(train_start);
-      progress_.update(epoch, c.training.epochs, k, steps, sps, loss_sum / count, static_cast<double>(correct) / count);
+      const double sps = count / seq / seconds_since(train_start);
+      progress_.update(epoch, c.training.epochs, k, steps, sps * seq, loss_sum / count, static_cast<double>(correct) / count);
       if (metrics_) {
-        const auto bytes = step_message_bytes(m.count);
+        const auto bytes = step_message_bytes(m.count / job_.seq);
         metrics_->append(StepRow{epoch, k, m.loss_sum / static_cast<double>(m.count),
                                  static_cast<double>(m.correct) / static_cast<double>(m.count), sps, bytes.first,
                                  bytes.second});
@@ -1101,7 +1370,8 @@ class Orchestrator {
                             {"steps", steps},
                             {"loss", m.loss_sum / static_cast<double>(m.count)},
                             {"accuracy", static_cast<double>(m.correct) / static_cast<double>(m.count)},
-                            {"samples_per_second", sps}});
+                            {"samples_per_second", sps},
+                            {"learning_rate", last_lr_}});
       }
     });
     const double train_seconds = seconds_since(train_start);
@@ -1146,12 +1416,15 @@ class Orchestrator {
     total_wire_ += wire;
     const double train_loss = count ? loss_sum / count : 0, train_acc = count ? double(correct) / count : 0;
     const double val_loss = vcount ? vloss / vcount : 0, val_acc = vcount ? double(vcorrect) / vcount : 0;
-    const double sps = train_seconds > 0 ? count / train_seconds : 0;
+    const double sps = train_seconds > 0 ? count / seq / train_seconds : 0;  // samples (sequences)
+    const double tps = train_seconds > 0 ? count / train_seconds : 0;        // targets: samples or tokens
+    double grad_norm = 0;
+    for (double g : grad_norms_) grad_norm += g / static_cast<double>(grad_norms_.size());
 
-    log(format("epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f samples/s | sent %s raw, %s on the wire (%.3f)",
+    log(format("epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f %s/s | sent %s raw, %s on the wire (%.3f)",
                 (long long)epoch, (long long)c.training.epochs, train_loss, 100 * train_acc, val_loss, 100 * val_acc,
-                seconds, sps, human_bytes(double(raw)).c_str(), human_bytes(double(wire)).c_str(),
-                raw ? double(wire) / double(raw) : 1.0));
+                seconds, job_.gpt ? tps : sps, job_.gpt ? "tokens" : "samples", human_bytes(double(raw)).c_str(),
+                human_bytes(double(wire)).c_str(), raw ? double(wire) / double(raw) : 1.0));
 
     // Timing table and bubble.
     json timing = json::array();
@@ -1197,8 +1470,8 @@ class Orchestrator {
                                   {"train_accuracy", train_acc},
                                   {"val_loss", val_loss},
                                   {"val_accuracy", val_acc},
-                                  {"train_samples", count},
-                                  {"val_samples", vcount},
+                                  {"train_samples", static_cast<int64_t>(count / job_.seq)},
+                                  {"val_samples", static_cast<int64_t>(vcount / job_.seq)},
                                   {"seconds", seconds},
                                   {"train_seconds", train_seconds},
                                   {"samples_per_second", sps},
@@ -1208,6 +1481,14 @@ class Orchestrator {
                                   {"bubble_theoretical", theory},
                                   {"step_losses", step_losses},
                                   {"timing", timing}});
+    json& entry = summary_["epochs"].back();
+    if (job_.gpt) {
+      entry["train_tokens"] = count;
+      entry["tokens_per_second"] = tps;
+    }
+    if (!grad_norms_.empty()) entry["grad_norm_mean"] = grad_norm;
+    entry["learning_rate"] = last_lr_;
+    if (job_.gpt && c.output.sample_tokens > 0) entry["sample"] = sample_text(epoch);
     summary_["final"] = {{"val_loss", val_loss}, {"val_accuracy", val_acc}, {"train_loss", train_loss}, {"train_accuracy", train_acc}};
     if (metrics_) {
       metrics_->append(EpochRow{epoch, train_loss, train_acc, val_loss, val_acc, seconds, sps, double(raw), double(wire)});
@@ -1249,13 +1530,11 @@ class Orchestrator {
     }
     s["ranks"] = ranks;
     json stages = json::array();
-    const auto costs = mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits);
-    const auto scost = stage_costs(costs, job_.plan);
+    const auto scost = stage_costs(layer_costs(c, job_.classes), job_.plan);
+    const auto sparams = stage_parameter_counts(job_);
     for (int64_t k = 0; k < job_.stages; ++k) {
       const auto& r = job_.plan[static_cast<size_t>(k)];
-      int64_t params = 0;
-      for (int64_t i = r.first; i < r.end(); ++i)
-        params += c.model.layer_sizes[size_t(i)] * c.model.layer_sizes[size_t(i + 1)] + c.model.layer_sizes[size_t(i + 1)];
+      const int64_t params = sparams[static_cast<size_t>(k)];
       const int rank = comm_.size() == 1 ? 0 : static_cast<int>(k + 1);
       stages.push_back({{"stage", k + 1},
                         {"rank", rank},
@@ -1308,6 +1587,9 @@ class Orchestrator {
   std::deque<Request> pending_sends_;
   std::map<int, uint32_t> control_step_;
   std::deque<uint32_t> metrics_step_;
+  std::vector<double> grad_norms_;  // this epoch's global gradient norms (when clipping)
+  int64_t steps_per_epoch_ = 0;
+  double last_lr_ = 0;
   uint32_t step_ = 0;
   int64_t epoch_ = 0;
   uint64_t total_raw_ = 0, total_wire_ = 0;
@@ -1402,14 +1684,12 @@ std::vector<std::string> plan_lines(const Job& job, const TrainOptions& options,
                          c.communication.quantization_bits, (unsigned long long)c.training.seed));
   lines.push_back(format("  blas: %s; %d thread%s per stage rank", options.blas.c_str(), threads, threads == 1 ? "" : "s"));
   lines.push_back("  data: " + job.dataset_description);
-  const auto costs = mlp_layer_costs(c.model.layer_sizes, c.communication.quantization_bits);
-  const auto scost = stage_costs(costs, job.plan);
+  const auto scost = stage_costs(layer_costs(c, job.classes), job.plan);
+  const auto sparams = stage_parameter_counts(job);
   if (world > 1) lines.push_back(format("  rank 0 on %s: orchestrator", hosts[0].c_str()));
   for (int64_t k = 0; k < job.stages; ++k) {
     const auto& r = job.plan[static_cast<size_t>(k)];
-    int64_t params = 0;
-    for (int64_t i = r.first; i < r.end(); ++i)
-      params += c.model.layer_sizes[size_t(i)] * c.model.layer_sizes[size_t(i + 1)] + c.model.layer_sizes[size_t(i + 1)];
+    const int64_t params = sparams[static_cast<size_t>(k)];
     const int rank = world == 1 ? 0 : static_cast<int>(k + 1);
     lines.push_back(format("  rank %d on %s: stage %lld, layers %lld-%lld, %lld parameters, est. cost %.3g", rank,
                            hosts[size_t(rank)].c_str(), (long long)k + 1, (long long)r.first, (long long)r.end() - 1,
@@ -1422,7 +1702,7 @@ std::vector<std::string> plan_lines(const Job& job, const TrainOptions& options,
 }
 
 // A checkpoint must hold exactly the model's tensors with the model's shapes.
-void check_checkpoint_matches(const CheckpointData& ck, const Config& c, const std::string& path) {
+void check_checkpoint_matches(const CheckpointData& ck, const Config& c, int64_t vocab, const std::string& path) {
   std::map<std::string, std::vector<int64_t>> have;
   for (const auto& a : ck.parameters) have[a.name] = a.shape;
   auto shape_str = [](const std::vector<int64_t>& v) {
@@ -1430,19 +1710,19 @@ void check_checkpoint_matches(const CheckpointData& ck, const Config& c, const s
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
     return s + "]";
   };
-  const std::string head = "[checkpoint] '" + path + "' does not match model_config.layer_sizes: ";
+  const std::string head = "[checkpoint] '" + path + "' does not match " +
+                           (is_gpt(c) ? std::string("the transformer (model_config and the text's vocabulary of ") +
+                                            std::to_string(vocab) + ")"
+                                      : std::string("model_config.layer_sizes")) +
+                           ": ";
   std::set<std::string> expected;
-  for (size_t i = 0; i + 1 < c.model.layer_sizes.size(); ++i) {
-    const int64_t in = c.model.layer_sizes[i], out = c.model.layer_sizes[i + 1];
-    for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
-             {"layers." + std::to_string(i) + ".weight", {out, in}}, {"layers." + std::to_string(i) + ".bias", {out}}}) {
-      expected.insert(name);
-      auto it = have.find(name);
-      if (it == have.end()) throw StorageError(head + "it has no tensor '" + name + "' (the model expects " + shape_str(shape) + ")");
-      if (it->second != shape) {
-        throw StorageError(head + "tensor '" + name + "' is " + shape_str(it->second) + " in the checkpoint but the model expects " +
-                           shape_str(shape));
-      }
+  for (const auto& [name, shape] : parameter_shapes(c, vocab)) {
+    expected.insert(name);
+    auto it = have.find(name);
+    if (it == have.end()) throw StorageError(head + "it has no tensor '" + name + "' (the model expects " + shape_str(shape) + ")");
+    if (it->second != shape) {
+      throw StorageError(head + "tensor '" + name + "' is " + shape_str(it->second) + " in the checkpoint but the model expects " +
+                         shape_str(shape));
     }
   }
   for (const auto& [name, shape] : have)
@@ -1475,16 +1755,21 @@ JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options,
     job.plan = make_plan(c, world);  // before loading data: fail fast
     job.stages = static_cast<int64_t>(job.plan.size());
     check_output_dir(c.output.dir);
-    data = load_dataset(c.dataset, c.training.seed);
+    data = load_dataset(c.dataset, c.training.seed, is_gpt(c) ? c.model.context : 0);
     job.features = data.features;
     job.classes = data.classes;
     job.dataset_description = data.description;
-    if (c.model.layer_sizes.front() != data.features) {
+    finish_job(job);
+    if (job.gpt) {
+      job.plan = make_plan(c, world, job.classes);  // the head's cost needs the vocabulary
+      job.stages = static_cast<int64_t>(job.plan.size());
+    }
+    if (!job.gpt && c.model.layer_sizes.front() != data.features) {
       throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
                         " but the " + c.dataset.name + " inputs have " + std::to_string(data.features) +
                         " features: the first layer width must equal the input width");
     }
-    if (c.model.layer_sizes.back() != data.classes) {
+    if (!job.gpt && c.model.layer_sizes.back() != data.classes) {
       throw ConfigError("[model] model_config.layer_sizes[-1] = " + std::to_string(c.model.layer_sizes.back()) +
                         " but the " + c.dataset.name + " dataset has " + std::to_string(data.classes) +
                         " classes: the last layer width must equal the number of classes");
@@ -1499,7 +1784,8 @@ JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options,
     if (resume_path.empty() && c.resume && std::filesystem::exists(own)) resume_path = own;
     if (!resume_path.empty()) {
       resume = read_checkpoint(resume_path);
-      check_checkpoint_matches(*resume, c, resume_path);
+      if (job.gpt) check_vocab_matches(*resume, data.text->vocab, resume_path);
+      check_checkpoint_matches(*resume, c, job.classes, resume_path);
       if (resume->epoch >= c.training.epochs) {
         throw ConfigError("[checkpoint] '" + resume_path + "' has already finished epoch " + std::to_string(resume->epoch) +
                           " of training.epochs = " + std::to_string(c.training.epochs) + ": nothing left to train (raise training.epochs)");
@@ -1561,6 +1847,7 @@ int worker_loop(Comm& comm, const TrainOptions& options, bool serve) {
     job.features = message["features"].get<int64_t>();
     job.classes = message["classes"].get<int64_t>();
     job.resume = message.value("resume", false);
+    finish_job(job);
     const std::vector<std::string> hosts = comm.all_hosts();
     set_threads(options, choose_threads(options, comm, hosts, job.stages));
     if (comm.rank() <= job.stages) {
@@ -1581,12 +1868,17 @@ int run_eval(Comm& comm, const TrainOptions& options, const std::string& checkpo
     Job job;
     job.config = load_config_file(options.config_path, options.overrides);
     CheckpointData ck = read_checkpoint(checkpoint);
-    check_checkpoint_matches(ck, job.config, checkpoint);
     job.plan = make_plan(job.config, 1);
     job.stages = 1;
     job.config_yaml = to_yaml(job.config);
-    DataSplits data = load_dataset(job.config.dataset, job.config.training.seed);
+    DataSplits data = load_dataset(job.config.dataset, job.config.training.seed,
+                                   is_gpt(job.config) ? job.config.model.context : 0);
     job.dataset_description = data.description;
+    job.features = data.features;
+    job.classes = data.classes;
+    finish_job(job);
+    if (job.gpt) check_vocab_matches(ck, data.text->vocab, checkpoint);
+    check_checkpoint_matches(ck, job.config, job.classes, checkpoint);
     set_threads(options, options.threads == "auto" ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
                                                    : std::max(1, std::atoi(options.threads.c_str())));
     TrainOptions quiet = options;
@@ -1600,6 +1892,46 @@ int run_eval(Comm& comm, const TrainOptions& options, const std::string& checkpo
     std::printf("eval: %s on %s: val loss %.4f, val accuracy %.2f%% (%lld samples; checkpoint epoch %lld, step %lld)\n",
                 checkpoint.c_str(), data.description.c_str(), loss, 100 * acc, (long long)data.val.size(),
                 (long long)ck.epoch, (long long)ck.step);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
+
+int run_generate(const GenerateOptions& options) {
+  try {
+    const CheckpointData ck = read_checkpoint(options.checkpoint);
+    const Config config = parse_config(ck.config_yaml, {}, options.checkpoint + " (config attribute)");
+    if (!is_gpt(config)) {
+      throw ConfigError("[generate] '" + options.checkpoint + "' holds a model_config.type '" + config.model.type +
+                        "' model: generate needs a transformer checkpoint");
+    }
+    auto it = ck.attributes.find("vocab_code_points");
+    if (it == ck.attributes.end()) {
+      throw StorageError("[generate] '" + options.checkpoint + "' has no vocab_code_points attribute");
+    }
+    const CharVocab vocab = vocab_from_attribute(it->second, options.checkpoint);
+    Job job;
+    job.config = config;
+    job.classes = vocab.size();
+    finish_job(job);
+    check_checkpoint_matches(ck, config, vocab.size(), options.checkpoint);
+    at::set_num_threads(std::max(1, options.threads));
+    auto model = make_gpt_slice(job.gpt_config, {0, gpt_layer_count(job.gpt_config)}, config.training.seed);
+    std::map<std::string, at::Tensor> params;
+    for (auto& [name, p] : model->named_parameters()) params[name] = p;
+    {
+      at::NoGradGuard no_grad;
+      for (const auto& a : ck.parameters) params.at(a.name).copy_(from_named(a));
+    }
+    std::string text;
+    try {
+      text = gpt_generate(*model, vocab, options.prompt, options.tokens, options.temperature, options.seed);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(std::string("[generate] ") + e.what());
+    }
+    std::printf("%s%s\n", options.prompt.c_str(), text.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -41,7 +41,9 @@ class JobObserver {
 
 // The stages of a job on a world of `world` ranks: rank 0 orchestrates, so world - 1 stages
 // (or partition.stages / partition.layers); one stage when world is 1. Throws PartitionError.
-std::vector<LayerRange> make_plan(const Config& config, int world);
+// `vocab` (a GPT's vocabulary size) refines the balanced partition of a transformer; 0 = not
+// known yet (a 256-character stand-in).
+std::vector<LayerRange> make_plan(const Config& config, int world, int64_t vocab = 0);
 
 struct JobResult {
   std::string state;      // completed | stopped | failed
@@ -70,6 +72,18 @@ int worker_loop(Comm& comm, const TrainOptions& options, bool serve);
 // `arceus eval`: validation loss and accuracy of a checkpoint's weights on the config's
 // validation split, on one process (an error under mpirun with more ranks). Returns the exit code.
 int run_eval(Comm& comm, const TrainOptions& options, const std::string& checkpoint);
+
+// `arceus generate`: text from a transformer checkpoint (one process, no MPI).
+struct GenerateOptions {
+  std::string checkpoint;
+  std::string prompt;        // UTF-8; every character must be in the checkpoint's vocabulary
+  int64_t tokens = 200;      // characters to generate
+  double temperature = 0.8;  // > 0 samples from softmax(logits / T); 0 = argmax
+  uint64_t seed = 1;         // the sampling generator's seed
+  int threads = 1;
+};
+// Prints the prompt followed by the generated text. Returns the exit code (errors on stderr).
+int run_generate(const GenerateOptions& options);
 
 // `arceus train`: the whole job on every rank. Returns the process exit code (0 on
 // success). Set-up errors are printed once by rank 0 and every rank returns 1. Errors

@@ -14,6 +14,7 @@ const char* kind_name(MsgKind kind) {
     case MsgKind::Metrics: return "metrics";
     case MsgKind::Stats: return "stats";
     case MsgKind::State: return "state";
+    case MsgKind::Norm: return "norm";
   }
   return "unknown";
 }

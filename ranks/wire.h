@@ -14,7 +14,7 @@ class WireError : public std::runtime_error {
 };
 
 inline constexpr uint32_t kWireMagic = 0x41524345;  // "ARCE"
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;  // 2: ControlPayload carries the learning rate; Norm
 
 // What a message carries. Values are part of the wire format: never renumber.
 enum class MsgKind : uint16_t {
@@ -27,6 +27,8 @@ enum class MsgKind : uint16_t {
   Stats = 7,       // stage -> orchestrator: timing and byte counters of an epoch
   State = 8,       // checkpoint state: stage -> orchestrator (save), orchestrator -> stage
                    // (resume); micro_batch 0 carries the size, micro_batch 1 the bytes
+  Norm = 9,        // gradient clipping: stage -> orchestrator the squared norm of its gradients,
+                   // orchestrator -> stage the global norm (one double each way)
 };
 const char* kind_name(MsgKind kind);
 
@@ -53,8 +55,8 @@ static_assert(sizeof(WireHeader) == 40, "WireHeader is part of the wire format")
 void check_header(const WireHeader& got, const WireHeader& expected, uint64_t received_bytes,
                   const std::string& from);
 
-// Tags: kind in the high bits, micro-batch in the low 11 bits (the largest tag, State/2047 =
-// 18431, stays under 32767, the MPI_TAG_UB every MPI guarantees). Micro-batches per step are
+// Tags: kind in the high bits, micro-batch in the low 11 bits (the largest tag, Norm/2047 =
+// 20479, stays under 32767, the MPI_TAG_UB every MPI guarantees). Micro-batches per step are
 // limited to kMaxMicroBatches so every (kind, micro-batch) pair has its own tag, and MPI's
 // per-(source, tag) ordering keeps consecutive steps apart.
 inline constexpr int kMaxMicroBatches = 2048;
@@ -69,13 +71,14 @@ struct ControlPayload {
   uint32_t epoch = 0;
   int64_t rows = 0;           // samples in this batch
   int64_t micro_batches = 0;  // M for this batch (already capped at rows)
+  double learning_rate = 0;   // Train: the rate of this step (rank 0 owns warm-up and decay)
 };
-static_assert(sizeof(ControlPayload) == 24, "ControlPayload is part of the wire format");
+static_assert(sizeof(ControlPayload) == 32, "ControlPayload is part of the wire format");
 
 struct MetricsPayload {
-  double loss_sum = 0;  // sum over the batch's samples of the per-sample loss
+  double loss_sum = 0;  // sum over the batch's targets (samples; tokens for a GPT) of their loss
   int64_t correct = 0;
-  int64_t count = 0;
+  int64_t count = 0;    // targets: rows for an MLP, rows x context for a GPT
 };
 static_assert(sizeof(MetricsPayload) == 24, "MetricsPayload is part of the wire format");
 

@@ -18,8 +18,15 @@ namespace {
 void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.model.type, b.model.type);
   EXPECT_EQ(a.model.layer_sizes, b.model.layer_sizes);
+  EXPECT_EQ(a.model.context, b.model.context);
+  EXPECT_EQ(a.model.n_emb, b.model.n_emb);
+  EXPECT_EQ(a.model.n_heads, b.model.n_heads);
+  EXPECT_EQ(a.model.n_blocks, b.model.n_blocks);
+  EXPECT_EQ(a.model.dropout, b.model.dropout);
   EXPECT_EQ(a.dataset.name, b.dataset.name);
   EXPECT_EQ(a.dataset.root, b.dataset.root);
+  EXPECT_EQ(a.dataset.source, b.dataset.source);
+  EXPECT_EQ(a.dataset.windows_per_epoch, b.dataset.windows_per_epoch);
   EXPECT_EQ(a.dataset.batch_size, b.dataset.batch_size);
   EXPECT_EQ(a.dataset.val_batch_size, b.dataset.val_batch_size);
   EXPECT_EQ(a.dataset.normalize.mean, b.dataset.normalize.mean);  // exact double equality
@@ -41,6 +48,10 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.training.schedule, b.training.schedule);
   EXPECT_EQ(a.training.seed, b.training.seed);
   EXPECT_EQ(a.training.max_steps, b.training.max_steps);
+  EXPECT_EQ(a.training.lr_schedule, b.training.lr_schedule);
+  EXPECT_EQ(a.training.warmup_steps, b.training.warmup_steps);
+  EXPECT_EQ(a.training.min_learning_rate, b.training.min_learning_rate);
+  EXPECT_EQ(a.training.grad_clip, b.training.grad_clip);
   EXPECT_EQ(a.communication.quantization_bits, b.communication.quantization_bits);
   EXPECT_EQ(a.communication.stochastic_rounding, b.communication.stochastic_rounding);
   EXPECT_EQ(a.partition.method, b.partition.method);
@@ -50,6 +61,8 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.output.checkpoint_every, b.output.checkpoint_every);
   EXPECT_EQ(a.output.checkpoint_every_steps, b.output.checkpoint_every_steps);
   EXPECT_EQ(a.output.metrics, b.output.metrics);
+  EXPECT_EQ(a.output.sample_tokens, b.output.sample_tokens);
+  EXPECT_EQ(a.output.sample_temperature, b.output.sample_temperature);
   EXPECT_EQ(a.resume, b.resume);
 }
 
@@ -112,6 +125,41 @@ partition:
 output:
   dir: runs/fashion-mlp
 )";
+
+// A character-level GPT job as the original's REST body gives it: dataset_config.name is
+// implied ('text') by the model type.
+const char* kTransformerExample = R"(
+model_config:
+  type: transformer
+  context: 64
+  n_emb: 96
+  n_heads: 6
+  n_blocks: 2
+  dropout: 0.2
+dataset_config:
+  source: /usr/share/common-licenses/GPL-3
+  windows_per_epoch: 500
+  batch_size: 32
+training:
+  learning_rate: 3e-4
+  optimizer: adamw
+  lr_schedule: cosine
+  warmup_steps: 100
+  min_learning_rate: 3e-5
+  grad_clip: 1.0
+output:
+  sample_tokens: 50
+  sample_temperature: 0
+)";
+
+// A transformer job whose model_config and dataset_config maps get `model_extra` and
+// `dataset_extra` ("key: value, ..."), so one key can be made bad while the rest is valid.
+std::string transformer_yaml(const std::string& model_extra,
+                             const std::string& dataset_extra = "") {
+  return "model_config: {type: transformer" + (model_extra.empty() ? "" : ", " + model_extra) +
+         "}\ndataset_config: {source: data/tiny.txt" +
+         (dataset_extra.empty() ? "" : ", " + dataset_extra) + "}\n";
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -279,6 +327,18 @@ TEST(ConfigValidation, EachBadValueIsNamed) {
       {"training: {seed: 18446744073709551616}", "training.seed", "18446744073709551616",
        "at most 18446744073709551615"},
       {"training: {max_steps: -1}", "training.max_steps", "-1", "non-negative integer"},
+      {"training: {lr_schedule: linear}", "training.lr_schedule", "'linear'",
+       "one of 'constant', 'cosine'"},
+      {"training: {lr_schedule: [cosine]}", "training.lr_schedule", "[cosine]",
+       "one of 'constant', 'cosine'"},
+      {"training: {warmup_steps: -1}", "training.warmup_steps", "-1", "non-negative integer"},
+      {"training: {warmup_steps: 1.5}", "training.warmup_steps", "1.5", "non-negative integer"},
+      {"training: {min_learning_rate: -0.01}", "training.min_learning_rate", "-0.01",
+       "non-negative finite number"},
+      {"training: {min_learning_rate: .inf}", "training.min_learning_rate", ".inf", "finite"},
+      {"training: {grad_clip: -1}", "training.grad_clip", "-1", "non-negative finite number"},
+      {"training: {grad_clip: .nan}", "training.grad_clip", ".nan", "non-negative finite number"},
+      {"training: {grad_clip: off}", "training.grad_clip", "'off'", "non-negative finite number"},
       // communication
       {"communication: {quantization_bits: 5}", "communication.quantization_bits", "5",
        "one of 32, 16, 8, 4"},
@@ -299,6 +359,12 @@ TEST(ConfigValidation, EachBadValueIsNamed) {
       {"output: {dir: \"\"}", "output.dir", "''", "non-empty string"},
       {"output: {dir: }", "output.dir", "an empty value", "non-empty string"},
       {"output: {dir: {a: 1}}", "output.dir", "{a: 1}", "non-empty string"},
+      {"output: {sample_tokens: -1}", "output.sample_tokens", "-1", "non-negative integer"},
+      {"output: {sample_tokens: 2.5}", "output.sample_tokens", "2.5", "non-negative integer"},
+      {"output: {sample_temperature: -0.5}", "output.sample_temperature", "-0.5",
+       "non-negative finite number"},
+      {"output: {sample_temperature: .inf}", "output.sample_temperature", ".inf",
+       "non-negative finite number"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.yaml);
@@ -316,10 +382,212 @@ TEST(ConfigValidation, ExactMessageShape) {
             "(line 2)");
 }
 
-TEST(ConfigValidation, TransformerIsALaterFeature) {
-  const std::string message = error_of("model_config: {type: transformer}");
-  expect_contains(message, {"model_config.type", "'transformer'", "not supported by this build",
-                            "later feature", "'mlp'"});
+TEST(ConfigValidation, NewTrainingAndOutputKeysParse) {
+  const Config c = parse_config(
+      "training: {learning_rate: 0.5, lr_schedule: cosine, warmup_steps: 20, "
+      "min_learning_rate: 0.05, grad_clip: 2.5}\n"
+      "output: {sample_tokens: 0, sample_temperature: 1.5}\n");
+  EXPECT_EQ(c.training.lr_schedule, "cosine");
+  EXPECT_EQ(c.training.warmup_steps, 20);
+  EXPECT_EQ(c.training.min_learning_rate, 0.05);
+  EXPECT_EQ(c.training.grad_clip, 2.5);
+  EXPECT_EQ(c.output.sample_tokens, 0);
+  EXPECT_EQ(c.output.sample_temperature, 1.5);
+  // Defaults: constant rate, no warm-up, no clipping, 200 characters sampled at 0.8.
+  const Config d = parse_config("");
+  EXPECT_EQ(d.training.lr_schedule, "constant");
+  EXPECT_EQ(d.training.warmup_steps, 0);
+  EXPECT_EQ(d.training.min_learning_rate, 0.0);
+  EXPECT_EQ(d.training.grad_clip, 0.0);
+  EXPECT_EQ(d.output.sample_tokens, 200);
+  EXPECT_EQ(d.output.sample_temperature, 0.8);
+}
+
+TEST(ConfigValidation, NewKeysBoundaryValuesAreAccepted) {
+  const Config c = parse_config(
+      "training: {learning_rate: 0.25, min_learning_rate: 0.25, grad_clip: 0, warmup_steps: 0}\n"
+      "output: {sample_temperature: 0}\n");
+  EXPECT_EQ(c.training.min_learning_rate, 0.25);  // equal to learning_rate is allowed
+  EXPECT_EQ(c.training.grad_clip, 0.0);
+  EXPECT_EQ(c.output.sample_temperature, 0.0);  // argmax
+  const Config t =
+      parse_config(transformer_yaml("n_emb: 8, n_heads: 8, dropout: 0", "windows_per_epoch: 0"));
+  EXPECT_EQ(t.model.n_heads, 8);  // head size 1
+  EXPECT_EQ(t.model.dropout, 0.0);
+  EXPECT_EQ(t.dataset.windows_per_epoch, 0);
+  EXPECT_EQ(parse_config(transformer_yaml("n_emb: 7, n_heads: 1, n_blocks: 1")).model.n_blocks,
+            1);
+}
+
+TEST(ConfigValidation, LrScheduleSuggestions) {
+  expect_contains(error_of("training: {lr_schedule: cosin}"),
+                  {"training.lr_schedule", "'cosin'", "did you mean 'cosine'?"});
+  expect_contains(error_of("training: {lr_schedule: Constant}"), {"did you mean 'constant'?"});
+  // Nothing close: the allowed values are listed, nothing is suggested.
+  const std::string message = error_of("training: {lr_schedule: linear}");
+  expect_contains(message, {"training.lr_schedule", "'linear'", "one of 'constant', 'cosine'"});
+  EXPECT_EQ(message.find("did you mean"), std::string::npos) << message;
+}
+
+TEST(ConfigValidation, MinLearningRateAtMostLearningRate) {
+  expect_contains(error_of("training:\n  learning_rate: 0.01\n  min_learning_rate: 0.1\n"),
+                  {"[config] configs/x.yaml: training.min_learning_rate: ",
+                   "at most learning_rate = 0.01", "got 0.1", "(line 3)"});
+  // Against the default learning_rate (0.1) too, and when an override lowers learning_rate.
+  expect_contains(error_of("training: {min_learning_rate: 0.2}"),
+                  {"training.min_learning_rate", "learning_rate = 0.1", "got 0.2"});
+  expect_contains(error_of("training: {min_learning_rate: 0.05}",
+                           sets({"training.learning_rate=0.01"})),
+                  {"training.min_learning_rate", "learning_rate = 0.01", "got 0.05"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// model_config.type: transformer and dataset_config.name: text.
+
+TEST(ConfigTransformer, DefaultsParseAndImplyTextDataset) {
+  const Config c = parse_config("model_config: {type: transformer}\n"
+                                "dataset_config: {source: data/tiny.txt}\n");
+  EXPECT_EQ(c.model.type, "transformer");
+  EXPECT_EQ(c.model.context, 128);
+  EXPECT_EQ(c.model.n_emb, 128);
+  EXPECT_EQ(c.model.n_heads, 4);
+  EXPECT_EQ(c.model.n_blocks, 3);
+  EXPECT_EQ(c.model.dropout, 0.1);
+  EXPECT_EQ(c.dataset.name, "text");  // implied: the original's body gives only source
+  EXPECT_EQ(c.dataset.source, "data/tiny.txt");
+  EXPECT_EQ(c.dataset.windows_per_epoch, 0);
+  // Writing the implied name is also accepted.
+  EXPECT_EQ(parse_config("model_config: {type: transformer}\n"
+                         "dataset_config: {name: text, source: data/tiny.txt}\n")
+                .dataset.name,
+            "text");
+}
+
+TEST(ConfigTransformer, FullExample) {
+  const Config c = parse_config(kTransformerExample, {}, "<rest body>");
+  EXPECT_EQ(c.model.type, "transformer");
+  EXPECT_EQ(c.model.context, 64);
+  EXPECT_EQ(c.model.n_emb, 96);
+  EXPECT_EQ(c.model.n_heads, 6);
+  EXPECT_EQ(c.model.n_blocks, 2);
+  EXPECT_EQ(c.model.dropout, 0.2);
+  EXPECT_EQ(c.dataset.name, "text");
+  EXPECT_EQ(c.dataset.source, "/usr/share/common-licenses/GPL-3");
+  EXPECT_EQ(c.dataset.windows_per_epoch, 500);
+  EXPECT_EQ(c.dataset.batch_size, 32);
+  EXPECT_EQ(c.training.learning_rate, 3e-4);
+  EXPECT_EQ(c.training.optimizer, "adamw");
+  EXPECT_EQ(c.training.lr_schedule, "cosine");
+  EXPECT_EQ(c.training.warmup_steps, 100);
+  EXPECT_EQ(c.training.min_learning_rate, 3e-5);
+  EXPECT_EQ(c.training.grad_clip, 1.0);
+  EXPECT_EQ(c.output.sample_tokens, 50);
+  EXPECT_EQ(c.output.sample_temperature, 0.0);
+}
+
+TEST(ConfigTransformer, EachBadValueIsNamed) {
+  const std::vector<BadValue> cases = {
+      {transformer_yaml("context: 0"), "model_config.context", "0", "positive integer"},
+      {transformer_yaml("context: 1.5"), "model_config.context", "1.5", "positive integer"},
+      {transformer_yaml("n_emb: -1"), "model_config.n_emb", "-1", "positive integer"},
+      {transformer_yaml("n_heads: 0"), "model_config.n_heads", "0", "positive integer"},
+      {transformer_yaml("n_blocks: 0"), "model_config.n_blocks", "0", "positive integer"},
+      {transformer_yaml("n_blocks: three"), "model_config.n_blocks", "'three'",
+       "positive integer"},
+      {transformer_yaml("dropout: 1"), "model_config.dropout", "1", "in [0, 1)"},
+      {transformer_yaml("dropout: 1.0"), "model_config.dropout", "1.0", "in [0, 1)"},
+      {transformer_yaml("dropout: -0.1"), "model_config.dropout", "-0.1", "in [0, 1)"},
+      {transformer_yaml("dropout: .nan"), "model_config.dropout", ".nan", "in [0, 1)"},
+      {transformer_yaml("", "windows_per_epoch: -1"), "dataset_config.windows_per_epoch", "-1",
+       "non-negative integer"},
+      {transformer_yaml("", "windows_per_epoch: many"), "dataset_config.windows_per_epoch",
+       "'many'", "non-negative integer"},
+      {"model_config: {type: transformer}\ndataset_config: {source: [a.txt, b.txt]}",
+       "dataset_config.source", "[a.txt, b.txt]", "a string"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    const std::string message = error_of(c.yaml);
+    expect_contains(message, {"[config] configs/x.yaml: " + c.key + ": ", c.value, c.expectation});
+  }
+}
+
+TEST(ConfigTransformer, HeadsMustDivideEmbeddingWidth) {
+  expect_contains(error_of("model_config:\n  type: transformer\n  n_emb: 130\n  n_heads: 4\n"
+                           "dataset_config: {source: data/tiny.txt}\n"),
+                  {"[config] configs/x.yaml: model_config.n_heads: ", "divisor of n_emb = 130",
+                   "got 4", "(line 4)"});
+  // n_heads left at its default (4): still named, with the n_emb that was written.
+  expect_contains(error_of(transformer_yaml("n_emb: 6")),
+                  {"model_config.n_heads", "divisor of n_emb = 6", "got 4"});
+  expect_contains(error_of(transformer_yaml("n_emb: 96, n_heads: 5")),
+                  {"model_config.n_heads", "n_emb = 96", "got 5"});
+}
+
+// Keys that belong to the other model type, or the other dataset, are errors, not ignored.
+TEST(ConfigTransformer, CrossFieldErrorsNameKeyAndConflict) {
+  struct Conflict {
+    std::string yaml;
+    std::string key;                  // full key path
+    std::vector<std::string> phrases; // what the message must also say
+  };
+  const std::vector<Conflict> cases = {
+      // transformer keys under type mlp (explicit or default)
+      {"model_config: {type: mlp, context: 64}", "model_config.context",
+       {"transformer setting", "model_config.type is 'mlp'"}},
+      {"model_config: {n_emb: 64}", "model_config.n_emb",
+       {"transformer setting", "model_config.type is 'mlp'"}},
+      {"model_config: {n_heads: 2}", "model_config.n_heads", {"transformer setting", "'mlp'"}},
+      {"model_config: {n_blocks: 2}", "model_config.n_blocks", {"transformer setting", "'mlp'"}},
+      {"model_config: {dropout: 0.2}", "model_config.dropout", {"transformer setting", "'mlp'"}},
+      // mlp key under type transformer
+      {transformer_yaml("layer_sizes: [784, 10]"), "model_config.layer_sizes",
+       {"mlp setting", "model_config.type is 'transformer'"}},
+      // transformer with an image dataset; text with an mlp
+      {transformer_yaml("", "name: MNIST"), "dataset_config.name",
+       {"expected 'text' for model_config.type 'transformer'", "got 'MNIST'"}},
+      {"dataset_config: {name: text, source: data/tiny.txt}", "dataset_config.name",
+       {"'text' needs model_config.type: transformer", "model_config.type is 'mlp'"}},
+      // text settings
+      {"model_config: {type: transformer}", "dataset_config.source",
+       {"required for name 'text'", "UTF-8 text file"}},
+      {"model_config: {type: transformer}\ndataset_config: {source: }", "dataset_config.source",
+       {"required for name 'text'"}},
+      {"model_config: {type: transformer}\ndataset_config: {source: \"\"}",
+       "dataset_config.source", {"required for name 'text'"}},
+      {"dataset_config: {source: data/tiny.txt}", "dataset_config.source",
+       {"text setting", "dataset_config.name is 'FashionMNIST'"}},
+      {"dataset_config: {name: synthetic, windows_per_epoch: 10}",
+       "dataset_config.windows_per_epoch", {"text setting", "dataset_config.name is 'synthetic'"}},
+      {transformer_yaml("", "max_train_samples: 100"), "dataset_config.max_train_samples",
+       {"does not apply to name 'text'", "windows_per_epoch"}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.yaml);
+    const std::string message = error_of(c.yaml);
+    expect_contains(message, {"[config] configs/x.yaml: " + c.key + ": "});
+    expect_contains(message, c.phrases);
+  }
+}
+
+TEST(ConfigTransformer, CrossFieldErrorsCarryLineOrOverride) {
+  // The file's mlp layer_sizes conflict with a type switched on the command line: the message
+  // points at the line of the key that has to go.
+  expect_contains(error_of(kFullExample, sets({"model_config.type=transformer",
+                                               "dataset_config.source=a.txt"})),
+                  {"model_config.layer_sizes", "mlp setting", "(line 4)"});
+  expect_contains(error_of("", sets({"model_config.context=64"})),
+                  {"model_config.context", "transformer setting",
+                   "(from --set model_config.context=64)"});
+  // Switching on the command line works when the rest of the file is compatible.
+  const Config c = parse_config("dataset_config: {batch_size: 8}\n",
+                                sets({"model_config.type=transformer",
+                                      "dataset_config.source=data/tiny.txt",
+                                      "model_config.n_blocks=1"}));
+  EXPECT_EQ(c.model.type, "transformer");
+  EXPECT_EQ(c.model.n_blocks, 1);
+  EXPECT_EQ(c.dataset.name, "text");
+  EXPECT_EQ(c.dataset.batch_size, 8);
 }
 
 TEST(ConfigValidation, DatasetNameIsCaseSensitiveWithSuggestion) {
@@ -431,6 +699,18 @@ TEST(ConfigUnknownKeys, NestedUnknownKey) {
                    "did you mean 'mean'?"});
   expect_contains(error_of("dataset_config:\n  synthetic: {nosie: 0.1}\n"),
                   {"dataset_config.synthetic.nosie", "did you mean 'noise'?"});
+}
+
+TEST(ConfigUnknownKeys, NewKeysAreSuggested) {
+  expect_contains(error_of("model_config: {type: transformer, n_head: 4}"),
+                  {"model_config.n_head", "unknown key", "did you mean 'n_heads'?",
+                   "context, n_emb, n_heads, n_blocks, dropout"});
+  expect_contains(error_of("dataset_config: {sorce: a.txt}"),
+                  {"dataset_config.sorce", "did you mean 'source'?"});
+  expect_contains(error_of("training: {lr_shedule: cosine}"),
+                  {"training.lr_shedule", "did you mean 'lr_schedule'?"});
+  expect_contains(error_of("output: {sample_token: 10}"),
+                  {"output.sample_token", "did you mean 'sample_tokens'?"});
 }
 
 TEST(ConfigUnknownKeys, DuplicateKeyIsAnError) {
@@ -624,6 +904,86 @@ TEST(ConfigRoundTrip, EveryFieldNonDefault) {
 TEST(ConfigRoundTrip, FullExample) {
   const Config c = parse_config(kFullExample);
   expect_same(parse_config(to_yaml(c)), c);
+}
+
+TEST(ConfigRoundTrip, TransformerEveryFieldNonDefault) {
+  Config c;
+  c.model.type = "transformer";
+  c.model.context = 33;
+  c.model.n_emb = 48;
+  c.model.n_heads = 12;
+  c.model.n_blocks = 5;
+  c.model.dropout = 0.1 + 0.2;
+  c.dataset.name = "text";
+  c.dataset.source = "/data/my text: #1.txt";
+  c.dataset.windows_per_epoch = 12345;
+  c.dataset.batch_size = 16;
+  c.dataset.max_val_samples = 40;
+  c.training.learning_rate = 6e-4;
+  c.training.optimizer = "adamw";
+  c.training.lr_schedule = "cosine";
+  c.training.warmup_steps = 250;
+  c.training.min_learning_rate = 6e-4 / 3;
+  c.training.grad_clip = 0.7;
+  c.output.sample_tokens = 1000;
+  c.output.sample_temperature = 1.0 / 3.0;
+
+  const std::string text = to_yaml(c);
+  SCOPED_TRACE(text);
+  const Config back = parse_config(text, {}, "<to_yaml>");
+  expect_same(back, c);
+  EXPECT_EQ(to_yaml(back), text);  // canonical
+  // Only the keys of this model type and dataset are emitted (others would be rejected).
+  expect_contains(text, {"type: transformer", "context: 33", "n_emb: 48", "n_heads: 12",
+                         "n_blocks: 5", "dropout: ", "name: text", "windows_per_epoch: 12345",
+                         "lr_schedule: cosine", "warmup_steps: 250", "min_learning_rate: ",
+                         "grad_clip: 0.7", "sample_tokens: 1000", "sample_temperature: "});
+  EXPECT_EQ(text.find("layer_sizes"), std::string::npos);
+  EXPECT_EQ(text.find("max_train_samples"), std::string::npos);
+}
+
+TEST(ConfigRoundTrip, TransformerExampleAndDefaults) {
+  const Config example = parse_config(kTransformerExample);
+  expect_same(parse_config(to_yaml(example)), example);
+  const Config defaults = parse_config(transformer_yaml(""));
+  expect_same(parse_config(to_yaml(defaults)), defaults);
+}
+
+TEST(ConfigRoundTrip, MlpWithNewTrainingAndOutputKeys) {
+  Config c;
+  c.model.layer_sizes = {20, 8, 3};
+  c.dataset.name = "synthetic";
+  c.dataset.max_train_samples = 64;
+  c.training.learning_rate = 0.05;
+  c.training.lr_schedule = "cosine";
+  c.training.warmup_steps = 7;
+  c.training.min_learning_rate = 0.05 / 7;
+  c.training.grad_clip = 5e-324;  // smallest positive double
+  c.output.sample_tokens = 0;
+  c.output.sample_temperature = 2.5;
+
+  const std::string text = to_yaml(c);
+  SCOPED_TRACE(text);
+  const Config back = parse_config(text, {}, "<to_yaml>");
+  expect_same(back, c);
+  EXPECT_EQ(to_yaml(back), text);
+  expect_contains(text, {"layer_sizes: [20, 8, 3]", "max_train_samples: 64",
+                         "lr_schedule: cosine", "warmup_steps: 7", "sample_tokens: 0"});
+  for (const char* key : {"context", "n_emb", "n_heads", "n_blocks", "dropout", "source",
+                          "windows_per_epoch"}) {
+    EXPECT_EQ(text.find(key), std::string::npos) << key;
+  }
+}
+
+TEST(ConfigRoundTrip, SourceStringsThatLookLikeOtherTypes) {
+  for (const std::string source : {"true", "123", "~", "null", "0.5", "[x]", "a: b", "- x"}) {
+    SCOPED_TRACE(source);
+    Config c;
+    c.model.type = "transformer";
+    c.dataset.name = "text";
+    c.dataset.source = source;
+    EXPECT_EQ(parse_config(to_yaml(c)).dataset.source, source);
+  }
 }
 
 TEST(ConfigRoundTrip, StringsThatLookLikeOtherTypes) {

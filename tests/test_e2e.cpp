@@ -937,3 +937,170 @@ TEST_F(Checkpoint, MetricsFileHasEveryStepAndEpoch) {
   EXPECT_DOUBLE_EQ(val[1], r.summary["final"]["val_accuracy"].get<double>());
   EXPECT_EQ(arceus::read_metrics_column(m, "ranks", "rank").size(), 2u * 3u);  // 3 ranks x 2 epochs
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. The transformer: a tiny GPT (4 layers) on tests/configs/e2e_hello.txt ("hello world! "
+//    x 40). Equivalence with the 1-rank reference (32-bit messages, dropout 0, with warm-up,
+//    cosine decay and global-norm clipping so that the learning rate and the norm exchange are
+//    covered), memorisation on 1 and 3 ranks, resume, generate, eval and the text errors.
+
+namespace gpt {
+
+const char* kConfig = "e2e_gpt.yaml";
+constexpr size_t kSteps = 20;
+
+std::string source() { return "dataset_config.source=" + config_path("e2e_hello.txt"); }
+
+// 2 epochs of 10 steps; 0.3 is below this model's gradient norm for the first steps, so
+// clipping changes the update (checked below through grad_norm_mean).
+std::vector<std::string> equivalence_sets() {
+  return {source(),
+          "communication.quantization_bits=32",
+          "training.lr_schedule=cosine",
+          "training.warmup_steps=5",
+          "training.min_learning_rate=0.0003",
+          "training.grad_clip=0.3"};
+}
+
+std::vector<double> all_step_losses(const RunResult& r) {
+  std::vector<double> out;
+  for (size_t e = 0; r.has_summary && e < r.summary["epochs"].size(); ++e)
+    for (double v : step_losses(r, e)) out.push_back(v);
+  return out;
+}
+
+}  // namespace gpt
+
+class Gpt : public E2E {
+ protected:
+  RunResult run_gpt(int np, std::vector<std::string> sets) {
+    sets.insert(sets.begin(), gpt::source());
+    return run(np, sets, config_path(gpt::kConfig));
+  }
+};
+
+TEST_F(Gpt, PipelineMatchesSingleRankReference) {
+  const RunResult ref = run_gpt(1, gpt::equivalence_sets());
+  ASSERT_TRUE(Completed(ref));
+  const auto want = gpt::all_step_losses(ref);
+  ASSERT_EQ(want.size(), gpt::kSteps) << ref.describe();
+  // Clipping was active: the mean global norm of the first epoch exceeds the threshold.
+  ASSERT_TRUE(ref.summary["epochs"][0].contains("grad_norm_mean")) << ref.describe();
+  EXPECT_GT(ref.summary["epochs"][0]["grad_norm_mean"].get<double>(), 0.3) << ref.describe();
+  for (const auto& [np, schedule, m] : std::vector<std::tuple<int, std::string, int>>{
+           {3, "1f1b", 2}, {4, "gpipe", 4}, {5, "1f1b", 3}}) {
+    SCOPED_TRACE("np=" + std::to_string(np) + " " + schedule + " M=" + std::to_string(m));
+    std::vector<std::string> sets = gpt::equivalence_sets();
+    sets.push_back("training.schedule=" + schedule);
+    sets.push_back("training.micro_batches=" + std::to_string(m));
+    const RunResult r = run_gpt(np, sets);
+    ASSERT_TRUE(Completed(r));
+    EXPECT_EQ(r.summary["stages"].size(), static_cast<size_t>(np - 1)) << r.describe();
+    const auto match = LossesMatch(want, gpt::all_step_losses(r), 1e-4, gpt::kSteps);
+    EXPECT_TRUE(match) << r.command;
+    EXPECT_NEAR(r.summary["epochs"][0]["grad_norm_mean"].get<double>(),
+                ref.summary["epochs"][0]["grad_norm_mean"].get<double>(), 1e-4);
+    std::printf("[  result  ] GPT np=%d %s M=%d vs 1 rank, %zu steps: %s\n", np, schedule.c_str(), m, gpt::kSteps,
+                match.message());
+  }
+}
+
+TEST_F(Gpt, MemorisesTheTinyTextOnOneAndThreeRanks) {
+  for (int np : {1, 3}) {
+    SCOPED_TRACE("np=" + std::to_string(np));
+    const RunResult r = run_gpt(np, {"training.epochs=6"});  // 60 steps, 8-bit messages
+    ASSERT_TRUE(Completed(r));
+    const double loss = r.summary["epochs"][3]["train_loss"].get<double>();
+    const double val = r.summary["final"]["val_loss"].get<double>();
+    EXPECT_LT(loss, 0.5) << "the 4th epoch's mean training loss (steps 31-40)" << r.describe();
+    EXPECT_LT(val, 0.5) << "validation loss" << r.describe();
+    EXPECT_GT(r.summary["epochs"][0]["tokens_per_second"].get<double>(), 0.0);
+    std::printf("[  result  ] GPT np=%d: train loss %.4f over steps 31-40, val loss %.4f after 60\n", np, loss, val);
+    // Greedy continuation reproduces the text.
+    const std::string greedy = checkpoints::run_plain({"generate", "--checkpoint", (r.out_dir / "checkpoint.h5").string(),
+                                                       "--prompt", "hello w", "--tokens", "13", "--temperature", "0"});
+    EXPECT_NE(greedy.find("hello world! hello w\n"), std::string::npos) << greedy;
+    EXPECT_NE(greedy.find("exit=0"), std::string::npos) << greedy;
+  }
+}
+
+TEST_F(Gpt, ResumeIsBitIdenticalAndGenerateEvalWork) {
+  // Dropout on: resuming must restore each stage's random stream too.
+  const std::vector<std::string> common{"model_config.dropout=0.1", "communication.quantization_bits=32",
+                                        "output.sample_tokens=40"};
+  const fs::path straight = scratch_ / "straight", resumed = scratch_ / "resumed";
+  auto with = [&](const fs::path& dir, int epochs, bool resume) {
+    std::vector<std::string> s = common;
+    s.push_back(gpt::source());
+    s.push_back("training.epochs=" + std::to_string(epochs));
+    s.push_back(std::string("resume=") + (resume ? "true" : "false"));
+    return run_arceus(dir, 3, config_path(gpt::kConfig), s, run_timeout());
+  };
+  const RunResult a = with(straight, 2, false);
+  ASSERT_TRUE(Completed(a));
+  ASSERT_TRUE(Completed(with(resumed, 1, false)));
+  const RunResult b = with(resumed, 2, true);
+  ASSERT_TRUE(Completed(b));
+  std::string where;
+  const double d = checkpoints::max_difference(checkpoints::tensors(straight / "checkpoint.h5", true),
+                                               checkpoints::tensors(resumed / "checkpoint.h5", true), &where);
+  EXPECT_EQ(d, 0.0) << "2 epochs straight vs 1 + resumed 1 differ by " << d << " at " << where;
+
+  // The per-epoch sample: in the log, summary.json and samples.txt, from the vocabulary.
+  const std::string sample = a.summary["epochs"][1].value("sample", "");
+  EXPECT_EQ(sample.size(), 40u) << a.describe();
+  EXPECT_EQ(sample.find_first_not_of("hello wrd!"), std::string::npos) << sample;
+  const std::string samples = read_text(straight / "samples.txt");
+  EXPECT_NE(samples.find("=== epoch 2 ===\n" + sample), std::string::npos) << samples;
+
+  const std::string ck = (straight / "checkpoint.h5").string();
+  const std::string sampled = checkpoints::run_plain({"generate", "--checkpoint", ck, "--prompt", "hello w",
+                                                      "--tokens", "13", "--seed", "3"});
+  EXPECT_EQ(sampled.rfind("hello w", 0), 0u) << sampled;
+  EXPECT_EQ(sampled.find("\nexit=0"), 20u) << "prompt + 13 characters, then a newline:\n" << sampled;
+  const std::string unknown = checkpoints::run_plain({"generate", "--checkpoint", ck, "--prompt", "xyz"});
+  EXPECT_NE(unknown.find("'x'"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("not in the vocabulary"), std::string::npos) << unknown;
+  EXPECT_EQ(unknown.find("exit=0"), std::string::npos) << unknown;
+
+  const std::string eval = checkpoints::run_plain({"eval", config_path(gpt::kConfig), "--checkpoint", ck, "--set",
+                                                   gpt::source(), "--set", "model_config.dropout=0.1"});
+  char want[64];
+  std::snprintf(want, sizeof want, "val loss %.4f", a.summary["final"]["val_loss"].get<double>());
+  EXPECT_NE(eval.find(want), std::string::npos) << "expected '" << want << "' in:\n" << eval;
+
+  // An MLP checkpoint is not a transformer's.
+  const fs::path mlp = scratch_ / "mlp";
+  ASSERT_TRUE(Completed(run_arceus(mlp, 1, config_path(kSynthetic), {"training.epochs=1"}, run_timeout())));
+  const std::string wrong = checkpoints::run_plain({"generate", "--checkpoint", (mlp / "checkpoint.h5").string()});
+  EXPECT_NE(wrong.find("needs a transformer checkpoint"), std::string::npos) << wrong;
+}
+
+TEST_F(Gpt, TextErrorsEndEveryRank) {
+  const fs::path dir = scratch_ / "texts";
+  fs::create_directories(dir);
+  std::ofstream(dir / "empty.txt").close();
+  std::ofstream(dir / "short.txt") << "hello world";  // 11 characters < 10 x context + 1
+  std::ofstream(dir / "latin1.txt") << std::string(300, 'a') << "caf\xe9" << std::string(300, 'b');
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases{
+      {(dir / "missing.txt").string(), {"missing.txt", "does not exist"}},
+      {(dir / "empty.txt").string(), {"empty.txt", "empty"}},
+      {(dir / "short.txt").string(), {"short.txt", "11 characters"}},
+      {(dir / "latin1.txt").string(), {"latin1.txt", "UTF-8", "303"}},
+  };
+  for (const auto& [path, phrases] : cases) {
+    SCOPED_TRACE(path);
+    const RunResult r = run(3, {"dataset_config.source=" + path}, config_path(gpt::kConfig));
+    EXPECT_TRUE(FailsCleanly(r, phrases));
+  }
+  // A vocabulary that differs from the checkpoint's is refused on resume.
+  const fs::path ckdir = scratch_ / "vocab";
+  ASSERT_TRUE(Completed(run_arceus(ckdir, 2, config_path(gpt::kConfig), {gpt::source(), "training.epochs=1"},
+                                   run_timeout())));
+  std::ofstream(dir / "other.txt") << [] { std::string s; for (int i = 0; i < 40; ++i) s += "hello there! "; return s; }();
+  fs::remove(ckdir / "summary.json");
+  const RunResult r = run_arceus(ckdir, 2, config_path(gpt::kConfig),
+                                 {"dataset_config.source=" + (dir / "other.txt").string(), "training.epochs=2", "resume=true"},
+                                 run_timeout());
+  EXPECT_TRUE(FailsCleanly(r, {"different vocabulary", "U+0074 't'"}));
+}

@@ -111,3 +111,26 @@ TEST(Schedule, TheoreticalBubble) {
 
 }  // namespace
 }  // namespace arceus
+
+TEST(LearningRate, ConstantWarmupAndCosine) {
+  using arceus::learning_rate_at;
+  // constant, no warm-up: always the base rate
+  for (int64_t s : {0, 5, 99}) EXPECT_DOUBLE_EQ(learning_rate_at("constant", 1e-3, 0, 0, s, 100), 1e-3);
+  // linear warm-up over 4 steps, then constant
+  EXPECT_DOUBLE_EQ(learning_rate_at("constant", 1.0, 0, 4, 0, 100), 0.25);
+  EXPECT_DOUBLE_EQ(learning_rate_at("constant", 1.0, 0, 4, 3, 100), 1.0);
+  EXPECT_DOUBLE_EQ(learning_rate_at("constant", 1.0, 0, 4, 50, 100), 1.0);
+  // cosine: base right after warm-up, the midpoint halfway, min_lr at the last step
+  EXPECT_DOUBLE_EQ(learning_rate_at("cosine", 1.0, 0.1, 10, 10, 111), 1.0);
+  EXPECT_NEAR(learning_rate_at("cosine", 1.0, 0.1, 10, 60, 111), 0.55, 1e-12);
+  EXPECT_NEAR(learning_rate_at("cosine", 1.0, 0.1, 10, 110, 111), 0.1, 1e-12);
+  // monotone non-increasing after warm-up, never below min_lr (also past the planned end)
+  double prev = 2.0;
+  for (int64_t s = 10; s < 130; ++s) {
+    const double lr = learning_rate_at("cosine", 1.0, 0.1, 10, s, 111);
+    EXPECT_LE(lr, prev + 1e-15) << s;
+    EXPECT_GE(lr, 0.1 - 1e-15) << s;
+    prev = lr;
+  }
+  EXPECT_THROW(learning_rate_at("linear", 1.0, 0, 0, 0, 10), std::invalid_argument);
+}

@@ -63,9 +63,9 @@ TEST(Wire, ShortMessageIsAnError) {
 TEST(Wire, TagsAreDistinctPerKindAndMicroBatch) {
   std::set<int> tags;
   for (auto k : {MsgKind::Control, MsgKind::Input, MsgKind::Labels, MsgKind::Activation, MsgKind::Gradient,
-                 MsgKind::Metrics, MsgKind::Stats, MsgKind::State})
+                 MsgKind::Metrics, MsgKind::Stats, MsgKind::State, MsgKind::Norm})
     for (int mb = 0; mb < kMaxMicroBatches; mb += 97) EXPECT_TRUE(tags.insert(make_tag(k, mb)).second);
-  EXPECT_LE(make_tag(MsgKind::State, kMaxMicroBatches - 1), 32767);  // MPI guarantees tags up to 32767
+  EXPECT_LE(make_tag(MsgKind::Norm, kMaxMicroBatches - 1), 32767);  // MPI guarantees tags up to 32767
 }
 
 }  // namespace
