@@ -630,15 +630,7 @@ void apply_override(const Context& ctx, YAML::Node& root, const Override& o) {
 
 void read_model(const Section& s, ModelConfig& m) {
   s.choice("type", m.type, {"mlp", "transformer"});
-  s.integer_list("layer_sizes", m.layer_sizes, 2, 1,
-                 "a list of at least 2 positive integers (input, hidden..., output widths)",
-                 "a positive integer (layer width)");
-  s.integer<int64_t>("context", m.context, 1, "a positive integer (tokens per sequence)");
-  s.integer<int64_t>("n_emb", m.n_emb, 1, "a positive integer (embedding width)");
-  s.integer<int64_t>("n_heads", m.n_heads, 1, "a positive integer (attention heads)");
-  s.integer<int64_t>("n_blocks", m.n_blocks, 1, "a positive integer (transformer blocks)");
-  s.number(
-      "dropout", m.dropout, [](double v) { return v >= 0 && v < 1; }, "a number in [0, 1)");
+  // Keys of the other model type first: the fix is to remove the key, whatever its value.
   const bool transformer = m.type == "transformer";
   for (const char* key : {"context", "n_emb", "n_heads", "n_blocks", "dropout"}) {
     if (!transformer && s.has(key)) {
@@ -650,9 +642,21 @@ void read_model(const Section& s, ModelConfig& m) {
     s.fail("layer_sizes", "is an mlp setting, but model_config.type is 'transformer' (its "
                           "shape is context, n_emb, n_heads and n_blocks)");
   }
+  s.integer_list("layer_sizes", m.layer_sizes, 2, 1,
+                 "a list of at least 2 positive integers (input, hidden..., output widths)",
+                 "a positive integer (layer width)");
+  s.integer<int64_t>("context", m.context, 1, "a positive integer (tokens per sequence)");
+  s.integer<int64_t>("n_emb", m.n_emb, 1, "a positive integer (embedding width)");
+  s.integer<int64_t>("n_heads", m.n_heads, 1, "a positive integer (attention heads)");
+  s.integer<int64_t>("n_blocks", m.n_blocks, 1, "a positive integer (transformer blocks)");
+  s.number(
+      "dropout", m.dropout, [](double v) { return v >= 0 && v < 1; }, "a number in [0, 1)");
   if (transformer && m.n_emb % m.n_heads != 0) {
-    s.fail("n_heads", "expected a divisor of n_emb = " + std::to_string(m.n_emb) +
-                          " (head size = n_emb / n_heads), got " + std::to_string(m.n_heads));
+    const std::string what = "n_emb = " + std::to_string(m.n_emb) + " is not a multiple of n_heads = " +
+                             std::to_string(m.n_heads) + " (head size = n_emb / n_heads)";
+    // Name the key the user wrote (n_heads when both or neither were written).
+    if (s.has("n_emb") && !s.has("n_heads")) s.fail("n_emb", "expected a multiple of n_heads: " + what);
+    s.fail("n_heads", "expected a divisor of n_emb: " + what);
   }
 }
 

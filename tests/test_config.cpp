@@ -515,13 +515,21 @@ TEST(ConfigTransformer, EachBadValueIsNamed) {
 TEST(ConfigTransformer, HeadsMustDivideEmbeddingWidth) {
   expect_contains(error_of("model_config:\n  type: transformer\n  n_emb: 130\n  n_heads: 4\n"
                            "dataset_config: {source: data/tiny.txt}\n"),
-                  {"[config] configs/x.yaml: model_config.n_heads: ", "divisor of n_emb = 130",
-                   "got 4", "(line 4)"});
-  // n_heads left at its default (4): still named, with the n_emb that was written.
+                  {"[config] configs/x.yaml: model_config.n_heads: ", "divisor of n_emb",
+                   "n_emb = 130 is not a multiple of n_heads = 4", "(line 4)"});
+  // Only n_emb written (n_heads at its default 4): the message names n_emb, the key written.
   expect_contains(error_of(transformer_yaml("n_emb: 6")),
-                  {"model_config.n_heads", "divisor of n_emb = 6", "got 4"});
+                  {"model_config.n_emb: ", "multiple of n_heads", "n_emb = 6", "n_heads = 4"});
   expect_contains(error_of(transformer_yaml("n_emb: 96, n_heads: 5")),
-                  {"model_config.n_heads", "n_emb = 96", "got 5"});
+                  {"model_config.n_heads", "n_emb = 96", "n_heads = 5"});
+}
+
+// A key of the other model type is named before its value is checked: the fix is removing it.
+TEST(ConfigTransformer, OtherTypesKeyIsNamedBeforeItsValue) {
+  expect_contains(error_of("model_config: {dropout: 1}\n"),
+                  {"model_config.dropout", "is a transformer setting", "'mlp'"});
+  expect_contains(error_of(transformer_yaml("layer_sizes: [1]")),
+                  {"model_config.layer_sizes", "is an mlp setting"});
 }
 
 // Keys that belong to the other model type, or the other dataset, are errors, not ignored.
