@@ -661,8 +661,8 @@ void read_model(const Section& s, ModelConfig& m) {
 }
 
 void read_dataset(const Section& s, DatasetConfig& d, const ModelConfig& m) {
-  // The original's transformer jobs give only dataset_config.source: text is implied.
-  if (m.type == "transformer") d.name = "text";
+  // The original's transformer jobs give only dataset_config.source: text is implied
+  // (apply_transformer_defaults set it).
   s.choice("name", d.name, {"MNIST", "FashionMNIST", "synthetic", "text"});
   s.string("root", d.root, /*allow_empty=*/true);
   s.string("source", d.source, /*allow_empty=*/true);
@@ -778,10 +778,25 @@ void read_output(const Section& s, OutputConfig& o) {
       "a non-negative finite number (0 = argmax)");
 }
 
+// A transformer job that gives only its type and text (the original's REST body) trains with
+// the original's GPT hyperparameters rather than the MLP's defaults: AdamW lr 1e-3, weight
+// decay 0.01, batch 128, and 50 batches of random windows per epoch. Keys in the document
+// still override these.
+void apply_transformer_defaults(Config& c) {
+  c.training.optimizer = "adamw";
+  c.training.learning_rate = 1e-3;
+  c.training.weight_decay = 0.01;
+  c.dataset.name = "text";
+  c.dataset.batch_size = 128;
+  c.dataset.val_batch_size = 64;
+  c.dataset.windows_per_epoch = 50 * 128;
+}
+
 Config read_config(const Context& ctx, const YAML::Node& root) {
   Config config;
   const Section top(ctx, root, "", root.IsDefined() ? root.Mark() : YAML::Mark::null_mark());
   read_model(top.section("model_config"), config.model);
+  if (config.model.type == "transformer") apply_transformer_defaults(config);
   read_dataset(top.section("dataset_config"), config.dataset, config.model);
   read_training(top.section("training"), config.training);
   read_communication(top.section("communication"), config.communication);

@@ -43,7 +43,8 @@ struct DatasetConfig {
   std::string name = "FashionMNIST";  // MNIST | FashionMNIST | synthetic | text
   std::string root;                   // directory of the IDX files; "" = the name's default
   std::string source;                 // text: the UTF-8 file to train on (required)
-  int64_t windows_per_epoch = 0;      // text: random windows per epoch (0 = train chars / context)
+  int64_t windows_per_epoch = 0;      // text: random windows per epoch (0 = train chars / context;
+                                      // a transformer's default is 6400: 50 batches of 128)
   int64_t batch_size = 256;           // training batch (split into micro-batches)
   int64_t val_batch_size = 1000;      // validation batch
   NormalizeConfig normalize;          // x' = (x/255 - mean) / std
@@ -89,6 +90,9 @@ struct OutputConfig {
   double sample_temperature = 0.8;     // > 0 samples; 0 = argmax
 };
 
+// With model_config.type transformer the defaults differ (the original's GPT settings):
+// optimizer adamw, learning_rate 1e-3, weight_decay 0.01, dataset name text, batch_size 128,
+// val_batch_size 64, windows_per_epoch 6400. Keys given in the document override them.
 struct Config {
   ModelConfig model;
   DatasetConfig dataset;

@@ -1,4 +1,4 @@
-// `arceus serve`: the REST shim (see serve.h and docs/serve.md).
+// `arceus serve`: the REST shim (see serve.h; README.md, section REST API, lists the endpoints).
 //
 // Contract between the two threads of rank 0:
 // - the HTTP thread (cpp-httplib's pool) never calls MPI: it validates requests, records jobs
@@ -64,12 +64,6 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxBodyBytes = 1 << 20;  // larger request bodies are refused with 413
 constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for idle connections
 constexpr int kMaxNesting = 64;            // a job document nests 3 levels; parsers recurse
-
-const char* kTransformerError =
-    "[serve] transformer jobs are not supported by this build yet: model_config.type = "
-    "transformer (the original's character-level GPT on dataset_config.source) is a later "
-    "feature; this build trains MLPs (model_config.layer_sizes) on MNIST, FashionMNIST or "
-    "synthetic data";
 
 // SIGINT/SIGTERM on rank 0: a graceful shutdown, polled by the main thread and the observer.
 // SA_RESETHAND: a second signal ends the process the default way.
@@ -230,7 +224,8 @@ struct JobRecord {
   std::string format;             // "json" or "yaml": how the job body came
   Config config;                  // as created; output.dir filled in
   Config train_config;            // config + the train request's epochs / learning_rate
-  std::vector<LayerRange> plan;   // from initialize
+  std::vector<LayerRange> plan;   // from initialize (or train, for a transformer); then the trainer's
+  json stage_parameters;          // per stage, from the trainer's summary once the job ran (else null)
   json train_request;             // {"epochs", "learning_rate"} once asked to train
   std::vector<std::string> logs;  // on_log lines and the server's own "[serve] ..." lines
   json steps = json::array();     // on_step entries
@@ -297,25 +292,55 @@ class RecordingObserver : public JobObserver {
 // ---------------------------------------------------------------------------------------------
 // JSON views.
 
+bool is_transformer(const Config& c) { return c.model.type == "transformer"; }
+
+// model_config as the job sees it: the keys of its own type only.
+json model_json(const Config& c) {
+  const auto& m = c.model;
+  if (!is_transformer(c)) return {{"type", m.type}, {"layer_sizes", m.layer_sizes}};
+  return {{"type", m.type},
+          {"context", m.context},
+          {"n_emb", m.n_emb},
+          {"n_heads", m.n_heads},
+          {"n_blocks", m.n_blocks},
+          {"dropout", m.dropout}};
+}
+
 json config_json(const Config& c) {
   const auto& d = c.dataset;
   const auto& t = c.training;
-  return {{"model_config", {{"type", c.model.type}, {"layer_sizes", c.model.layer_sizes}}},
-          {"dataset_config",
-           {{"name", d.name},
-            {"root", d.root},
-            {"batch_size", d.batch_size},
-            {"val_batch_size", d.val_batch_size},
-            {"normalize", {{"mean", d.normalize.mean}, {"std", d.normalize.std}}},
-            {"shuffle", d.shuffle},
-            {"max_train_samples", d.max_train_samples},
-            {"max_val_samples", d.max_val_samples},
-            {"synthetic",
-             {{"train_size", d.synthetic.train_size},
-              {"val_size", d.synthetic.val_size},
-              {"features", d.synthetic.features},
-              {"classes", d.synthetic.classes},
-              {"noise", d.synthetic.noise}}}}},
+  json dataset;
+  if (is_transformer(c)) {
+    dataset = {{"name", d.name},
+               {"source", d.source},
+               {"windows_per_epoch", d.windows_per_epoch},
+               {"batch_size", d.batch_size},
+               {"val_batch_size", d.val_batch_size},
+               {"shuffle", d.shuffle},
+               {"max_val_samples", d.max_val_samples}};
+  } else {
+    dataset = {{"name", d.name},
+               {"root", d.root},
+               {"batch_size", d.batch_size},
+               {"val_batch_size", d.val_batch_size},
+               {"normalize", {{"mean", d.normalize.mean}, {"std", d.normalize.std}}},
+               {"shuffle", d.shuffle},
+               {"max_train_samples", d.max_train_samples},
+               {"max_val_samples", d.max_val_samples},
+               {"synthetic",
+                {{"train_size", d.synthetic.train_size},
+                 {"val_size", d.synthetic.val_size},
+                 {"features", d.synthetic.features},
+                 {"classes", d.synthetic.classes},
+                 {"noise", d.synthetic.noise}}}};
+  }
+  json output = {{"dir", c.output.dir}};
+  if (is_transformer(c)) {
+    output["sample_tokens"] = c.output.sample_tokens;
+    output["sample_temperature"] = c.output.sample_temperature;
+  }
+  return {{"model_config", model_json(c)},
+          {"dataset_config", dataset},
           {"training",
            {{"epochs", t.epochs},
             {"learning_rate", t.learning_rate},
@@ -325,7 +350,11 @@ json config_json(const Config& c) {
             {"micro_batches", t.micro_batches},
             {"schedule", t.schedule},
             {"seed", t.seed},
-            {"max_steps", t.max_steps}}},
+            {"max_steps", t.max_steps},
+            {"lr_schedule", t.lr_schedule},
+            {"warmup_steps", t.warmup_steps},
+            {"min_learning_rate", t.min_learning_rate},
+            {"grad_clip", t.grad_clip}}},
           {"communication",
            {{"quantization_bits", c.communication.quantization_bits},
             {"stochastic_rounding", c.communication.stochastic_rounding}}},
@@ -333,14 +362,22 @@ json config_json(const Config& c) {
            {{"method", c.partition.method},
             {"stages", c.partition.stages == 0 ? json("auto") : json(c.partition.stages)},
             {"layers", c.partition.layers}}},
-          {"output", {{"dir", c.output.dir}}}};
+          {"output", output}};
 }
 
-int64_t layer_parameters(const Config& c, const LayerRange& r) {
+int64_t mlp_layer_parameters(const Config& c, const LayerRange& r) {
   int64_t n = 0;
   const auto& s = c.model.layer_sizes;
   for (int64_t i = r.first; i < r.end(); ++i) n += s[size_t(i)] * s[size_t(i + 1)] + s[size_t(i + 1)];
   return n;
+}
+
+// A transformer's partition layers by the prefix of their parameters' names (models/gpt.h):
+// 0 "embed", 1..n_blocks "blocks.<b>" (b from 0), n_blocks + 1 "head".
+std::string transformer_layer_name(const Config& c, int64_t layer) {
+  if (layer == 0) return "embed";
+  if (layer == c.model.n_blocks + 1) return "head";
+  return "blocks." + std::to_string(layer - 1);
 }
 
 std::string rank_role(int rank, int world, size_t stages) {
@@ -349,19 +386,28 @@ std::string rank_role(int rank, int world, size_t stages) {
   return static_cast<size_t>(rank) <= stages ? "stage" : "idle";
 }
 
-// The stages of a plan: {"stage" (1-based), "rank", "host", "layers" [first, last], ...}.
-json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRange>& plan) {
+// The stages of a plan: {"stage" (1-based), "rank", "host", "layers" [first, last], ...}. An
+// MLP's stage also has its "layer_sizes" and "parameters"; a transformer's its "layer_names"
+// and "parameters" once the trainer reported them (`parameters`, per stage, else null: its
+// embeddings and head depend on the text's vocabulary, known only when the data is read).
+json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRange>& plan,
+                 const json& parameters = nullptr) {
   json stages = json::array();
   for (size_t k = 0; k < plan.size(); ++k) {
     const auto& r = plan[k];
     const int rank = s.world == 1 ? 0 : static_cast<int>(k + 1);
-    std::vector<int64_t> widths(c.model.layer_sizes.begin() + r.first, c.model.layer_sizes.begin() + r.end() + 1);
-    stages.push_back({{"stage", k + 1},
-                      {"rank", rank},
-                      {"host", s.hosts[size_t(rank)]},
-                      {"layers", {r.first, r.end() - 1}},
-                      {"layer_sizes", widths},
-                      {"parameters", layer_parameters(c, r)}});
+    json stage = {{"stage", k + 1}, {"rank", rank}, {"host", s.hosts[size_t(rank)]}, {"layers", {r.first, r.end() - 1}}};
+    if (is_transformer(c)) {
+      std::vector<std::string> names;
+      for (int64_t i = r.first; i < r.end(); ++i) names.push_back(transformer_layer_name(c, i));
+      stage["layer_names"] = names;
+      stage["parameters"] = parameters.is_array() && parameters.size() == plan.size() ? parameters[k] : json(nullptr);
+    } else {
+      stage["layer_sizes"] =
+          std::vector<int64_t>(c.model.layer_sizes.begin() + r.first, c.model.layer_sizes.begin() + r.end() + 1);
+      stage["parameters"] = mlp_layer_parameters(c, r);
+    }
+    stages.push_back(stage);
   }
   return stages;
 }
@@ -369,11 +415,15 @@ json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRa
 json final_json(const JobRecord& job) {
   if (job.epochs.empty()) return nullptr;
   const json& e = job.epochs.back();
-  return {{"epoch", e.value("epoch", 0)},
-          {"val_loss", e.value("val_loss", 0.0)},
-          {"val_accuracy", e.value("val_accuracy", 0.0)},
-          {"train_loss", e.value("train_loss", 0.0)},
-          {"train_accuracy", e.value("train_accuracy", 0.0)}};
+  json f = {{"epoch", e.value("epoch", 0)},
+            {"val_loss", e.value("val_loss", 0.0)},
+            {"val_accuracy", e.value("val_accuracy", 0.0)},
+            {"train_loss", e.value("train_loss", 0.0)},
+            {"train_accuracy", e.value("train_accuracy", 0.0)}};
+  // A transformer's epoch also has its throughput in characters and the text sampled after it.
+  for (const char* key : {"tokens_per_second", "sample"})
+    if (e.contains(key)) f[key] = e[key];
+  return f;
 }
 
 const Config& effective_config(const JobRecord& job) { return job.train_request.is_null() ? job.config : job.train_config; }
@@ -382,8 +432,11 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   const Config& c = effective_config(job);
   json j = {{"job_id", job.id},
             {"state", job.state},
-            {"model_config", {{"type", c.model.type}, {"layer_sizes", c.model.layer_sizes}}},
-            {"dataset_config", {{"name", c.dataset.name}, {"batch_size", c.dataset.batch_size}}},
+            {"model_config", model_json(c)},
+            {"dataset_config", is_transformer(c) ? json{{"name", c.dataset.name},
+                                                        {"source", c.dataset.source},
+                                                        {"batch_size", c.dataset.batch_size}}
+                                                  : json{{"name", c.dataset.name}, {"batch_size", c.dataset.batch_size}}},
             {"epochs", c.training.epochs},
             {"learning_rate", c.training.learning_rate},
             {"epochs_completed", job.epochs.size()},
@@ -397,17 +450,13 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   j["config_yaml"] = to_yaml(c);
   j["body_format"] = job.format;
   j["world_size"] = s.world;
-  j["plan"] = job.plan.empty() ? json(nullptr) : stages_json(s, c, job.plan);
+  j["plan"] = job.plan.empty() ? json(nullptr) : stages_json(s, c, job.plan, job.stage_parameters);
+  // The latest training step as the trainer reported it (epoch, step, steps, loss, accuracy,
+  // samples_per_second, learning_rate, ...), with the job's epoch count.
   json progress = nullptr;
   if (!job.steps.empty()) {
-    const json& st = job.steps.back();
-    progress = {{"epoch", st.value("epoch", 0)},
-                {"epochs", c.training.epochs},
-                {"step", st.value("step", 0)},
-                {"steps", st.value("steps", 0)},
-                {"loss", st.value("loss", 0.0)},
-                {"accuracy", st.value("accuracy", 0.0)},
-                {"samples_per_second", st.value("samples_per_second", 0.0)}};
+    progress = job.steps.back();
+    progress["epochs"] = c.training.epochs;
   }
   j["progress"] = progress;
   json latest = nullptr;
@@ -464,7 +513,8 @@ class Api {
     server_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 404) {
-        send_error(res, 404, "[serve] no such endpoint: " + req.method + " " + req.path + " (see docs/serve.md)");
+        send_error(res, 404, "[serve] no such endpoint: " + req.method + " " + req.path +
+                                 " (the endpoints are listed in README.md, section REST API)");
       } else if (res.status == 413 &&
                  lower(req.get_header_value("Content-Type")).find("x-www-form-urlencoded") != std::string::npos) {
         // httplib's own limit for form bodies: what `curl -d` sends without -H "Content-Type".
@@ -514,7 +564,8 @@ class Api {
           return httplib::Server::HandlerResponse::Handled;
         }
       }
-      send_error(res, 404, "[serve] no such endpoint: POST " + req.path + " (see docs/serve.md)");
+      send_error(res, 404, "[serve] no such endpoint: POST " + req.path +
+                               " (the endpoints are listed in README.md, section REST API)");
       return httplib::Server::HandlerResponse::Handled;
     });
 
@@ -589,6 +640,8 @@ class Api {
     if (blank(req.body)) {
       throw HttpError(400, "[serve] empty request body: expected a job with model_config and dataset_config, e.g. "
                            R"({"model_config":{"layer_sizes":[784,128,64,10]},"dataset_config":{"name":"FashionMNIST"}})"
+                           " or "
+                           R"({"model_config":{"type":"transformer"},"dataset_config":{"source":"data/input.txt"}})"
                            " (or the YAML of a train config with Content-Type: application/yaml)");
     }
     std::string text = req.body;
@@ -608,10 +661,6 @@ class Api {
         throw HttpError(400, "[serve] the job body must be a JSON object with model_config, dataset_config, training, "
                              "... sections, got " + json_type(body));
       }
-      // The transformer check comes first: the rest of its body (dataset_config.source) would
-      // otherwise be reported as an unknown key.
-      const json model = body.value("model_config", json::object());
-      if (model.is_object() && model.value("type", json()) == "transformer") throw HttpError(400, kTransformerError);
       const json output = body.value("output", json::object());
       *sets_output_dir = output.is_object() && output.contains("dir");
       // The body itself keeps the line numbers in the parser's messages; compact JSON is the
@@ -628,8 +677,6 @@ class Api {
       } catch (const YAML::Exception&) {
         // parse_config below reports it with the line and column
       }
-      std::string type;
-      if (yaml_lookup(doc, "model_config", "type", &type) && type == "transformer") throw HttpError(400, kTransformerError);
       *sets_output_dir = yaml_lookup(doc, "output", "dir", nullptr);
     }
     try {
@@ -645,9 +692,24 @@ class Api {
     return join(r);
   }
 
+  // Throws 400 unless `path` (the value of `key`), resolved, lies under an allowed data root.
+  void check_allowed(const std::string& key, const std::string& path) const {
+    const fs::path resolved = resolve_path(path);
+    for (const auto& allowed : s_.data_roots)
+      if (is_under(resolved, allowed)) return;
+    throw HttpError(400, "[serve] " + key + " = '" + path + "'" +
+                             (resolved.string() != path ? " (" + resolved.string() + ")" : std::string()) +
+                             " is outside the allowed data roots (" + data_roots_text() +
+                             "); start arceus serve with --data-root DIR to allow another directory");
+  }
+
+  // What a job will read must lie under an allowed data root: the text file of a transformer
+  // (dataset_config.source), the IDX directory of MNIST / FashionMNIST (dataset_config.root).
+  // Whether it exists is the trainer's to say, when the job starts.
   void check_data_root(const Config& c) const {
     const auto& d = c.dataset;
     if (d.name == "synthetic") return;
+    if (d.name == "text") return check_allowed("dataset_config.source", d.source);
     const std::string root = d.root.empty() ? default_dataset_root(d.name) : d.root;
     if (root.empty()) {
       throw HttpError(400, "[serve] dataset_config.root: " + d.name +
@@ -656,13 +718,7 @@ class Api {
                                ") holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
                                "t10k-labels-idx1-ubyte (each optionally .gz); FashionMNIST needs no root");
     }
-    const fs::path resolved = resolve_path(root);
-    for (const auto& allowed : s_.data_roots)
-      if (is_under(resolved, allowed)) return;
-    throw HttpError(400, "[serve] dataset_config.root = '" + root + "'" +
-                             (resolved.string() != root ? " (" + resolved.string() + ")" : std::string()) +
-                             " is outside the allowed data roots (" + data_roots_text() +
-                             "); start arceus serve with --data-root DIR to allow another directory");
+    check_allowed("dataset_config.root", root);
   }
 
   void create_job(const httplib::Request& req, httplib::Response& res) {
@@ -679,9 +735,18 @@ class Api {
     job->format = format;
     job->created_at = utc_now();
     s_.jobs[job->id] = job;
-    std::string layers;
-    for (auto w : config.model.layer_sizes) layers += (layers.empty() ? "" : ", ") + std::to_string(w);
-    note(*job, "created: MLP [" + layers + "] on " + config.dataset.name + ", output " + config.output.dir);
+    std::string model;
+    if (is_transformer(config)) {
+      const auto& m = config.model;
+      model = "transformer (context " + std::to_string(m.context) + ", n_emb " + std::to_string(m.n_emb) + ", " +
+              std::to_string(m.n_heads) + " heads, " + std::to_string(m.n_blocks) + " blocks) on text " +
+              config.dataset.source;
+    } else {
+      std::string layers;
+      for (auto w : config.model.layer_sizes) layers += (layers.empty() ? "" : ", ") + std::to_string(w);
+      model = "MLP [" + layers + "] on " + config.dataset.name;
+    }
+    note(*job, "created: " + model + ", output " + config.output.dir);
     send(res, 201, {{"message", "Job created"}, {"job_id", job->id}});
   }
 
@@ -756,6 +821,27 @@ class Api {
 
   // --- network ---------------------------------------------------------------------------------
 
+  // Partitions the job's layers over the ranks (caller holds the lock): the job becomes
+  // `initialized`, or stays as it was when the world cannot hold the plan (400). A transformer's
+  // balanced plan may still change when the trainer has read the text (its vocabulary sizes
+  // the head); the job's plan follows the trainer's once the job ran.
+  void place(JobRecord& job, const std::string& what) {
+    std::vector<LayerRange> plan;
+    try {
+      plan = make_plan(job.config, s_.world);
+    } catch (const std::exception& e) {
+      throw HttpError(400, e.what());
+    }
+    job.plan = plan;
+    job.state = "initialized";
+    std::string summary;
+    for (size_t k = 0; k < plan.size(); ++k) {
+      summary += (k ? ", " : "") + std::string("rank ") + std::to_string(s_.world == 1 ? 0 : k + 1) + " layers " +
+                 std::to_string(plan[k].first) + "-" + std::to_string(plan[k].end() - 1);
+    }
+    note(job, what + " on " + std::to_string(s_.world) + " rank(s): " + summary);
+  }
+
   void initialize(const httplib::Request& req, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(s_.mu);
     const auto job = find_job(req.matches[1]);
@@ -763,14 +849,8 @@ class Api {
       throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + job->state +
                                ": initialize comes before training");
     }
-    std::vector<LayerRange> plan;
-    try {
-      plan = make_plan(job->config, s_.world);
-    } catch (const std::exception& e) {
-      throw HttpError(400, e.what());
-    }
-    job->plan = plan;
-    job->state = "initialized";
+    place(*job, "initialized");
+    const std::vector<LayerRange>& plan = job->plan;
     json ranks = json::array();
     for (int r = 0; r < s_.world; ++r) {
       json layers = nullptr;
@@ -781,12 +861,6 @@ class Api {
       }
       ranks.push_back({{"rank", r}, {"host", s_.hosts[size_t(r)]}, {"role", rank_role(r, s_.world, plan.size())}, {"layers", layers}});
     }
-    std::string summary;
-    for (size_t k = 0; k < plan.size(); ++k) {
-      summary += (k ? ", " : "") + std::string("rank ") + std::to_string(s_.world == 1 ? 0 : k + 1) + " layers " +
-                 std::to_string(plan[k].first) + "-" + std::to_string(plan[k].end() - 1);
-    }
-    note(*job, "initialized on " + std::to_string(s_.world) + " rank(s): " + summary);
     send(res, 200, {{"message", "Network initialized"},
                     {"job_id", job->id},
                     {"world_size", s_.world},
@@ -832,14 +906,16 @@ class Api {
     std::lock_guard<std::mutex> lock(s_.mu);
     const auto job = find_job(req.matches[1]);
     const std::string id = std::to_string(job->id);
-    if (job->state == "created") {
+    // As in the original, a transformer job trains without initialize: train partitions it.
+    const bool place_now = job->state == "created" && is_transformer(job->config);
+    if (job->state == "created" && !place_now) {
       throw HttpError(409, "[serve] job " + id + " is not initialized: POST /api/network/initialize/" + id +
                                " first (it partitions the layers over the ranks)");
     }
     if (job->state == "queued" || job->state == "training") {
       throw HttpError(409, "[serve] job " + id + " is already " + job->state);
     }
-    if (job->state != "initialized") {
+    if (job->state != "initialized" && !place_now) {
       throw HttpError(409, "[serve] job " + id + " already ran (state " + job->state +
                                "); create a new job (POST /api/jobs) to train again");
     }
@@ -851,6 +927,8 @@ class Api {
     } catch (const ConfigError& e) {
       throw HttpError(400, e.what());
     }
+    check_data_root(config);  // again: a path may have become a symlink out since the job was created
+    if (place_now) place(*job, "initialized by the train request (a transformer job needs no initialize)");
     std::vector<int> ahead;
     if (s_.current) ahead.push_back(s_.current);
     for (int q : s_.queue)
@@ -1043,14 +1121,38 @@ void run_queue(Comm& comm, ServeState& s, const TrainOptions& train) {
     job->seconds = std::chrono::duration<double>(Clock::now() - job->start_time).count();
     s.current = 0;
     if (!broken.empty()) s.broken = broken;
+    // The plan the trainer used (a transformer's balanced plan is refined once the vocabulary
+    // is known) and its parameters per stage.
+    const json stages = result.summary.is_object() ? result.summary.value("stages", json()) : json();
+    if (stages.is_array() && !stages.empty()) {
+      std::vector<LayerRange> plan;
+      json parameters = json::array();
+      for (const json& st : stages) {
+        const json layers = st.value("layers", json());
+        if (!layers.is_array() || layers.size() != 2 || !layers[0].is_number_integer() ||
+            !layers[1].is_number_integer())
+          break;
+        const int64_t first = layers[0].get<int64_t>(), last = layers[1].get<int64_t>();
+        plan.push_back(LayerRange{first, last - first + 1});
+        parameters.push_back(st.value("parameters", json()));
+      }
+      if (plan.size() == stages.size()) {
+        job->plan = plan;
+        job->stage_parameters = parameters;
+      }
+    }
     if (result.state == "stopped") {
       job->error = job->stop ? "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop"
                              : "stopped: the server shut down";
     }
     std::string line = result.state + " in " + fixed(job->seconds, 1) + " s";
     if (!job->epochs.empty()) {
-      line += " after " + std::to_string(job->epochs.size()) + " epoch(s), val accuracy " +
-              fixed(100 * job->epochs.back().value("val_accuracy", 0.0), 2) + "%";
+      const json& e = job->epochs.back();
+      line += " after " + std::to_string(job->epochs.size()) + " epoch(s), ";
+      line += e.contains("tokens_per_second")
+                  ? "val loss " + fixed(e.value("val_loss", 0.0), 4) + ", " +
+                        fixed(e.value("tokens_per_second", 0.0), 0) + " tokens/s"
+                  : "val accuracy " + fixed(100 * e.value("val_accuracy", 0.0), 2) + "%";
     }
     if (!job->error.empty()) line += ": " + job->error;
     note(*job, line);
@@ -1060,13 +1162,13 @@ void run_queue(Comm& comm, ServeState& s, const TrainOptions& train) {
 }  // namespace
 
 std::vector<std::string> default_data_roots() {
-  return {(fs::path(ARCEUS_SOURCE_DIR) / "data").string(), "/usr/share/datasets"};
+  return {(fs::path(ARCEUS_SOURCE_DIR) / "data").string(), "/usr/share/datasets", "/usr/share/common-licenses"};
 }
 
 CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& train) {
   auto* cmd = app.add_subcommand(
       "serve", "Serve the original's REST API (default 127.0.0.1:4000): rank 0 answers HTTP and runs the jobs "
-               "one at a time, ranks 1..N-1 own the layers. See docs/serve.md");
+               "one at a time, ranks 1..N-1 own the layers. See README.md, section REST API");
   cmd->add_option("--port", serve.port, "TCP port to listen on (0: any free port, printed at start)")
       ->default_val(4000)
       ->check(CLI::Range(0, 65535));
@@ -1078,8 +1180,8 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
                   "neither set: no token)")
       ->envname("ARCEUS_TOKEN");
   cmd->add_option("--data-root", serve.data_roots,
-                  "A directory a job's dataset_config.root may lie under (repeatable; replaces the defaults: "
-                  "the project's data/ and /usr/share/datasets)")
+                  "A directory a job's dataset_config.root or .source may lie under (repeatable; replaces the "
+                  "defaults: the project's data/, /usr/share/datasets and /usr/share/common-licenses)")
       ->allow_extra_args(false);
   cmd->add_option("--threads", train.threads,
                   "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage ranks "

@@ -1,6 +1,6 @@
 // `arceus serve`: the REST shim. Rank 0 answers the original Flask server's endpoints (port
 // 4000, same paths, bodies and status codes) and runs the jobs on the world; ranks 1..N-1 wait
-// in worker_loop for the jobs rank 0 broadcasts. See docs/serve.md for the endpoints.
+// in worker_loop for the jobs rank 0 broadcasts. README.md (REST API) documents the endpoints.
 //
 // Threads on rank 0: an HTTP thread (cpp-httplib, its own small pool) parses and validates
 // requests and records jobs; the main thread, the only one that calls MPI, takes jobs to train
@@ -23,11 +23,12 @@ struct ServeOptions {
   std::string host = "127.0.0.1";       // address to bind; 0.0.0.0 to listen on every interface
   int port = 4000;                      // 0 = any free port (printed at start)
   std::string token;                    // non-empty: POST requests need "Authorization: Bearer <token>"
-  std::vector<std::string> data_roots;  // dataset_config.root must lie under one; empty = defaults
+  std::vector<std::string> data_roots;  // dataset_config.root / .source must lie under one; empty = defaults
 };
 
-// The data roots used when --data-root is not given: the project's data/ directory and
-// /usr/share/datasets (where the Debian dataset packages install).
+// The data roots used when --data-root is not given: the project's data/ directory,
+// /usr/share/datasets (where the Debian dataset packages install) and /usr/share/common-licenses
+// (public license texts: configs/gpt_char.yaml trains its transformer on GPL-3 there).
 std::vector<std::string> default_data_roots();
 
 // Adds the `serve` subcommand to the launcher's command line. Its --threads and --quiet go to

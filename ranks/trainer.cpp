@@ -1170,6 +1170,7 @@ class Orchestrator {
     MetricsPayload local;
     int64_t rows = 0;
     bool train = false;
+    double lr = 0;  // training: this step's learning rate
   };
 
   // `lr`: the learning rate of this training step.
@@ -1180,6 +1181,7 @@ class Orchestrator {
     InFlight f;
     f.rows = rows;
     f.train = train;
+    f.lr = lr;
     if (local_stage_) {
       LocalBatch lb;
       int64_t off = 0;
@@ -1256,6 +1258,7 @@ class Orchestrator {
     int64_t done = first;
     auto finish_one = [&] {
       MetricsPayload m = complete(flight.front());
+      if (flight.front().train) last_lr_ = flight.front().lr;  // the finished step's rate
       flight.pop_front();
       on_done(++done, m);
     };
@@ -1276,7 +1279,6 @@ class Orchestrator {
         const auto& t = job_.config.training;
         lr = learning_rate_at(t.lr_schedule, t.learning_rate, t.min_learning_rate, t.warmup_steps,
                               (epoch_ - 1) * steps_per_epoch_ + k, t.epochs * steps_per_epoch_);
-        last_lr_ = lr;
       }
       flight.push_back(issue(set.inputs.index_select(0, idx), set.labels.index_select(0, idx), train, lr));
       if (flight.size() > 1) finish_one();
@@ -1371,6 +1373,7 @@ class Orchestrator {
                             {"loss", m.loss_sum / static_cast<double>(m.count)},
                             {"accuracy", static_cast<double>(m.correct) / static_cast<double>(m.count)},
                             {"samples_per_second", sps},
+                            {"tokens_per_second", sps * seq},
                             {"learning_rate", last_lr_}});
       }
     });

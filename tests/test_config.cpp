@@ -455,7 +455,24 @@ TEST(ConfigTransformer, DefaultsParseAndImplyTextDataset) {
   EXPECT_EQ(c.model.dropout, 0.1);
   EXPECT_EQ(c.dataset.name, "text");  // implied: the original's body gives only source
   EXPECT_EQ(c.dataset.source, "data/tiny.txt");
-  EXPECT_EQ(c.dataset.windows_per_epoch, 0);
+  // The original's GPT settings, not the MLP's defaults.
+  EXPECT_EQ(c.dataset.windows_per_epoch, 6400);
+  EXPECT_EQ(c.dataset.batch_size, 128);
+  EXPECT_EQ(c.dataset.val_batch_size, 64);
+  EXPECT_EQ(c.training.optimizer, "adamw");
+  EXPECT_EQ(c.training.learning_rate, 1e-3);
+  EXPECT_EQ(c.training.weight_decay, 0.01);
+  // Keys given still win over those defaults; an MLP keeps its own.
+  const Config o = parse_config("model_config: {type: transformer}\n"
+                                "dataset_config: {source: t.txt, batch_size: 32}\n"
+                                "training: {optimizer: sgd, learning_rate: 0.5}\n");
+  EXPECT_EQ(o.dataset.batch_size, 32);
+  EXPECT_EQ(o.training.optimizer, "sgd");
+  EXPECT_EQ(o.training.learning_rate, 0.5);
+  EXPECT_EQ(o.dataset.windows_per_epoch, 6400);
+  const Config mlp = parse_config("model_config: {type: mlp}\n");
+  EXPECT_EQ(mlp.training.optimizer, "sgd");
+  EXPECT_EQ(mlp.dataset.batch_size, 256);
   // Writing the implied name is also accepted.
   EXPECT_EQ(parse_config("model_config: {type: transformer}\n"
                          "dataset_config: {name: text, source: data/tiny.txt}\n")

@@ -39,6 +39,9 @@
 #ifndef MPIEXEC
 #define MPIEXEC ""
 #endif
+#ifndef TEST_CONFIG_DIR
+#define TEST_CONFIG_DIR "tests/configs"
+#endif
 
 namespace {
 
@@ -70,6 +73,24 @@ constexpr int kSyntheticSteps = 16;
 const char* kFashionJob =
     R"({"model_config":{"layer_sizes":[784,128,64,10]},"dataset_config":{"name":"FashionMNIST","batch_size":256,)"
     R"("val_batch_size":1000,"normalize":{"mean":[0.2860],"std":[0.3530]}}})";
+
+// The original's transformer job ({"model_config": {"type": "transformer"}, "dataset_config":
+// {"source": ...}}) with the keys of tests/configs/e2e_gpt.yaml that make it tiny: 4 layers
+// (embeddings, 2 blocks, head), 160 windows of 16 characters per epoch in batches of 16 (10
+// steps), 1 epoch, a 20-character sample; warm-up, cosine and clipping so that the steps'
+// learning rates and the epoch's gradient norm show.
+std::string tiny_gpt_job(const std::string& source) {
+  json body = {{"model_config", {{"type", "transformer"}, {"context", 16}, {"n_emb", 32}, {"n_heads", 4}, {"n_blocks", 2},
+                                 {"dropout", 0}}},
+               {"dataset_config", {{"source", source}, {"windows_per_epoch", 160}, {"batch_size", 16},
+                                   {"val_batch_size", 16}}},
+               {"training", {{"epochs", 1}, {"optimizer", "adamw"}, {"learning_rate", 0.003}, {"lr_schedule", "cosine"},
+                             {"warmup_steps", 4}, {"grad_clip", 1.0}, {"micro_batches", 2}, {"schedule", "1f1b"}}},
+               {"output", {{"sample_tokens", 20}}}};
+  return body.dump();
+}
+constexpr int kTinyGptSteps = 10;
+const std::string kHelloText = std::string(TEST_CONFIG_DIR) + "/e2e_hello.txt";
 
 // ---------------------------------------------------------------------------------------
 // Processes.
@@ -621,10 +642,28 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
        "application/json", 400, "dataset_config.batch_size"},
       {"unknown section", "POST", "/api/jobs", R"({"trainig": {"epochs": 1}})", "application/json", 400, "trainig"},
       {"bad YAML", "POST", "/api/jobs", "model_config:\n  layer_sizes: [32, 10\n", "application/yaml", 400, "YAML"},
-      {"transformer (JSON)", "POST", "/api/jobs", R"({"model_config": {"type": "transformer"}, "dataset_config": {"source": "gpt/data.txt"}})",
-       "application/json", 400, "transformer jobs are not supported by this build yet"},
-      {"transformer (YAML)", "POST", "/api/jobs", "model_config:\n  type: transformer\ndataset_config:\n  source: gpt/data.txt\n",
-       "application/yaml", 400, "transformer jobs are not supported by this build yet"},
+      // The original's transformer body: its relative source lies under the server's working
+      // directory, which is no data root.
+      {"transformer source outside (JSON)", "POST", "/api/jobs",
+       R"({"model_config": {"type": "transformer"}, "dataset_config": {"source": "gpt/data.txt"}})", "application/json",
+       400, "dataset_config.source = 'gpt/data.txt'"},
+      {"transformer source outside (YAML)", "POST", "/api/jobs",
+       "model_config:\n  type: transformer\ndataset_config:\n  source: /etc/hostname\n", "application/yaml", 400,
+       "dataset_config.source = '/etc/hostname' is outside the allowed data roots"},
+      {"transformer source escaping with ..", "POST", "/api/jobs",
+       R"({"model_config": {"type": "transformer"}, "dataset_config": {"source": "/usr/share/common-licenses/../../../etc/hostname"}})",
+       "application/json", 400, "(/etc/hostname) is outside the allowed data roots"},
+      {"transformer without source", "POST", "/api/jobs", R"({"model_config": {"type": "transformer"}})",
+       "application/json", 400, "dataset_config.source"},
+      {"transformer with layer_sizes", "POST", "/api/jobs",
+       R"({"model_config": {"type": "transformer", "layer_sizes": [32, 10]}, "dataset_config": {"source": "/usr/share/common-licenses/GPL-3"}})",
+       "application/json", 400, "model_config.layer_sizes"},
+      {"MLP with a transformer key", "POST", "/api/jobs",
+       R"({"model_config": {"layer_sizes": [32, 10], "n_heads": 4}, "dataset_config": {"name": "synthetic"}})",
+       "application/json", 400, "model_config.n_heads"},
+      {"MLP with a text key", "POST", "/api/jobs",
+       R"({"model_config": {"layer_sizes": [32, 10]}, "dataset_config": {"name": "synthetic", "source": "/usr/share/common-licenses/GPL-3"}})",
+       "application/json", 400, "dataset_config.source"},
       {"data root outside", "POST", "/api/jobs", R"({"dataset_config": {"name": "FashionMNIST", "root": "/etc"}})",
        "application/json", 400, "outside the allowed data roots"},
       {"data root escaping with ..", "POST", "/api/jobs",
@@ -657,6 +696,9 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
 
   // FashionMNIST's default root is allowed (created, not trained here).
   Reply r = post(s, "/api/jobs", kFashionJob);
+  EXPECT_EQ(r.status, 201) << show(r);
+  // So is the shipped transformer config's text, /usr/share/common-licenses/GPL-3 (its YAML as the body).
+  r = post(s, "/api/jobs", read_text(fs::path(TEST_CONFIG_DIR) / "../../configs/gpt_char.yaml"), "application/yaml");
   EXPECT_EQ(r.status, 201) << show(r);
 
   // More stage ranks than layers: initialize refuses with the partition's message.
@@ -713,6 +755,163 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
   EXPECT_EQ(r.status, 409) << "initialize after training: " << show(r);
   r = curl_post_no_body(s, "/api/jobs/" + id + "/stop");
   EXPECT_EQ(r.status, 409) << "stop after training: " << show(r);
+  EXPECT_TRUE(healthy(s));
+  ASSERT_TRUE(s.shutdown());
+}
+
+// The original's transformer flow: POST /api/jobs with model_config.type transformer and
+// dataset_config.source, then train at once (no initialize); a second job from YAML with an
+// explicit initialize; the data-root check on source; a missing text fails the job, not the server.
+TEST(Serve, TransformerJobTrainsWithoutInitialize) {
+  SKIP_WITHOUT_MPI();
+  // An allowed root holding a link out of it: the resolved path is what is checked.
+  const fs::path roots = fs::temp_directory_path() / ("arceus-serve-roots-" + std::to_string(getpid()));
+  fs::remove_all(roots);
+  fs::create_directories(roots);
+  fs::create_symlink("/etc/hostname", roots / "escape.txt");
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{roots};
+
+  Server s;
+  ASSERT_TRUE(s.start(3, {"--data-root", TEST_CONFIG_DIR, "--data-root", roots.string()}));
+
+  // Sources outside the roots (which --data-root replaced): 400 naming the path and the roots.
+  const std::vector<std::pair<std::string, std::string>> outside = {
+      {"/usr/share/common-licenses/GPL-3", "'/usr/share/common-licenses/GPL-3' is outside the allowed data roots"},
+      {std::string(TEST_CONFIG_DIR) + "/../CMakeLists.txt", "/CMakeLists.txt' ("},
+      {(roots / "escape.txt").string(), "(/etc/hostname) is outside"},
+  };
+  for (const auto& [source, needle] : outside) {
+    const Reply r = post(s, "/api/jobs", tiny_gpt_job(source));
+    EXPECT_EQ(r.status, 400) << source << ": " << show(r);
+    const std::string error = error_of(r);
+    EXPECT_NE(error.find("dataset_config.source = '"), std::string::npos) << show(r);
+    EXPECT_NE(error.find(needle), std::string::npos) << "expected '" << needle << "': " << show(r);
+    EXPECT_NE(error.find(TEST_CONFIG_DIR), std::string::npos) << "the allowed roots are named: " << show(r);
+    EXPECT_TRUE(healthy(s)) << "after " << source;
+  }
+  EXPECT_EQ(get(s, "/api/jobs").body["jobs"].size(), 0u) << "no job was created by a refused source";
+
+  // The original's body (JSON), made tiny; the job's views show the transformer's fields.
+  Reply r = post(s, "/api/jobs", tiny_gpt_job(kHelloText));
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_EQ(r.body["job_id"], 1);
+  r = get(s, "/api/jobs");
+  ASSERT_EQ(r.body["jobs"].size(), 1u) << show(r);
+  const json expected_model = {{"type", "transformer"}, {"context", 16}, {"n_emb", 32}, {"n_heads", 4},
+                               {"n_blocks", 2}, {"dropout", 0.0}};
+  EXPECT_EQ(r.body["jobs"][0]["model_config"], expected_model) << show(r);
+  EXPECT_EQ(r.body["jobs"][0]["dataset_config"]["source"], kHelloText) << show(r);
+  EXPECT_EQ(r.body["jobs"][0]["dataset_config"]["name"], "text") << show(r);
+  r = get(s, "/api/jobs/1");
+  EXPECT_EQ(r.body["state"], "created");
+  EXPECT_EQ(r.body["model_config"], expected_model) << show(r);
+  EXPECT_FALSE(r.body["config"]["model_config"].contains("layer_sizes")) << show(r);
+  EXPECT_EQ(r.body["config"]["dataset_config"]["windows_per_epoch"], 160) << show(r);
+  EXPECT_EQ(r.body["config"]["training"]["lr_schedule"], "cosine") << show(r);
+  EXPECT_EQ(r.body["config"]["output"]["sample_tokens"], 20) << show(r);
+  EXPECT_TRUE(r.body["plan"].is_null()) << show(r);
+
+  // Train at once, with the original's empty body: the job's own settings.
+  const auto t0 = Clock::now();
+  r = post(s, "/api/network/train/1", "{}");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["message"], "Training started");
+  EXPECT_EQ(r.body["epochs"], 1);
+  json job = wait_state(s, 1, {"completed", "failed", "stopped"}, 180);
+  std::printf("[  serve   ] transformer job 1 %s after %.1f s\n", job.value("state", "?").c_str(), seconds_since(t0));
+  ASSERT_EQ(job["state"], "completed") << job.dump(2);
+  EXPECT_EQ(job["epochs_completed"], 1);
+  ASSERT_TRUE(job["final"].is_object()) << job.dump(2);
+  EXPECT_GT(job["final"].value("tokens_per_second", 0.0), 0) << job.dump(2);
+  const std::string sample = job["final"].value("sample", "");
+  EXPECT_EQ(sample.size(), 20u) << job.dump(2);
+  EXPECT_EQ(sample.find_first_not_of("hello wrd!"), std::string::npos) << "from the text's vocabulary: " << sample;
+  ASSERT_TRUE(job["progress"].is_object()) << job.dump(2);
+  EXPECT_EQ(job["progress"]["step"], kTinyGptSteps) << job.dump(2);
+  EXPECT_TRUE(job["progress"]["learning_rate"].is_number()) << "what the trainer reports per step: " << job.dump(2);
+  ASSERT_TRUE(job["latest_epoch"].is_object()) << job.dump(2);
+  EXPECT_GT(job["latest_epoch"].value("tokens_per_second", 0.0), 0) << job.dump(2);
+  EXPECT_TRUE(job["latest_epoch"].contains("grad_norm_mean")) << job.dump(2);
+  // The plan the train request made (no initialize): 4 layers over ranks 1 and 2, with the
+  // parameters the trainer counted once it knew the vocabulary.
+  ASSERT_EQ(job["plan"].size(), 2u) << job.dump(2);
+  EXPECT_EQ(job["plan"][0]["layers"], json({0, 1})) << job.dump(2);
+  EXPECT_EQ(job["plan"][0]["layer_names"], json({"embed", "blocks.0"})) << job.dump(2);
+  EXPECT_EQ(job["plan"][1]["layers"], json({2, 3})) << job.dump(2);
+  EXPECT_EQ(job["plan"][1]["layer_names"], json({"blocks.1", "head"})) << job.dump(2);
+  for (const auto& st : job["plan"]) EXPECT_GT(st["parameters"].get<int64_t>(), 0) << st.dump();
+
+  r = get(s, "/api/jobs/1/metrics");
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_EQ(r.body["steps"].size(), size_t(kTinyGptSteps)) << show(r).substr(0, 2000);
+  std::vector<double> rates;
+  for (const auto& st : r.body["steps"]) rates.push_back(st.value("learning_rate", -1.0));
+  // Each step reports its own rate: warm-up 0.003 * (k + 1) / 4 over 4 steps, then cosine
+  // decay from 0.003 to 0 at the last step.
+  ASSERT_EQ(rates.size(), size_t(kTinyGptSteps));
+  for (size_t k = 0; k < 4; ++k) EXPECT_NEAR(rates[k], 0.003 * double(k + 1) / 4, 1e-12) << json(rates).dump();
+  EXPECT_NEAR(rates.back(), 0.0, 1e-12) << "cosine ends at min_learning_rate: " << json(rates).dump();
+  for (size_t k = 4; k + 1 < rates.size(); ++k) EXPECT_GT(rates[k], rates[k + 1]) << json(rates).dump();
+  ASSERT_EQ(r.body["epochs"].size(), 1u);
+  EXPECT_EQ(r.body["epochs"][0]["train_tokens"], 160 * 16) << r.body["epochs"][0].dump();
+  const json summary = json::parse(read_text(s.work() / "runs/serve/job-1/summary.json"));
+  EXPECT_EQ(summary["state"], "completed");
+  ASSERT_EQ(summary["epochs"].size(), 1u);
+  EXPECT_GT(summary["epochs"][0].value("tokens_per_second", 0.0), 0) << summary["epochs"][0].dump();
+  EXPECT_EQ(summary["epochs"][0].value("sample", ""), sample);
+
+  r = get(s, "/api/jobs/1/logs");
+  bool placed_by_train = false;
+  for (const auto& l : r.body["lines"])
+    placed_by_train |= l.get<std::string>().find("initialized by the train request") != std::string::npos;
+  EXPECT_TRUE(placed_by_train) << r.body.dump(2);
+  r = get(s, "/api/devices");
+  EXPECT_EQ(r.body["devices"][1]["layers"], json({0, 1})) << show(r);
+  EXPECT_EQ(r.body["devices"][2]["layers"], json({2, 3})) << show(r);
+
+  // The same job as YAML, initialized first (still allowed), then trained.
+  const std::string yaml = "model_config: {type: transformer, context: 16, n_emb: 32, n_heads: 4, n_blocks: 2, dropout: 0}\n"
+                           "dataset_config: {source: " + kHelloText + ", windows_per_epoch: 160, batch_size: 16, "
+                           "val_batch_size: 16}\ntraining: {epochs: 1, optimizer: adamw, learning_rate: 0.003}\n"
+                           "output: {sample_tokens: 20}\n";
+  r = post(s, "/api/jobs", yaml, "application/yaml");
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_EQ(r.body["job_id"], 2);
+  r = curl_post_no_body(s, "/api/network/initialize/2");
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_EQ(r.body["stages"].size(), 2u) << show(r);
+  EXPECT_EQ(r.body["stages"][1]["layer_names"], json({"blocks.1", "head"})) << show(r);
+  EXPECT_TRUE(r.body["stages"][0]["parameters"].is_null()) << "the vocabulary is not known yet: " << show(r);
+  r = curl_post_no_body(s, "/api/network/train/2");
+  ASSERT_EQ(r.status, 200) << show(r);
+  job = wait_state(s, 2, {"completed", "failed", "stopped"}, 180);
+  ASSERT_EQ(job["state"], "completed") << job.dump(2);
+  EXPECT_EQ(job["body_format"], "yaml");
+  EXPECT_EQ(job["final"].value("sample", "").size(), 20u) << job.dump(2);
+
+  // A text that is missing (under an allowed root) fails the job with the loader's message; the
+  // server keeps serving.
+  const std::string missing = std::string(TEST_CONFIG_DIR) + "/arceus-missing.txt";
+  r = post(s, "/api/jobs", tiny_gpt_job(missing));
+  ASSERT_EQ(r.status, 201) << show(r);
+  const std::string id = std::to_string(r.body["job_id"].get<int>());
+  ASSERT_EQ(post(s, "/api/network/train/" + id, "{}").status, 200);
+  job = wait_state(s, std::stoi(id), {"completed", "failed", "stopped"}, 60);
+  EXPECT_EQ(job["state"], "failed") << job.dump(2);
+  EXPECT_NE(job["error"].dump().find("arceus-missing.txt"), std::string::npos) << job.dump(2);
+  EXPECT_TRUE(healthy(s));
+
+  // An MLP job still needs initialize.
+  r = post(s, "/api/jobs", kSyntheticJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  r = post(s, "/api/network/train/" + std::to_string(r.body["job_id"].get<int>()), "{}");
+  EXPECT_EQ(r.status, 409) << show(r);
   EXPECT_TRUE(healthy(s));
   ASSERT_TRUE(s.shutdown());
 }
@@ -842,6 +1041,19 @@ TEST(Serve, SingleRank) {
   ASSERT_EQ(r.body["devices"].size(), 1u);
   EXPECT_EQ(r.body["devices"][0]["role"], "orchestrator+stage");
   ASSERT_TRUE(s.shutdown());
+
+  // A transformer job alone (its text under --data-root), trained without initialize.
+  Server t;
+  ASSERT_TRUE(t.start(1, {"--data-root", TEST_CONFIG_DIR}));
+  r = post(t, "/api/jobs", tiny_gpt_job(kHelloText));
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_EQ(post(t, "/api/network/train/1", "{}").status, 200);
+  const json job = wait_state(t, 1, {"completed", "failed", "stopped"}, 120);
+  ASSERT_EQ(job["state"], "completed") << job.dump(2);
+  ASSERT_EQ(job["plan"].size(), 1u) << job.dump(2);
+  EXPECT_EQ(job["plan"][0]["layer_names"], json({"embed", "blocks.0", "blocks.1", "head"})) << job.dump(2);
+  EXPECT_EQ(job["final"].value("sample", "").size(), 20u) << job.dump(2);
+  ASSERT_TRUE(t.shutdown());
 }
 
 // A port already in use: rank 0 says so, every rank exits (status 1), nothing hangs.
