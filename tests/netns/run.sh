@@ -17,7 +17,9 @@
 #   - both runs complete; final.val_accuracy agrees within 1 percentage point;
 #   - summary.json names 3 different hosts (arceus-h1..h3);
 #   - the bytes the ranks sent (summary bytes_wire) all went through the veths (tx counters);
-#   - Open MPI's TCP BTL (btl_base_verbose) used 10.77.0.x addresses only.
+#   - Open MPI's TCP BTL (btl_base_verbose) used 10.77.0.x addresses only;
+#   - the tiny transformer of tests/configs/e2e_gpt.yaml (clipping on) across the 3 hosts gives
+#     the same per-step losses as on the machine itself (within 1e-6).
 #
 # Options:
 #   --bin PATH       the arceus binary (default: $ARCEUS_BIN or build/arceus)
@@ -216,14 +218,13 @@ run_bg() {
 # The 3-host run: mpirun itself runs on "host" 1, started through the agent like any host.
 TRAIN_ARGS=(train "$CONFIG" --set training.epochs=1 --threads 1 --quiet)
 # shellcheck disable=SC2054  # (tcp,self is one argument)
-mpi_cmd=(mpirun --allow-run-as-root
+mpi_base=(mpirun --allow-run-as-root
   --hostfile "$work/hostfile" -np 3
   --mca plm_rsh_agent "$agent" --mca plm_rsh_no_tree_spawn 1
   --mca btl tcp,self
   --mca btl_tcp_if_include "$ARCEUS_NETNS_SUBNET.0/24"
-  --mca oob_tcp_if_include "$ARCEUS_NETNS_SUBNET.0/24"
-  --mca btl_base_verbose 30
-  "$BIN" "${TRAIN_ARGS[@]}" --set "output.dir=$work/netns")
+  --mca oob_tcp_if_include "$ARCEUS_NETNS_SUBNET.0/24")
+mpi_cmd=("${mpi_base[@]}" --mca btl_base_verbose 30 "$BIN" "${TRAIN_ARGS[@]}" --set "output.dir=$work/netns")
 log "3 hosts: $(printf '%q ' "${mpi_cmd[@]}")"
 t0=$SECONDS
 rc=0
@@ -249,6 +250,30 @@ grep -E '^epoch' "$work/local.log" | sed 's/^/  /' || true
 if [ "$rc" -ne 0 ]; then
   tail -n 40 "$work/local.log" >&2
   fail "the local mpirun exited with status $rc; log: $work/local.log"
+fi
+
+# ---------------------------------------------------------------------------------------
+# The transformer across the same 3 hosts, then locally: token ids, activations of
+# [B*T, n_emb] and the gradient-norm exchange (clipping on) over TCP. Same seed, so the
+# per-step losses must agree.
+GPT_ARGS=(train "$root/tests/configs/e2e_gpt.yaml"
+  --set "dataset_config.source=$root/tests/configs/e2e_hello.txt"
+  --set training.grad_clip=0.3 --set output.sample_tokens=20 --threads 1 --quiet)
+gpt_cmd=("${mpi_base[@]}" "$BIN" "${GPT_ARGS[@]}" --set "output.dir=$work/gpt-netns")
+log "transformer, 3 hosts: $(printf '%q ' "${gpt_cmd[@]}")"
+rc=0
+run_bg "$work/gpt-netns.log" "$agent" "$ARCEUS_NETNS_SUBNET.1" "$(printf '%q ' "${gpt_cmd[@]}")" || rc=$?
+grep -E '^epoch' "$work/gpt-netns.log" | sed 's/^/  /' || true
+if [ "$rc" -ne 0 ]; then
+  tail -n 40 "$work/gpt-netns.log" >&2
+  fail "the 3-host transformer mpirun exited with status $rc; log: $work/gpt-netns.log"
+fi
+rc=0
+run_bg "$work/gpt-local.log" "$root/scripts/mpirun" -np 3 "$BIN" "${GPT_ARGS[@]}" \
+  --set "output.dir=$work/gpt-local" || rc=$?
+if [ "$rc" -ne 0 ]; then
+  tail -n 40 "$work/gpt-local.log" >&2
+  fail "the local transformer mpirun exited with status $rc; log: $work/gpt-local.log"
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -281,6 +306,21 @@ print(f"[netns] val_accuracy: 3 hosts {acc_n*100:.2f}%, local {acc_l*100:.2f}% "
       f"(summary seconds {net['seconds']:.1f} vs {loc['seconds']:.1f})")
 if diff > 1.0:
     problems.append(f"val_accuracy differs by {diff:.2f} points (> 1)")
+
+gpt_n, gpt_l = load("gpt-netns"), load("gpt-local")
+for name, s in (("transformer 3-host", gpt_n), ("transformer local", gpt_l)):
+    if s.get("state") != "completed":
+        problems.append(f"{name} run: state {s.get('state')!r} (error: {s.get('error')})")
+steps_n = [l for e in gpt_n.get("epochs", []) for l in e["step_losses"]]
+steps_l = [l for e in gpt_l.get("epochs", []) for l in e["step_losses"]]
+worst = max((abs(a - b) for a, b in zip(steps_n, steps_l)), default=float("inf"))
+print(f"[netns] transformer: {len(steps_n)} steps on 3 hosts vs {len(steps_l)} local, max per-step "
+      f"loss difference {worst:.3g}; val loss {gpt_n['final']['val_loss']:.4f} vs "
+      f"{gpt_l['final']['val_loss']:.4f}; hosts {[r['host'] for r in gpt_n['ranks']]}")
+if len(steps_n) != len(steps_l) or not steps_n or worst > 1e-6:
+    problems.append(f"transformer per-step losses differ between 3 hosts and local (max {worst:.3g} > 1e-6)")
+if len({r["host"] for r in gpt_n["ranks"]}) != 3:
+    problems.append("the transformer run did not span 3 hosts")
 
 hosts = [r["host"] for r in net["ranks"]]
 print(f"[netns] ranks[].host of the 3-host run: {hosts}")
