@@ -967,6 +967,15 @@ class Orchestrator {
     if (resume_) restore(*resume_);
     if (o.metrics) {
       metrics_ = std::make_unique<MetricsFile>((std::filesystem::path(o.dir) / "metrics.h5").string(), resume_.has_value());
+      // The interrupted run may have written rows past its checkpoint (later steps, a stopped
+      // epoch's epoch and rank rows): this run writes them again.
+      if (resume_) {
+        const int64_t dropped = metrics_->truncate_after(resume_->epoch, resume_->step);
+        if (dropped > 0) {
+          log(format("  metrics.h5: dropped %lld row(s) written after the checkpoint (epoch %lld, step %lld)",
+                     (long long)dropped, (long long)resume_->epoch, (long long)resume_->step));
+        }
+      }
     }
     write_summary("running");
     const auto run_start = Clock::now();
@@ -1026,6 +1035,7 @@ class Orchestrator {
     }
     const std::string path = (std::filesystem::path(job_.config.output.dir) / "checkpoint.h5").string();
     write_checkpoint(path, ck);
+    if (metrics_) metrics_->flush();  // the metrics rows up to the checkpoint survive a crash too
     summary_["checkpoint"] = {{"path", path}, {"epoch", epochs_done}, {"step", step_in_epoch}};
     log(format("  checkpoint: %s (epoch %lld, step %lld, %.2f s)", path.c_str(), (long long)epochs_done,
                (long long)step_in_epoch, seconds_since(t0)));

@@ -11,6 +11,9 @@
 // Append mode reopens the file read-write and continues after its rows. Columns of unequal
 // length (a crash between the columns of a batch) are cut to the shortest; a column missing
 // from an older file is created with that many zero rows.
+//
+// A resume first drops the rows past its checkpoint (truncate_after): every column of a table
+// is shrunk to the kept prefix (H5Dset_extent), buffered rows past it are discarded.
 #include <filesystem>
 #include <iostream>
 #include <limits>
@@ -229,6 +232,93 @@ struct MetricsFile::Impl {
     if (t.buffered >= kBatchRows) write_table(t);
   }
 
+  // The first `n` rows of an int64 column as stored (n <= its extent).
+  std::vector<int64_t> read_int_column(const Table& t, const Column& c, int64_t n) {
+    const std::string object = "/" + t.name + "/" + c.name;
+    std::vector<int64_t> values(static_cast<size_t>(n));
+    if (n == 0) return values;
+    const hsize_t start = 0, count = static_cast<hsize_t>(n);
+    h5::Space mem(ctx.check(H5Screate_simple(1, &count, nullptr), "H5Screate_simple", object));
+    h5::Space space(ctx.check(H5Dget_space(c.dset.get()), "H5Dget_space", object));
+    ctx.check_status(H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
+                     "H5Sselect_hyperslab", object);
+    ctx.check_status(H5Dread(c.dset.get(), H5T_NATIVE_INT64, mem.get(), space.get(), H5P_DEFAULT, values.data()),
+                     "H5Dread", object);
+    return values;
+  }
+
+  const Column& column(const Table& t, const std::string& name) const {
+    for (const Column& c : t.columns) {
+      if (c.name == name) return c;
+    }
+    ctx.fail(": no column '" + name + "' in table '" + t.name + "'");
+  }
+
+  // Cuts `t` to its rows before the first one for which `keep(row index)` is false; the
+  // index runs over the rows on disk, then the buffered ones. Returns the rows dropped.
+  template <class Keep>
+  int64_t cut_table(Table& t, Keep keep) {
+    const int64_t total = t.disk_rows + static_cast<int64_t>(t.buffered);
+    int64_t kept = 0;
+    while (kept < total && keep(kept)) ++kept;
+    if (kept == total) return 0;
+    if (kept < t.disk_rows) {
+      // Disk rows go: shrink every column, and the buffered rows (all after them) go too.
+      broken = true;  // until every column is cut
+      const std::string gpath = "/" + t.name;
+      const hsize_t size = static_cast<hsize_t>(kept);
+      for (Column& c : t.columns) {
+        ctx.check_status(H5Dset_extent(c.dset.get(), &size), "H5Dset_extent", gpath + "/" + c.name);
+        c.ibuf.clear();
+        c.dbuf.clear();
+      }
+      t.disk_rows = kept;
+      t.buffered = 0;
+      broken = false;
+    } else {
+      const size_t keep_buffered = static_cast<size_t>(kept - t.disk_rows);
+      for (Column& c : t.columns) {
+        if (c.is_int) {
+          c.ibuf.resize(keep_buffered);
+        } else {
+          c.dbuf.resize(keep_buffered);
+        }
+      }
+      t.buffered = keep_buffered;
+    }
+    return total - kept;
+  }
+
+  int64_t truncate_after(int64_t epochs_done, int64_t step) {
+    if (epochs_done < 0 || step < 0) {
+      ctx.fail(": cannot drop the rows after epoch " + std::to_string(epochs_done) + ", step " + std::to_string(step) +
+               " (both must be >= 0)");
+    }
+    if (broken) ctx.fail(": an earlier write failed; no more rows are written");
+    // Key columns: disk rows followed by the buffered ones.
+    auto keys = [&](const Table& t, const std::string& name) {
+      const Column& c = column(t, name);
+      std::vector<int64_t> v = read_int_column(t, c, t.disk_rows);
+      v.insert(v.end(), c.ibuf.begin(), c.ibuf.end());
+      return v;
+    };
+    int64_t dropped = 0;
+    {
+      Table& t = tables[0];
+      const std::vector<int64_t> epoch = keys(t, "epoch"), steps = keys(t, "step");
+      dropped += cut_table(t, [&](int64_t i) {
+        const size_t k = static_cast<size_t>(i);
+        return epoch[k] <= epochs_done || (epoch[k] == epochs_done + 1 && steps[k] <= step);
+      });
+    }
+    for (Table* t : {&tables[1], &tables[2]}) {
+      const std::vector<int64_t> epoch = keys(*t, "epoch");
+      dropped += cut_table(*t, [&](int64_t i) { return epoch[static_cast<size_t>(i)] <= epochs_done; });
+    }
+    if (dropped > 0) ctx.check_status(H5Fflush(file.get(), H5F_SCOPE_LOCAL), "H5Fflush", "the file");
+    return dropped;
+  }
+
   void flush() {
     for (Table& t : tables) write_table(t);
     ctx.check_status(H5Fflush(file.get(), H5F_SCOPE_LOCAL), "H5Fflush", "the file");
@@ -281,6 +371,11 @@ void MetricsFile::append(const RankRow& row) {
 void MetricsFile::flush() {
   h5::QuietErrors quiet;
   impl_->flush();
+}
+
+int64_t MetricsFile::truncate_after(int64_t epochs_done, int64_t step_in_next_epoch) {
+  h5::QuietErrors quiet;
+  return impl_->truncate_after(epochs_done, step_in_next_epoch);
 }
 
 int64_t MetricsFile::rows(const std::string& table) const {

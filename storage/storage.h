@@ -99,6 +99,19 @@ class MetricsFile {
   void append(const RankRow& row);
   void flush();  // H5Fflush: rows so far survive a crash
 
+  // Resume: drops the rows written after a checkpoint at (`epochs_done` completed epochs,
+  // `step_in_next_epoch` completed steps of epoch epochs_done + 1), i.e. the CheckpointData's
+  // epoch and step, so that the resumed run's rows do not appear twice. Kept:
+  //   steps          epoch <= epochs_done, or epoch == epochs_done + 1 and step <= step_in_next_epoch
+  //   epochs, ranks  epoch <= epochs_done
+  // Rows are appended in training order, so the kept rows are a prefix; each table is cut
+  // before its first row past the checkpoint (rows after it are dropped even if they would
+  // pass), buffered rows included. The columns are shrunk with H5Dset_extent and the file is
+  // flushed; a crash between two columns leaves unequal lengths, which the next append-mode
+  // open cuts to the shortest (the kept prefix). Returns the number of rows dropped, all
+  // tables together. StorageError for negative arguments or after a failed write.
+  int64_t truncate_after(int64_t epochs_done, int64_t step_in_next_epoch);
+
   // Rows per table (for tests).
   int64_t rows(const std::string& table) const;
 

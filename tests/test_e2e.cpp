@@ -9,7 +9,7 @@
 // environment variables ARCEUS_E2E_BIN, ARCEUS_E2E_MPIEXEC and ARCEUS_E2E_TIMEOUT (seconds
 // per run). Without an mpirun every test is skipped, with the reason.
 #include "storage/storage.h"
-#include <fcntl.h>
+#include "support/process.h"
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -35,12 +35,6 @@
 #include <tuple>
 #include <vector>
 
-#ifndef ARCEUS_BIN
-#define ARCEUS_BIN ""
-#endif
-#ifndef MPIEXEC
-#define MPIEXEC ""
-#endif
 #ifndef TEST_CONFIG_DIR
 #define TEST_CONFIG_DIR ""
 #endif
@@ -50,17 +44,11 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using namespace arceus::test;
 
 // ---------------------------------------------------------------------------------------
-// Configuration of the suite.
+// Configuration of the suite (arceus_bin() and mpiexec() come from support/process.h).
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-
-std::string arceus_bin() { return env_or("ARCEUS_E2E_BIN", ARCEUS_BIN); }
-std::string mpiexec() { return env_or("ARCEUS_E2E_MPIEXEC", MPIEXEC); }
 std::string config_path(const std::string& name) { return (fs::path(TEST_CONFIG_DIR) / name).string(); }
 double run_timeout() { return std::atof(env_or("ARCEUS_E2E_TIMEOUT", "120").c_str()); }
 
@@ -81,66 +69,11 @@ constexpr size_t kEquivalenceSteps = 20;
 // ---------------------------------------------------------------------------------------
 // Processes.
 
-struct ProcInfo {
-  pid_t ppid = 0;
-  char state = '?';
-  unsigned long long start = 0;  // start time in clock ticks since boot: tells reused pids apart
-};
-
-bool read_proc(pid_t pid, ProcInfo* out) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  if (!std::getline(f, s)) return false;
-  const size_t rp = s.rfind(')');  // the command name may contain spaces and parentheses
-  if (rp == std::string::npos || rp + 2 > s.size()) return false;
-  std::istringstream is(s.substr(rp + 2));
-  std::string skip;
-  is >> out->state >> out->ppid;
-  for (int i = 5; i <= 21; ++i) is >> skip;  // pgrp .. itrealvalue
-  is >> out->start;
-  return static_cast<bool>(is);
-}
-
 std::string proc_cmdline(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
   std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   std::replace(s.begin(), s.end(), '\0', ' ');
   return s;
-}
-
-// Every live descendant of `root` (pid -> start time).
-std::map<pid_t, unsigned long long> descendants(pid_t root) {
-  std::multimap<pid_t, pid_t> children;
-  std::map<pid_t, ProcInfo> info;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    const pid_t pid = static_cast<pid_t>(std::atol(name.c_str()));
-    ProcInfo p;
-    if (!read_proc(pid, &p)) continue;
-    info[pid] = p;
-    children.emplace(p.ppid, pid);
-  }
-  std::map<pid_t, unsigned long long> out;
-  std::vector<pid_t> todo{root};
-  while (!todo.empty()) {
-    const pid_t p = todo.back();
-    todo.pop_back();
-    auto range = children.equal_range(p);
-    for (auto it = range.first; it != range.second; ++it) {
-      if (out.count(it->second)) continue;
-      out[it->second] = info[it->second].start;
-      todo.push_back(it->second);
-    }
-  }
-  return out;
-}
-
-// Is this exact process (pid and start time) still running (not a zombie)?
-bool still_running(pid_t pid, unsigned long long start) {
-  ProcInfo p;
-  return read_proc(pid, &p) && p.start == start && p.state != 'Z' && p.state != 'X';
 }
 
 std::string shell_quote(const std::string& s) {
@@ -150,11 +83,6 @@ std::string shell_quote(const std::string& s) {
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return q + "'";
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 struct RunResult {
@@ -205,34 +133,14 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
   }
   for (const auto& a : args) r.command += (r.command.empty() ? "" : " ") + shell_quote(a);
 
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  std::fflush(stdout);
-  std::fflush(stderr);
   const auto t0 = Clock::now();
-  const pid_t pid = fork();
+  const pid_t pid = spawn(args, log);
   if (pid < 0) {
     r.output = std::string("fork failed: ") + std::strerror(errno);
     return r;
   }
-  if (pid == 0) {
-    setpgid(0, 0);  // our own process group: a timeout kill reaches nothing else
-    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int null = open("/dev/null", O_RDONLY);
-    if (fd >= 0) {
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-    }
-    if (null >= 0) dup2(null, STDIN_FILENO);
-    execv(argv[0], argv.data());
-    std::fprintf(stderr, "cannot execute %s: %s\n", argv[0], std::strerror(errno));
-    _exit(127);
-  }
-  setpgid(pid, pid);  // also from the parent, so there is no window before the child's call
 
-  std::map<pid_t, unsigned long long> seen;  // every process of the run we observed
+  Processes seen;  // every process of the run we observed
   std::set<pid_t> ranks;
   auto observe = [&] {
     for (const auto& [p, start] : descendants(pid)) {
@@ -251,14 +159,13 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
       exited = true;
       break;
     }
-    const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (elapsed > timeout) {
+    if (seconds_since(t0) > timeout) {
       r.timed_out = true;
       observe();
       // mpirun terminates its job on SIGTERM; give it a few seconds, then SIGKILL everything.
       kill(pid, SIGTERM);
       const auto k0 = Clock::now();
-      while (std::chrono::duration<double>(Clock::now() - k0).count() < 10) {
+      while (seconds_since(k0) < 10) {
         if (waitpid(pid, &status, WNOHANG) == pid) {
           exited = true;
           break;
@@ -269,8 +176,7 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
       if (!exited) {
         observe();
         kill(-pid, SIGKILL);
-        for (const auto& [p, start] : seen)
-          if (still_running(p, start)) kill(p, SIGKILL);
+        kill_running(seen);
         waitpid(pid, &status, 0);
         exited = true;
       }
@@ -282,7 +188,7 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  r.seconds = seconds_since(t0);
   if (WIFEXITED(status)) {
     r.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
@@ -291,17 +197,9 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
   r.ranks_seen = ranks.size();
 
   // Every process of the run must be gone once mpirun has returned (a short grace period for
-  // processes that are just finishing). Any that is not is reported, then killed.
-  const auto g0 = Clock::now();
-  std::vector<std::pair<pid_t, unsigned long long>> alive;
-  do {
-    alive.clear();
-    for (const auto& [p, start] : seen)
-      if (still_running(p, start)) alive.emplace_back(p, start);
-    if (alive.empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  } while (std::chrono::duration<double>(Clock::now() - g0).count() < 3 && !r.timed_out);
-  for (const auto& [p, start] : alive) {
+  // processes that are just finishing; none after a timeout). Any that is not is reported,
+  // then killed.
+  for (const pid_t p : survivors(seen, r.timed_out ? 0 : 3)) {
     r.leftovers.push_back("pid " + std::to_string(p) + ": " + proc_cmdline(p));
     kill(p, SIGKILL);
   }
@@ -936,6 +834,64 @@ TEST_F(Checkpoint, MetricsFileHasEveryStepAndEpoch) {
   ASSERT_EQ(val.size(), 2u);
   EXPECT_DOUBLE_EQ(val[1], r.summary["final"]["val_accuracy"].get<double>());
   EXPECT_EQ(arceus::read_metrics_column(m, "ranks", "rank").size(), 2u * 3u);  // 3 ranks x 2 epochs
+}
+
+// A run interrupted after a mid-epoch checkpoint has written metrics rows past it; the
+// resumed run drops them before writing those steps again, so metrics.h5 ends up exactly like
+// a straight run's. The checkpoint after 5 steps of epoch 1 comes from a 1-epoch run of 5
+// steps (training.max_steps=5: the data order and the constant learning rate do not depend on
+// the epoch's length), relabelled as 0 epochs + 5 steps with the step counter a straight run
+// has there (5; the short run's also counts its validation batch). That this is a valid resume
+// point is checked too: the final parameters equal the straight run's bit for bit.
+TEST_F(Checkpoint, ResumeFromAMidEpochCheckpointDropsTheMetricsRowsPastIt) {
+  const fs::path straight = scratch_ / "straight", prefix = scratch_ / "prefix", resumed = scratch_ / "resumed";
+  const RunResult a = run(3, sets(straight, 2, false));
+  ASSERT_TRUE(Completed(a));
+  Job p = sets(prefix, 1, false);
+  p.sets.push_back("training.max_steps=5");
+  ASSERT_TRUE(Completed(run(3, p)));
+
+  arceus::CheckpointData ck = arceus::read_checkpoint((prefix / "checkpoint.h5").string());
+  ASSERT_EQ(ck.epoch, 1);
+  ASSERT_EQ(ck.step, 0);
+  ck.epoch = 0;
+  ck.step = 5;
+  ck.global_step = 5;
+  ck.config_yaml = arceus::read_checkpoint((straight / "checkpoint.h5").string()).config_yaml;
+  fs::create_directories(resumed);
+  arceus::write_checkpoint((resumed / "checkpoint.h5").string(), ck);
+  // The interrupted run got to the end of epoch 2 before it died: every row is there.
+  fs::copy_file(straight / "metrics.h5", resumed / "metrics.h5");
+
+  const RunResult r = run(3, sets(resumed, 2, true));
+  ASSERT_TRUE(Completed(r));
+  EXPECT_NE(r.output.find("resumed from epoch 0, step 5"), std::string::npos) << r.describe();
+  // 27 step rows (steps 6..16 of epoch 1, epoch 2), 2 epoch rows, 2 x 3 rank rows.
+  EXPECT_NE(r.output.find("metrics.h5: dropped 35 row(s) written after the checkpoint (epoch 0, step 5)"),
+            std::string::npos)
+      << r.describe();
+
+  const std::string ma = (straight / "metrics.h5").string(), mr = (resumed / "metrics.h5").string();
+  std::vector<double> epoch, step;
+  for (double e : {1.0, 2.0}) {
+    for (int k = 1; k <= kSyntheticSteps; ++k) {
+      epoch.push_back(e);
+      step.push_back(k);
+    }
+  }
+  EXPECT_EQ(arceus::read_metrics_column(mr, "steps", "epoch"), epoch);
+  EXPECT_EQ(arceus::read_metrics_column(mr, "steps", "step"), step);
+  // Rows 1..5 kept from the interrupted run, 6..32 written again by an exact resume.
+  EXPECT_EQ(arceus::read_metrics_column(mr, "steps", "loss"), arceus::read_metrics_column(ma, "steps", "loss"));
+  EXPECT_EQ(arceus::read_metrics_column(mr, "epochs", "epoch"), (std::vector<double>{1, 2}));
+  EXPECT_EQ(arceus::read_metrics_column(mr, "epochs", "val_loss"), arceus::read_metrics_column(ma, "epochs", "val_loss"));
+  EXPECT_EQ(arceus::read_metrics_column(mr, "ranks", "epoch"), (std::vector<double>{1, 1, 1, 2, 2, 2}));
+  EXPECT_EQ(arceus::read_metrics_column(mr, "ranks", "rank"), arceus::read_metrics_column(ma, "ranks", "rank"));
+
+  std::string where;
+  const double d = checkpoints::max_difference(checkpoints::tensors(straight / "checkpoint.h5", true),
+                                               checkpoints::tensors(resumed / "checkpoint.h5", true), &where);
+  EXPECT_EQ(d, 0.0) << "2 epochs straight vs resumed after 5 steps differ by " << d << " at " << where;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@
 // mpirun that does not exit is a failure, and every process of the run is killed. Paths come
 // from CMake (ARCEUS_BIN, MPIEXEC) and may be overridden with ARCEUS_E2E_BIN and
 // ARCEUS_E2E_MPIEXEC. Without an mpirun every test is skipped, saying so.
+#include "support/process.h"
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -20,25 +20,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#ifndef ARCEUS_BIN
-#define ARCEUS_BIN ""
-#endif
-#ifndef MPIEXEC
-#define MPIEXEC ""
-#endif
 #ifndef TEST_CONFIG_DIR
 #define TEST_CONFIG_DIR "tests/configs"
 #endif
@@ -48,20 +38,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-std::string arceus_bin() { return env_or("ARCEUS_E2E_BIN", ARCEUS_BIN); }
-std::string mpiexec() { return env_or("ARCEUS_E2E_MPIEXEC", MPIEXEC); }
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using namespace arceus::test;  // arceus_bin(), mpiexec(), spawn(), descendants(), ...
 
 // The issue's synthetic job: 2 layers, 1024 samples in batches of 64 (16 steps per epoch).
 const char* kSyntheticJob =
@@ -94,57 +71,6 @@ const std::string kHelloText = std::string(TEST_CONFIG_DIR) + "/e2e_hello.txt";
 
 // ---------------------------------------------------------------------------------------
 // Processes.
-
-struct ProcStat {
-  pid_t ppid = 0;
-  char state = '?';
-  unsigned long long start = 0;  // tells a reused pid apart
-};
-
-bool read_stat(pid_t pid, ProcStat* out) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  if (!std::getline(f, s)) return false;
-  const size_t rp = s.rfind(')');
-  if (rp == std::string::npos || rp + 2 > s.size()) return false;
-  std::istringstream is(s.substr(rp + 2));
-  std::string skip;
-  is >> out->state >> out->ppid;
-  for (int i = 5; i <= 21; ++i) is >> skip;
-  is >> out->start;
-  return static_cast<bool>(is);
-}
-
-std::map<pid_t, unsigned long long> descendants(pid_t root) {
-  std::multimap<pid_t, pid_t> children;
-  std::map<pid_t, ProcStat> info;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
-    ProcStat p;
-    const pid_t pid = static_cast<pid_t>(std::atol(name.c_str()));
-    if (!read_stat(pid, &p)) continue;
-    info[pid] = p;
-    children.emplace(p.ppid, pid);
-  }
-  std::map<pid_t, unsigned long long> out;
-  std::vector<pid_t> todo{root};
-  while (!todo.empty()) {
-    const pid_t p = todo.back();
-    todo.pop_back();
-    auto range = children.equal_range(p);
-    for (auto it = range.first; it != range.second; ++it) {
-      if (out.emplace(it->second, info[it->second].start).second) todo.push_back(it->second);
-    }
-  }
-  return out;
-}
-
-bool alive(pid_t pid, unsigned long long start) {
-  ProcStat p;
-  return read_stat(pid, &p) && p.start == start && p.state != 'Z' && p.state != 'X';
-}
 
 // A port that was free a moment ago (for the test that passes an explicit --port).
 int free_port() {
@@ -190,29 +116,8 @@ class Server {
     args.insert(args.end(), extra.begin(), extra.end());
     for (const auto& a : args) command_ += (command_.empty() ? "" : " ") + a;
 
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::fflush(stdout);
-    std::fflush(stderr);
-    pid_ = fork();
+    pid_ = spawn(args, log_, work_, env);
     if (pid_ < 0) return ::testing::AssertionFailure() << "fork: " << std::strerror(errno);
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      if (chdir(work_.c_str()) != 0) _exit(126);
-      for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-      const int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int null = open("/dev/null", O_RDONLY);
-      if (fd >= 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-      }
-      if (null >= 0) dup2(null, STDIN_FILENO);
-      execv(argv[0], argv.data());
-      std::fprintf(stderr, "cannot execute %s: %s\n", argv[0], std::strerror(errno));
-      _exit(127);
-    }
-    setpgid(pid_, pid_);
 
     const auto t0 = Clock::now();
     const std::regex listening(R"(listening on http://([^:\s]+):(\d+) \(rank 0, pid (\d+))");
@@ -251,16 +156,7 @@ class Server {
       return ::testing::AssertionFailure() << "mpirun did not exit within " << timeout << " s (killed)" << describe();
     }
     const double took = seconds_since(t0);
-    std::vector<std::string> left;
-    const auto g0 = Clock::now();
-    do {
-      left.clear();
-      for (const auto& [p, start] : seen_)
-        if (alive(p, start)) left.push_back(std::to_string(p));
-      if (left.empty()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    } while (seconds_since(g0) < 5);
-    if (!left.empty()) {
+    if (const std::vector<pid_t> left = survivors(seen_, 5); !left.empty()) {
       kill_all();
       return ::testing::AssertionFailure() << "processes left after mpirun exited: " << left.size() << describe();
     }
@@ -324,14 +220,12 @@ class Server {
     observe();
     if (!exited()) {
       kill(-pid_, SIGKILL);
-      for (const auto& [p, start] : seen_)
-        if (alive(p, start)) kill(p, SIGKILL);
+      kill_running(seen_);
       int status = 0;
       waitpid(pid_, &status, 0);
       exit_code_ = 137;
     }
-    for (const auto& [p, start] : seen_)
-      if (alive(p, start)) kill(p, SIGKILL);
+    kill_running(seen_);
   }
 
   static inline int count_ = 0;
@@ -342,7 +236,7 @@ class Server {
   pid_t rank0_pid_ = 0;
   fs::path work_, log_;
   std::string command_;
-  std::map<pid_t, unsigned long long> seen_;
+  Processes seen_;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -885,6 +885,112 @@ TEST_F(StorageMetrics, ResumeCutsColumnsOfUnequalLengthToTheShortest) {
   expect_tables(p, 5, 0, 0);
 }
 
+// A run with 100 steps per epoch (step_row) and 4 ranks (rank_row) checkpointed at epoch 1,
+// step 3, then went on: epochs 1-2 complete and 40 steps of epoch 3, with an epoch row and
+// rank rows for the 3rd epoch as a stopped run writes them. The resume drops what comes after
+// the checkpoint, then writes it again.
+TEST_F(StorageMetrics, ResumeDropsTheRowsPastTheCheckpoint) {
+  const std::string p = path("metrics.h5");
+  {
+    MetricsFile m(p, false);
+    for (int64_t i = 0; i < 240; ++i) m.append(step_row(i));
+    for (int64_t i = 0; i < 3; ++i) m.append(epoch_row(i));
+    for (int64_t i = 0; i < 12; ++i) m.append(rank_row(i));
+  }
+  expect_tables(p, 240, 3, 12);
+  {
+    MetricsFile m(p, true);
+    EXPECT_EQ(m.truncate_after(1, 3), (240 - 103) + (3 - 1) + (12 - 4));
+    EXPECT_EQ(m.rows("steps"), 103);  // epoch 1, then steps 1..3 of epoch 2
+    EXPECT_EQ(m.rows("epochs"), 1);
+    EXPECT_EQ(m.rows("ranks"), 4);
+    EXPECT_EQ(m.truncate_after(1, 3), 0);  // nothing more to drop
+  }
+  expect_tables(p, 103, 1, 4);  // every column cut, the values of the kept rows unchanged
+  const auto steps = read_metrics_column(p, "steps", "step");
+  EXPECT_EQ(std::vector<double>(steps.end() - 3, steps.end()), (std::vector<double>{1, 2, 3}));
+  {
+    MetricsFile m(p, true);
+    EXPECT_EQ(m.truncate_after(1, 3), 0);
+    for (int64_t i = 103; i < 250; ++i) m.append(step_row(i));
+    for (int64_t i = 1; i < 3; ++i) m.append(epoch_row(i));
+    for (int64_t i = 4; i < 12; ++i) m.append(rank_row(i));
+    EXPECT_EQ(m.rows("steps"), 250);
+  }
+  expect_tables(p, 250, 3, 12);
+}
+
+// Columns longer than one chunk (1024 rows), cut in the middle of a chunk, at an epoch
+// boundary (step 0), then extended again past the old length.
+TEST_F(StorageMetrics, TruncateAcrossChunksAndAtAnEpochBoundary) {
+  const std::string p = path("metrics.h5");
+  {
+    MetricsFile m(p, false);
+    for (int64_t i = 0; i < 3000; ++i) m.append(step_row(i));  // epochs 1..30
+    for (int64_t i = 0; i < 30; ++i) m.append(epoch_row(i));
+    for (int64_t i = 0; i < 120; ++i) m.append(rank_row(i));
+  }
+  {
+    MetricsFile m(p, true);
+    m.truncate_after(12, 0);
+    EXPECT_EQ(m.rows("steps"), 1200);
+    EXPECT_EQ(m.rows("epochs"), 12);
+    EXPECT_EQ(m.rows("ranks"), 48);
+  }
+  expect_tables(p, 1200, 12, 48);
+  {
+    MetricsFile m(p, true);
+    for (int64_t i = 1200; i < 3500; ++i) m.append(step_row(i));
+    for (int64_t i = 12; i < 35; ++i) m.append(epoch_row(i));
+  }
+  expect_tables(p, 3500, 35, 48);
+}
+
+// Rows not yet written (buffered) are cut too, alone or together with rows on disk.
+TEST_F(StorageMetrics, TruncateCutsBufferedRows) {
+  const std::string p = path("metrics.h5");
+  {
+    MetricsFile m(p, false);
+    for (int64_t i = 0; i < 150; ++i) m.append(step_row(i));
+    m.flush();                                                 // 150 rows on disk
+    for (int64_t i = 150; i < 230; ++i) m.append(step_row(i));  // 80 buffered
+    for (int64_t i = 0; i < 3; ++i) m.append(epoch_row(i));
+    EXPECT_EQ(m.truncate_after(1, 70), (230 - 170) + 2);  // cuts inside the buffer
+    EXPECT_EQ(m.rows("steps"), 170);
+    EXPECT_EQ(m.rows("epochs"), 1);
+    for (int64_t i = 170; i < 180; ++i) m.append(step_row(i));
+    EXPECT_EQ(m.truncate_after(1, 20), 180 - 120);  // cuts the disk rows, drops the buffer
+    EXPECT_EQ(m.rows("steps"), 120);
+    for (int64_t i = 120; i < 130; ++i) m.append(step_row(i));
+    m.append(epoch_row(1));
+  }
+  expect_tables(p, 130, 2, 0);
+}
+
+// The kept rows are the prefix before the first row past the checkpoint: a row out of order
+// after it is dropped as well.
+TEST_F(StorageMetrics, TruncateKeepsThePrefix) {
+  const std::string p = path("metrics.h5");
+  {
+    MetricsFile m(p, false);
+    for (int64_t i = 0; i < 105; ++i) m.append(step_row(i));  // epoch 1, steps 1..5 of epoch 2
+    m.append(step_row(50));                                   // epoch 1 again, step 51
+    EXPECT_EQ(m.truncate_after(1, 2), 4);
+    EXPECT_EQ(m.rows("steps"), 102);
+  }
+  expect_tables(p, 102, 0, 0);
+}
+
+TEST_F(StorageMetrics, TruncateErrors) {
+  const std::string p = path("metrics.h5");
+  MetricsFile m(p, false);
+  m.append(step_row(0));
+  const std::string msg = error_of([&] { m.truncate_after(-1, 0); });
+  EXPECT_EQ(msg, "[metrics] '" + p + "': cannot drop the rows after epoch -1, step 0 (both must be >= 0)");
+  EXPECT_NE(error_of([&] { m.truncate_after(0, -5); }).find("step -5"), std::string::npos);
+  EXPECT_EQ(m.rows("steps"), 1);
+}
+
 TEST_F(StorageMetrics, Errors) {
   const std::string p = path("metrics.h5");
   {
