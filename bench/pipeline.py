@@ -16,6 +16,7 @@ theoretical pipeline bubble. Speed is reported, never asserted.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,7 +66,9 @@ def run(config, extra, np, threads, schedule, m, steps, bits):
     if proc.returncode != 0:
         sys.exit(f"benchmark run failed ({' '.join(cmd)}):\n{proc.stdout}\n{proc.stderr}")
     with open(os.path.join(out, "summary.json")) as f:
-        return json.load(f)
+        summary = json.load(f)
+    shutil.rmtree(out, ignore_errors=True)
+    return summary
 
 
 def main():

@@ -97,7 +97,17 @@ class Server {
   Server() = default;
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
-  ~Server() { kill_all(); }
+  // The work directory (runs, serve.log) is removed unless the test failed, then kept and named.
+  ~Server() {
+    kill_all();
+    if (work_.empty()) return;
+    if (::testing::Test::HasFailure()) {
+      std::printf("[  kept    ] server directory of this failed test: %s\n", work_.c_str());
+    } else {
+      std::error_code ec;
+      fs::remove_all(work_, ec);
+    }
+  }
 
   // Starts the server and waits (bounded) until it printed its address and /healthz answers.
   ::testing::AssertionResult start(int np, std::vector<std::string> extra = {}, double timeout = 90,
