@@ -5,7 +5,11 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/module.h>
+
+#include <algorithm>
+#include <mutex>
 
 #include <cmath>
 #include <limits>
@@ -20,8 +24,38 @@ namespace {
 constexpr double kInitStd = 0.02;
 constexpr double kLayerNormEps = 1e-5;
 
+}  // namespace
+
+at::Tensor gpt_dropout(const at::Tensor& x, double p) {
+  if (!(p > 0.0)) return x;
+  uint64_t seed = 0;
+  {
+    at::Generator g = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(g.mutex());
+    seed = at::check_generator<at::CPUGeneratorImpl>(g)->random64();
+  }
+  const uint32_t q = static_cast<uint32_t>(std::lround(p * 65536.0));  // dropped: 16 bits < q
+  const float scale = 65536.0f / static_cast<float>(65536 - q);
+  at::Tensor mask = at::empty(x.sizes(), x.options().dtype(at::kFloat));
+  float* m = mask.data_ptr<float>();
+  const int64_t n = mask.numel(), words = (n + 3) / 4;
+  at::parallel_for(0, words, 8192, [&](int64_t begin, int64_t end) {
+    for (int64_t w = begin; w < end; ++w) {
+      uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(w + 1);  // splitmix64
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+      z ^= z >> 31;
+      const int64_t base = 4 * w, count = std::min<int64_t>(4, n - base);
+      for (int64_t k = 0; k < count; ++k) m[base + k] = ((z >> (16 * k)) & 0xFFFF) >= q ? scale : 0.0f;
+    }
+  });
+  return x * mask.to(x.scalar_type());
+}
+
+namespace {
+
 at::Tensor maybe_dropout(const at::Tensor& x, double p, bool training) {
-  return p > 0.0 && training ? at::dropout(x, p, true) : x;
+  return p > 0.0 && training ? gpt_dropout(x, p) : x;
 }
 
 // y = x W^T (+ b); W ~ N(0, 0.02), b = 0.

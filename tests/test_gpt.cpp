@@ -261,6 +261,30 @@ TEST(GptModel, DropoutOnlyInTrainingMode) {
   EXPECT_TRUE(at::equal(no_dropout->forward(ids), no_dropout->forward(ids)));
 }
 
+TEST(GptModel, DropoutRateScaleGradientAndReproducibility) {
+  const at::Tensor x = at::ones({1000, 1000});
+  at::manual_seed(5);
+  const at::Tensor a = gpt_dropout(x, 0.1);
+  const double dropped = a.eq(0).to(at::kDouble).mean().item<double>();
+  EXPECT_NEAR(dropped, 6554.0 / 65536.0, 1.5e-3);  // 1e6 draws: sd 3e-4
+  const float scale = 65536.0f / (65536.0f - 6554.0f);
+  EXPECT_TRUE(at::equal(a.ne(0), a.eq(scale))) << "kept elements are scaled by 1 / (1 - q)";
+  EXPECT_NEAR(a.mean().item<double>(), 1.0, 3e-3) << "unbiased";
+  // No pattern along a row or a column (the lanes of one 64-bit word are 4 neighbours).
+  EXPECT_NEAR(a.eq(0).to(at::kDouble).mean(0).std().item<double>(), 0.0095, 0.003);
+  const at::Tensor b = gpt_dropout(x, 0.1);
+  EXPECT_FALSE(at::equal(a, b)) << "each call draws a new mask";
+  at::manual_seed(5);
+  EXPECT_TRUE(at::equal(gpt_dropout(x, 0.1), a)) << "reproducible from torch's generator state";
+  EXPECT_TRUE(at::equal(gpt_dropout(x, 0.0), x));
+  // The gradient is the same mask times the scale.
+  at::manual_seed(9);
+  at::Tensor v = at::randn({64, 33}).requires_grad_(true);
+  const at::Tensor y = gpt_dropout(v, 0.3);
+  y.sum().backward();
+  EXPECT_TRUE(at::allclose(v.grad(), y.detach() / v.detach(), 1e-5, 1e-6));
+}
+
 TEST(GptModel, MemorisesATinyRepeatedText) {
   std::string text;
   for (int i = 0; i < 40; ++i) text += "hello world! ";
