@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "common/splitmix.h"
 #include "datasets/idx.h"
 #include "datasets/text.h"
 
@@ -98,7 +99,7 @@ DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t cont
     splits.val = TensorDataset{x, y};
     splits.features = context;
     splits.classes = text->vocab.size();
-    const int64_t per_epoch = config.windows_per_epoch > 0 ? config.windows_per_epoch : text->train.size(0) / context;
+    const int64_t per_epoch = text_windows_per_epoch(*text, config.windows_per_epoch, context);
     splits.description = text->description + "; " + std::to_string(per_epoch) + " random windows of " +
                          std::to_string(context) + " per epoch, " + std::to_string(splits.val.size()) +
                          " validation windows";
@@ -151,14 +152,15 @@ DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t cont
   return splits;
 }
 
+int64_t text_windows_per_epoch(const TextData& text, int64_t windows, int64_t context) {
+  return windows > 0 ? windows : std::max<int64_t>(1, text.train.size(0) / context);
+}
+
 TensorDataset text_epoch_windows(const TextData& text, int64_t windows, int64_t context, uint64_t seed,
                                  int64_t epoch) {
-  const int64_t n = windows > 0 ? windows : std::max<int64_t>(1, text.train.size(0) / context);
-  // (seed, epoch) -> generator seed: splitmix64 of a combination, so nearby seeds differ.
-  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (static_cast<uint64_t>(epoch) + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(z ^ (z >> 31));
+  const int64_t n = text_windows_per_epoch(text, windows, context);
+  // (seed, epoch) -> generator seed, mixed so that nearby seeds differ.
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(splitmix64(seed, static_cast<uint64_t>(epoch)));
   auto [x, y] = sample_windows(text.train, n, context, gen);
   return TensorDataset{x, y};
 }

@@ -36,8 +36,12 @@ std::string default_dataset_root(const std::string& name);
 // (datasets/idx.h) naming the file and problem.
 DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t context = 0);
 
-// The training windows of epoch `epoch` of a text: `windows` random windows (0 = train
-// characters / context), from a generator seeded by (seed, epoch): the same on every machine.
+// Training windows per epoch of a text: `windows`, or when 0 the train characters / context
+// (at least 1).
+int64_t text_windows_per_epoch(const TextData& text, int64_t windows, int64_t context);
+
+// The training windows of epoch `epoch` of a text: text_windows_per_epoch random windows, from
+// a generator seeded by (seed, epoch): the same on every machine.
 TensorDataset text_epoch_windows(const TextData& text, int64_t windows, int64_t context, uint64_t seed,
                                  int64_t epoch);
 

@@ -15,6 +15,7 @@
 #include <limits>
 #include <sstream>
 
+#include "common/splitmix.h"
 #include "datasets/text.h"
 
 namespace arceus {
@@ -41,10 +42,7 @@ at::Tensor gpt_dropout(const at::Tensor& x, double p) {
   const int64_t n = mask.numel(), words = (n + 3) / 4;
   at::parallel_for(0, words, 8192, [&](int64_t begin, int64_t end) {
     for (int64_t w = begin; w < end; ++w) {
-      uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(w + 1);  // splitmix64
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-      z ^= z >> 31;
+      const uint64_t z = splitmix64(seed, static_cast<uint64_t>(w));
       const int64_t base = 4 * w, count = std::min<int64_t>(4, n - base);
       for (int64_t k = 0; k < count; ++k) m[base + k] = ((z >> (16 * k)) & 0xFFFF) >= q ? scale : 0.0f;
     }

@@ -22,17 +22,11 @@
 #include <cstring>
 #include <string>
 
+#include "common/splitmix.h"
+
 namespace arceus {
 
 namespace {
-
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 inline uint32_t float_bits(float f) {
   uint32_t u;
@@ -154,7 +148,7 @@ void quantize_row(const float* x, int64_t n, float s, int32_t qmax, bool stochas
     return;
   }
   while (n > 0) {  // split at 2^32 index boundaries; the high index bits select the keys
-    const uint64_t hk = mix64(key + (idx0 >> 32) * kGolden);
+    const uint64_t hk = splitmix64_mix(key + (idx0 >> 32) * kSplitmixGamma);
     const uint32_t lo0 = static_cast<uint32_t>(idx0);
     const uint64_t room = (uint64_t{1} << 32) - lo0;
     const int64_t len = static_cast<uint64_t>(n) < room ? n : static_cast<int64_t>(room);
@@ -294,7 +288,7 @@ void encode(const float* x, int64_t rows, int64_t cols, int bits, bool stochasti
   }
 
   const int32_t qmax = qmax_of(bits);
-  const uint64_t key = mix64(seed ^ 0xA0761D6478BD642Full);
+  const uint64_t key = splitmix64_mix(seed ^ 0xA0761D6478BD642Full);
   uint8_t* data = out + static_cast<size_t>(rows) * sizeof(float);
   const size_t row_bytes = bits == 8 ? static_cast<size_t>(cols) : static_cast<size_t>(cols + 1) / 2;
   int8_t buf[kChunk];

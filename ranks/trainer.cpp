@@ -33,6 +33,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/splitmix.h"
 #include "datasets/dataset.h"
 #include "datasets/idx.h"
 #include "datasets/text.h"
@@ -343,12 +344,6 @@ class Wire {
   RankStats& stats_;
 };
 
-uint64_t mix_seed(uint64_t a, uint64_t b) {
-  uint64_t z = a + 0x9E3779B97F4A7C15ULL * (b + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
 // ---------------------------------------------------------------------------------------
 // Checkpoint state of one stage, as it travels between a stage and rank 0.
@@ -471,6 +466,21 @@ NamedArray to_named(const std::string& name, const at::Tensor& t) {
 
 at::Tensor from_named(const NamedArray& a) {
   return at::from_blob(const_cast<float*>(a.data.data()), a.shape, at::kFloat).clone();
+}
+
+// The whole GPT (every layer) with `parameters` loaded by global name, for sampling. Building
+// a model reseeds torch's global generator (per-layer initialisation); its state is restored,
+// so a training's dropout stream is not disturbed.
+std::unique_ptr<StageModel> whole_gpt(const GptConfig& config, uint64_t seed, const std::vector<NamedArray>& parameters) {
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  const at::Tensor rng_state = global.get_state();
+  auto model = make_gpt_slice(config, {0, gpt_layer_count(config)}, seed);
+  global.set_state(rng_state);
+  std::map<std::string, at::Tensor> by_name;
+  for (auto& [name, p] : model->named_parameters()) by_name[name] = p;
+  at::NoGradGuard no_grad;
+  for (const auto& a : parameters) by_name.at(a.name).copy_(from_named(a));
+  return model;
 }
 
 // Variable-size bytes as two messages: the size (State/0), then the bytes (State/1).
@@ -753,7 +763,7 @@ class Stage {
         stats_.flops += 2.0 * fwd_flops * static_cast<double>(rows);
         stats_.backward_flops += 2.0 * fwd_flops * static_cast<double>(rows);
         if (!first_) {
-          const uint64_t seed = mix_seed(mix_seed(job_.config.training.seed, step), static_cast<uint64_t>(stage_ * kMaxMicroBatches + i));
+          const uint64_t seed = splitmix64(splitmix64(job_.config.training.seed, step), static_cast<uint64_t>(stage_ * kMaxMicroBatches + i));
           const at::Tensor dx = xs[i].grad();
           sends.push_back(wire_.send_tensor(dx.reshape({-1, dx.size(-1)}), prev, MsgKind::Gradient, step, i, bits_,
                                             job_.config.communication.stochastic_rounding, seed));
@@ -956,9 +966,7 @@ class Orchestrator {
     const auto& t = job_.config.training;
     const auto& o = job_.config.output;
     {
-      const int64_t n = job_.gpt ? (job_.config.dataset.windows_per_epoch > 0
-                                        ? job_.config.dataset.windows_per_epoch
-                                        : std::max<int64_t>(1, data_.text->train.size(0) / job_.seq))
+      const int64_t n = job_.gpt ? text_windows_per_epoch(*data_.text, job_.config.dataset.windows_per_epoch, job_.seq)
                                  : data_.train.size();
       const int64_t b = job_.config.dataset.batch_size;
       steps_per_epoch_ = (n + b - 1) / b;
@@ -1060,21 +1068,12 @@ class Orchestrator {
   std::string sample_text(int64_t epoch) {
     const auto& o = job_.config.output;
     const auto t0 = Clock::now();
-    // Building a model reseeds torch's global generator (per-layer initialisation): keep the
-    // training's (dropout) random stream where it was.
-    at::Generator global = at::detail::getDefaultCPUGenerator();
-    const at::Tensor rng_state = global.get_state();
-    auto whole = make_gpt_slice(job_.gpt_config, {0, gpt_layer_count(job_.gpt_config)}, job_.config.training.seed);
-    global.set_state(rng_state);
-    std::map<std::string, at::Tensor> params;
-    for (auto& [name, p] : whole->named_parameters()) params[name] = p;
-    {
-      at::NoGradGuard no_grad;
-      for (const StageState& st : gather_states())
-        for (const auto& a : st.parameters) params.at(a.name).copy_(from_named(a));
-    }
+    std::vector<NamedArray> parameters;
+    for (StageState& st : gather_states())
+      for (auto& a : st.parameters) parameters.push_back(std::move(a));
+    auto whole = whole_gpt(job_.gpt_config, job_.config.training.seed, parameters);
     const std::string text = gpt_generate(*whole, data_.text->vocab, "", o.sample_tokens, o.sample_temperature,
-                                          mix_seed(job_.config.training.seed, static_cast<uint64_t>(epoch)));
+                                          splitmix64(job_.config.training.seed, static_cast<uint64_t>(epoch)));
     std::ofstream out(std::filesystem::path(o.dir) / "samples.txt", std::ios::app);
     out << "=== epoch " << epoch << " ===\n" << text << "\n";
     log(format("  sample after epoch %lld (%lld characters, temperature %g, %.1f s):", (long long)epoch,
@@ -1349,7 +1348,7 @@ class Orchestrator {
     if (c.dataset.shuffle && !job_.gpt) {
       std::vector<int64_t> perm(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
-      std::mt19937_64 rng(mix_seed(c.training.seed, static_cast<uint64_t>(epoch)));
+      std::mt19937_64 rng(splitmix64(c.training.seed, static_cast<uint64_t>(epoch)));
       for (int64_t i = n - 1; i > 0; --i) {
         const int64_t j = static_cast<int64_t>(rng() % static_cast<uint64_t>(i + 1));
         std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(j)]);
@@ -1933,13 +1932,7 @@ int run_generate(const GenerateOptions& options) {
     finish_job(job);
     check_checkpoint_matches(ck, config, vocab.size(), options.checkpoint);
     at::set_num_threads(std::max(1, options.threads));
-    auto model = make_gpt_slice(job.gpt_config, {0, gpt_layer_count(job.gpt_config)}, config.training.seed);
-    std::map<std::string, at::Tensor> params;
-    for (auto& [name, p] : model->named_parameters()) params[name] = p;
-    {
-      at::NoGradGuard no_grad;
-      for (const auto& a : ck.parameters) params.at(a.name).copy_(from_named(a));
-    }
+    auto model = whole_gpt(job.gpt_config, config.training.seed, ck.parameters);
     std::string text;
     try {
       text = gpt_generate(*model, vocab, options.prompt, options.tokens, options.temperature, options.seed);
