@@ -22,6 +22,8 @@
 #include <sstream>
 #include <utility>
 
+#include "ranks/schedule/registry.h"
+
 namespace arceus {
 namespace {
 
@@ -46,7 +48,7 @@ const std::map<std::string, std::vector<std::string>>& schema() {
         "schedule", "seed", "max_steps", "lr_schedule", "warmup_steps", "min_learning_rate",
         "grad_clip"}},
       {"communication", {"quantization_bits", "stochastic_rounding"}},
-      {"partition", {"method", "stages", "layers"}},
+      {"partition", {"method", "stages", "layers", "chunks_per_rank"}},
       {"output",
        {"dir", "checkpoint_every", "checkpoint_every_steps", "metrics", "sample_tokens",
         "sample_temperature"}},
@@ -345,6 +347,18 @@ class Section {
     out = decode_int<T>(e->value, join_path(path_, key), e->mark, min, expectation);
   }
 
+  // Integer in [min, max].
+  template <typename T>
+  void integer_in(const std::string& key, T& out, T min, T max,
+                  const std::string& expectation) const {
+    const Entry* e = find(key);
+    if (!e) return;
+    const std::string full = join_path(path_, key);
+    const T value = decode_int<T>(e->value, full, e->mark, min, expectation);
+    if (value > max) ctx_.fail(full, e->mark, expected_got(expectation, e->value));
+    out = value;
+  }
+
   // Finite number satisfying `ok`.
   template <typename Pred>
   void number(const std::string& key, double& out, Pred ok, const std::string& expectation) const {
@@ -628,6 +642,16 @@ void apply_override(const Context& ctx, YAML::Node& root, const Override& o) {
 // ---------------------------------------------------------------------------------------------
 // Section readers.
 
+// training.schedule's choices: the registry's names, in its order (only the multi-chunk ones
+// with `multi_chunk_only`).
+std::vector<std::string> schedule_choices(bool multi_chunk_only = false) {
+  std::vector<std::string> names;
+  for (const ScheduleInfo& info : schedules()) {
+    if (!multi_chunk_only || info.multi_chunk) names.push_back(info.name);
+  }
+  return names;
+}
+
 void read_model(const Section& s, ModelConfig& m) {
   s.choice("type", m.type, {"mlp", "transformer"});
   // Keys of the other model type first: the fix is to remove the key, whatever its value.
@@ -735,7 +759,7 @@ void read_training(const Section& s, TrainingConfig& t) {
       "weight_decay", t.weight_decay, [](double v) { return v >= 0; },
       "a non-negative finite number");
   s.integer<int64_t>("micro_batches", t.micro_batches, 1, "a positive integer");
-  s.choice("schedule", t.schedule, {"sequential", "gpipe", "1f1b"});
+  s.choice("schedule", t.schedule, schedule_choices());
   s.integer<uint64_t>("seed", t.seed, 0, "a non-negative integer");
   s.integer<int64_t>("max_steps", t.max_steps, 0, "a non-negative integer (0 = whole epoch)");
   s.choice("lr_schedule", t.lr_schedule, {"constant", "cosine"});
@@ -758,10 +782,27 @@ void read_communication(const Section& s, CommunicationConfig& c) {
   s.boolean("stochastic_rounding", c.stochastic_rounding);
 }
 
-void read_partition(const Section& s, PartitionConfig& p) {
+void read_partition(const Section& s, PartitionConfig& p, const TrainingConfig& t) {
   s.choice("method", p.method, {"uniform", "balanced"});
   s.stages("stages", p.stages);
   s.layer_lists("layers", p.layers);
+  s.integer_in<int64_t>("chunks_per_rank", p.chunks_per_rank, 1, 8,
+                        "an integer from 1 to 8 (chunks per stage rank)");
+  if (p.chunks_per_rank > 1 && !find_schedule(t.schedule).multi_chunk) {
+    s.fail("chunks_per_rank",
+           "is " + std::to_string(p.chunks_per_rank) +
+               ", which needs a multi-chunk training.schedule (" +
+               quoted_list(schedule_choices(/*multi_chunk_only=*/true)) +
+               "), but training.schedule is '" + t.schedule +
+               "' (one chunk per stage rank; set chunks_per_rank: 1)");
+  }
+  if (p.chunks_per_rank > 1 && !p.layers.empty()) {
+    s.fail("chunks_per_rank",
+           "is " + std::to_string(p.chunks_per_rank) +
+               ", but partition.layers is an explicit placement of one layer range per stage "
+               "rank; remove partition.layers (method places the chunks) or set "
+               "chunks_per_rank: 1");
+  }
 }
 
 void read_output(const Section& s, OutputConfig& o) {
@@ -800,7 +841,7 @@ Config read_config(const Context& ctx, const YAML::Node& root) {
   read_dataset(top.section("dataset_config"), config.dataset, config.model);
   read_training(top.section("training"), config.training);
   read_communication(top.section("communication"), config.communication);
-  read_partition(top.section("partition"), config.partition);
+  read_partition(top.section("partition"), config.partition, config.training);
   read_output(top.section("output"), config.output);
   top.boolean("resume", config.resume);
   return config;
@@ -968,6 +1009,7 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "layers" << YAML::Value << YAML::Flow << YAML::BeginSeq;
   for (const auto& stage : p.layers) emit_ints(out, stage);
   out << YAML::EndSeq;
+  out << YAML::Key << "chunks_per_rank" << YAML::Value << std::to_string(p.chunks_per_rank);
   out << YAML::EndMap;
 
   out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "ranks/schedule/registry.h"
+
 namespace arceus {
 
 // Thrown for any bad key or value; the message names the key, the value and what was expected.
@@ -61,7 +63,8 @@ struct TrainingConfig {
   double momentum = 0.0;               // sgd only; 0 = the original's plain SGD
   double weight_decay = 0.0;
   int64_t micro_batches = 1;           // M: micro-batches per batch
-  std::string schedule = "sequential"; // sequential | gpipe | 1f1b
+  // A name from the schedule registry (ranks/schedule/registry.h); default its first entry.
+  std::string schedule = schedules().front().name;
   uint64_t seed = 42;                  // weights, data order, stochastic rounding
   int64_t max_steps = 0;               // 0 = whole epoch; else at most N steps per epoch
   std::string lr_schedule = "constant";  // constant | cosine (decay to min_learning_rate)
@@ -79,6 +82,9 @@ struct PartitionConfig {
   std::string method = "uniform";          // uniform | balanced
   int64_t stages = 0;                      // 0 = auto (world size - 1, or 1 alone)
   std::vector<std::vector<int64_t>> layers;  // explicit placement; overrides method
+  // Chunks (virtual stages) per stage rank for multi-chunk schedules (multi_chunk in the
+  // registry): 1..8; more than 1 needs such a training.schedule and no explicit layers.
+  int64_t chunks_per_rank = 1;
 };
 
 struct OutputConfig {

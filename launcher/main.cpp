@@ -13,8 +13,8 @@
 #include "config/config.h"
 #include "launcher/blas.h"
 #include "launcher/serve.h"
-#include "ranks/comm.h"
-#include "ranks/trainer.h"
+#include "launcher/commands.h"
+#include "ranks/mpi_transport.h"
 #include "storage/storage.h"
 
 namespace {
@@ -127,9 +127,9 @@ int main(int argc, char** argv) {
     options.progress = (isatty(STDOUT_FILENO) && !launched) ? "bar" : "lines";
   }
 
-  arceus::Comm* comm = nullptr;
+  arceus::MpiTransport* comm = nullptr;
   try {
-    comm = &arceus::Comm::init(&argc, &argv);
+    comm = &arceus::MpiTransport::init(&argc, &argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
@@ -151,6 +151,6 @@ int main(int argc, char** argv) {
     if (comm->size() > 1) comm->abort(1);
     code = 1;
   }
-  arceus::Comm::finalize();
+  arceus::MpiTransport::finalize();
   return code;
 }

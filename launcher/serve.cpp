@@ -43,7 +43,8 @@
 
 #include "config/config.h"
 #include "partition/partition.h"
-#include "ranks/comm.h"
+#include "ranks/placement.h"
+#include "ranks/transport.h"
 #include "ranks/trainer.h"
 
 #ifndef ARCEUS_SOURCE_DIR
@@ -380,11 +381,7 @@ std::string transformer_layer_name(const Config& c, int64_t layer) {
   return "blocks." + std::to_string(layer - 1);
 }
 
-std::string rank_role(int rank, int world, size_t stages) {
-  if (world == 1) return "orchestrator+stage";
-  if (rank == 0) return "orchestrator";
-  return static_cast<size_t>(rank) <= stages ? "stage" : "idle";
-}
+std::string rank_role(int rank, int world, size_t stages) { return role_of(rank, world, static_cast<int64_t>(stages)); }
 
 // The stages of a plan: {"stage" (1-based), "rank", "host", "layers" [first, last], ...}. An
 // MLP's stage also has its "layer_sizes" and "parameters"; a transformer's its "layer_names"
@@ -828,7 +825,14 @@ class Api {
   void place(JobRecord& job, const std::string& what) {
     std::vector<LayerRange> plan;
     try {
-      plan = make_plan(job.config, s_.world);
+      const Placement p = make_placement(job.config, s_.world);
+      if (p.chunks_per_rank > 1) {
+        throw HttpError(400, "[serve] partition.chunks_per_rank = " + std::to_string(p.chunks_per_rank) +
+                                 ": the REST shim places one chunk per stage; run multi-chunk schedules with arceus train");
+      }
+      plan = p.chunks;
+    } catch (const HttpError&) {
+      throw;
     } catch (const std::exception& e) {
       throw HttpError(400, e.what());
     }
@@ -1072,7 +1076,7 @@ class Api {
 // Rank 0's main thread: the job queue.
 
 // Runs queued jobs one at a time until shutdown.
-void run_queue(Comm& comm, ServeState& s, const TrainOptions& train) {
+void run_queue(Transport& comm, ServeState& s, const TrainOptions& train) {
   while (true) {
     std::shared_ptr<JobRecord> job;
     {
@@ -1192,7 +1196,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
   return cmd;
 }
 
-int run_serve(Comm& comm, const ServeOptions& options, const TrainOptions& train) {
+int run_serve(Transport& comm, const ServeOptions& options, const TrainOptions& train) {
   // Collective: every rank, once, before the workers start waiting for jobs.
   const std::vector<std::string> hosts = comm.all_hosts();
   if (comm.rank() != 0) {

@@ -16,7 +16,7 @@ class App;
 
 namespace arceus {
 
-class Comm;
+class Transport;
 struct TrainOptions;
 
 struct ServeOptions {
@@ -38,6 +38,6 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
 // Every rank calls this (it starts with a collective). Rank 0 serves until POST /api/shutdown
 // or SIGINT/SIGTERM, then ends the workers; returns the process exit code (0 after a clean
 // shutdown, 1 when the address cannot be bound).
-int run_serve(Comm& comm, const ServeOptions& serve, const TrainOptions& train);
+int run_serve(Transport& comm, const ServeOptions& serve, const TrainOptions& train);
 
 }  // namespace arceus

@@ -197,19 +197,31 @@ class GptSlice final : public StageModel, public torch::nn::Module {
     mask_ = at::ones({c.context, c.context}, at::kBool).triu(1);
   }
 
-  at::Tensor forward(const at::Tensor& input) override {
+  at::Tensor forward(const at::Tensor& input, std::vector<at::Tensor>* boundaries) override {
     at::Tensor x = input;
     check_input(x);
     const int64_t t = x.size(1);
+    bool started = false;  // a boundary precedes every layer but the slice's first
+    auto boundary = [&] {
+      if (boundaries && started) boundaries->push_back(x);
+      started = true;
+    };
     if (embed_) {
+      boundary();
       if (x.scalar_type() != at::kLong) x = x.to(at::kLong);
       x = (*embed_)(x);
     }
     if (!blocks_.empty()) {
       const at::Tensor mask = mask_.narrow(0, 0, t).narrow(1, 0, t);
-      for (const auto& block : blocks_) x = (*block)(x, mask);
+      for (const auto& block : blocks_) {
+        boundary();
+        x = (*block)(x, mask);
+      }
     }
-    if (head_) x = (*head_)(x);
+    if (head_) {
+      boundary();
+      x = (*head_)(x);
+    }
     return x;
   }
 
@@ -346,6 +358,7 @@ std::unique_ptr<StageModel> make_gpt_slice(const GptConfig& config, LayerRange r
        << " layers (embeddings, " << config.n_blocks << " blocks, head)";
     throw std::invalid_argument(os.str());
   }
+  std::lock_guard<std::mutex> lock(construction_mutex());
   return std::make_unique<GptSlice>(config, range, seed);
 }
 

@@ -9,6 +9,11 @@
 
 namespace arceus {
 
+std::mutex& construction_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 int64_t StageModel::parameter_count() {
   int64_t n = 0;
   for (auto& [name, p] : named_parameters()) n += p.numel();
@@ -32,9 +37,10 @@ class MlpSlice final : public StageModel, public torch::nn::Module {
     out_ = sizes[static_cast<size_t>(range.end())];
   }
 
-  at::Tensor forward(const at::Tensor& x) override {
+  at::Tensor forward(const at::Tensor& x, std::vector<at::Tensor>* boundaries) override {
     at::Tensor h = x;
     for (size_t j = 0; j < linears_.size(); ++j) {
+      if (boundaries && j > 0) boundaries->push_back(h);
       h = linears_[j]->forward(h);
       if (range_.first + static_cast<int64_t>(j) != last_layer_) h = at::relu(h);
     }
@@ -76,6 +82,7 @@ std::unique_ptr<StageModel> make_mlp_slice(const std::vector<int64_t>& layer_siz
        << layers << " layers";
     throw std::invalid_argument(os.str());
   }
+  std::lock_guard<std::mutex> lock(construction_mutex());
   return std::make_unique<MlpSlice>(layer_sizes, range, seed);
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,11 @@ class StageModel {
  public:
   virtual ~StageModel() = default;
   // MLP: x [rows, in_features()] -> [rows, out_features()] (logits when the slice ends the
-  // model). GPT slices take token ids or [rows, T, n_emb]: see models/gpt.h.
-  virtual at::Tensor forward(const at::Tensor& x) = 0;
+  // model). GPT slices take token ids or [rows, T, n_emb]: see models/gpt.h. With
+  // `boundaries`, the output of every layer of the slice but its last is appended to it (in
+  // layer order): a split backward takes the gradients of these first (I), then each layer's
+  // weight gradients from its own output (W), so no layer's input gradient is computed twice.
+  virtual at::Tensor forward(const at::Tensor& x, std::vector<at::Tensor>* boundaries = nullptr) = 0;
   // Trainable tensors with their global names (e.g. "layers.2.weight"), the same names
   // whatever the partition, so checkpoints are partition-independent.
   virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() = 0;
@@ -36,7 +40,10 @@ class StageModel {
 
 // Layers [range.first, range.end()) of the MLP `layer_sizes`: Linear, with ReLU after every
 // layer but the model's last. Layer i is initialised from a generator seeded by (seed, i),
-// so the same seed gives the same weights whatever the partition.
+// so the same seed gives the same weights whatever the partition. Model construction seeds
+// torch's global generator: the factories serialise it (construction_mutex), so ranks that are
+// threads of one process build their slices safely.
+std::mutex& construction_mutex();
 std::unique_ptr<StageModel> make_mlp_slice(const std::vector<int64_t>& layer_sizes, LayerRange range,
                                            uint64_t seed);
 

@@ -1,5 +1,7 @@
-// `arceus train`: set-up on rank 0, then the orchestrator loop on rank 0 and the stage loop
-// on ranks 1..S (or everything on rank 0 when the world has one process). Torch-free header.
+// A job's life on every rank: set-up on rank 0 and its broadcast, then the orchestrator on
+// rank 0 (ranks/orchestrator.h) and the stage workers on ranks 1..S (ranks/stage_worker.h).
+// One process (no mpirun) runs the reference: rank 0 and one stage as two threads over the
+// in-process transport, through the same code. Torch-free header.
 #pragma once
 
 #include <functional>
@@ -9,7 +11,8 @@
 
 #include "config/config.h"
 #include "partition/partition.h"
-#include "ranks/comm.h"
+#include "ranks/transport.h"
+#include "storage/storage.h"
 
 namespace arceus {
 
@@ -39,12 +42,6 @@ class JobObserver {
   virtual bool stop_requested() { return false; }
 };
 
-// The stages of a job on a world of `world` ranks: rank 0 orchestrates, so world - 1 stages
-// (or partition.stages / partition.layers); one stage when world is 1. Throws PartitionError.
-// `vocab` (a GPT's vocabulary size) refines the balanced partition of a transformer; 0 = not
-// known yet (a 256-character stand-in).
-std::vector<LayerRange> make_plan(const Config& config, int world, int64_t vocab = 0);
-
 struct JobResult {
   std::string state;      // completed | stopped | failed
   std::string error;      // when failed
@@ -55,39 +52,37 @@ struct JobResult {
 // model against it, broadcasts the job to the workers, then orchestrates it. A set-up error
 // (ConfigError, DataError, PartitionError) is returned as state "failed" after the workers
 // were told (they go back to waiting, or exit in `train`). Errors during training throw.
-JobResult run_job(Comm& comm, const Config& config, const TrainOptions& options, JobObserver* observer);
+// A world of one process runs the reference in-process (see above).
+JobResult run_job(Transport& transport, const Config& config, const TrainOptions& options, JobObserver* observer);
+
+// The whole job in this process: rank 0 on the calling thread and `ranks` - 1 stage ranks as
+// threads over the in-process transport, placed as `mpirun -np ranks` would place them (but
+// reported as one process, its inputs unquantized). For tests that compare schedules and
+// partitions with the reference without mpirun. A rank waiting longer than `timeout_seconds`
+// for a message fails the job (0 = never).
+JobResult run_in_process(int ranks, const Config& config, const TrainOptions& options, JobObserver* observer,
+                         double timeout_seconds = 0);
+
+// `arceus eval`: validation loss and accuracy of `checkpoint`'s parameters on the config's
+// validation split, in this process (the reference placement). Throws on a set-up error.
+struct EvalResult {
+  double loss = 0, accuracy = 0;
+  int64_t samples = 0;
+  std::string dataset;
+};
+EvalResult evaluate_checkpoint(const Config& config, const CheckpointData& checkpoint, const TrainOptions& options,
+                               const std::string& host);
 
 // Rank 0 only: tells a set-up failure found before run_job (e.g. a config that does not
 // parse) to the workers, so none of them waits forever.
-void broadcast_setup_failure(Comm& comm, const std::string& error);
+void broadcast_setup_failure(Transport& transport, const std::string& error);
 
 // Rank 0 only: ends worker_loop on every other rank.
-void shutdown_workers(Comm& comm);
+void shutdown_workers(Transport& transport);
 
 // Ranks 1..N-1: wait (yielding) for jobs from rank 0 and run their stage of each. With
 // `serve` false, returns after one job (exit code 0, or 1 when its set-up failed); with
 // `serve` true, loops until shutdown_workers.
-int worker_loop(Comm& comm, const TrainOptions& options, bool serve);
-
-// `arceus eval`: validation loss and accuracy of a checkpoint's weights on the config's
-// validation split, on one process (an error under mpirun with more ranks). Returns the exit code.
-int run_eval(Comm& comm, const TrainOptions& options, const std::string& checkpoint);
-
-// `arceus generate`: text from a transformer checkpoint (one process, no MPI).
-struct GenerateOptions {
-  std::string checkpoint;
-  std::string prompt;        // UTF-8; every character must be in the checkpoint's vocabulary
-  int64_t tokens = 200;      // characters to generate
-  double temperature = 0.8;  // > 0 samples from softmax(logits / T); 0 = argmax
-  uint64_t seed = 1;         // the sampling generator's seed
-  int threads = 1;
-};
-// Prints the prompt followed by the generated text. Returns the exit code (errors on stderr).
-int run_generate(const GenerateOptions& options);
-
-// `arceus train`: the whole job on every rank. Returns the process exit code (0 on
-// success). Set-up errors are printed once by rank 0 and every rank returns 1. Errors
-// during training are thrown (the launcher prints them and aborts the world).
-int run_train(Comm& comm, const TrainOptions& options);
+int worker_loop(Transport& transport, const TrainOptions& options, bool serve);
 
 }  // namespace arceus

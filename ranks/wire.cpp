@@ -47,6 +47,7 @@ void check_header(const WireHeader& got, const WireHeader& expected, uint64_t re
   expect_field(errors, "kind", got.kind, expected.kind);
   expect_field(errors, "step", got.step, expected.step);
   expect_field(errors, "micro_batch", got.micro_batch, expected.micro_batch);
+  expect_field(errors, "chunk", got.chunk, expected.chunk);
   expect_field(errors, "bits", got.bits, expected.bits);
   expect_field(errors, "rows", got.rows, expected.rows);
   expect_field(errors, "cols", got.cols, expected.cols);

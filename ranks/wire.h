@@ -14,7 +14,7 @@ class WireError : public std::runtime_error {
 };
 
 inline constexpr uint32_t kWireMagic = 0x41524345;  // "ARCE"
-inline constexpr uint16_t kWireVersion = 2;  // 2: ControlPayload carries the learning rate; Norm
+inline constexpr uint16_t kWireVersion = 3;  // 2: learning rate in ControlPayload, Norm; 3: chunk
 
 // What a message carries. Values are part of the wire format: never renumber.
 enum class MsgKind : uint16_t {
@@ -42,7 +42,7 @@ struct WireHeader {
   uint32_t step = 0;         // global step counter of the sender (checked by the receiver)
   uint16_t micro_batch = 0;  // index within the step
   uint8_t bits = kBitsRaw;   // 32 | 16 | 8 | 4 for codec payloads, 0 for raw structs
-  uint8_t reserved = 0;
+  uint8_t chunk = 0;         // activations and gradients: the chunk that receives it; else 0
   int64_t rows = 0;          // shape of a codec payload [rows, cols]
   int64_t cols = 0;
   uint64_t payload_bytes = 0;
@@ -55,20 +55,24 @@ static_assert(sizeof(WireHeader) == 40, "WireHeader is part of the wire format")
 void check_header(const WireHeader& got, const WireHeader& expected, uint64_t received_bytes,
                   const std::string& from);
 
-// Tags: kind in the high bits, micro-batch in the low 11 bits (the largest tag, Norm/2047 =
-// 20479, stays under 32767, the MPI_TAG_UB every MPI guarantees). Micro-batches per step are
-// limited to kMaxMicroBatches so every (kind, micro-batch) pair has its own tag, and MPI's
-// per-(source, tag) ordering keeps consecutive steps apart.
-inline constexpr int kMaxMicroBatches = 2048;
-inline int make_tag(MsgKind kind, int64_t micro_batch) {
-  return static_cast<int>(kind) * kMaxMicroBatches + static_cast<int>(micro_batch);
+// Tags: kind in the high 4 bits, then the chunk's round (chunk / S: which of a rank's
+// chunks, 0..kMaxChunksPerRank-1) in 3 bits, then the micro-batch in 8 bits. The largest tag,
+// Norm/7/255 = 20479, stays under 32767, the MPI_TAG_UB every MPI guarantees. Every (kind,
+// round, micro-batch) has its own tag, and MPI's per-(source, tag) ordering keeps
+// consecutive steps apart. Chunks of one job: at most kMaxChunks (the header's chunk field).
+inline constexpr int kMaxMicroBatches = 256;
+inline constexpr int kMaxChunksPerRank = 8;
+inline constexpr int kMaxChunks = 255;
+inline int make_tag(MsgKind kind, int64_t micro_batch, int64_t round = 0) {
+  return (static_cast<int>(kind) * kMaxChunksPerRank + static_cast<int>(round)) * kMaxMicroBatches +
+         static_cast<int>(micro_batch);
 }
 
 // Control messages (payload of MsgKind::Control).
 enum class Command : uint32_t { Train = 1, Eval = 2, EpochEnd = 3, Stop = 4, Checkpoint = 5 };
 struct ControlPayload {
   uint32_t command = 0;  // Command
-  uint32_t epoch = 0;
+  uint32_t reserved = 0;
   int64_t rows = 0;           // samples in this batch
   int64_t micro_batches = 0;  // M for this batch (already capped at rows)
   double learning_rate = 0;   // Train: the rate of this step (rank 0 owns warm-up and decay)

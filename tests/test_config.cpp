@@ -57,6 +57,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.partition.method, b.partition.method);
   EXPECT_EQ(a.partition.stages, b.partition.stages);
   EXPECT_EQ(a.partition.layers, b.partition.layers);
+  EXPECT_EQ(a.partition.chunks_per_rank, b.partition.chunks_per_rank);
   EXPECT_EQ(a.output.dir, b.output.dir);
   EXPECT_EQ(a.output.checkpoint_every, b.output.checkpoint_every);
   EXPECT_EQ(a.output.checkpoint_every_steps, b.output.checkpoint_every_steps);
@@ -322,7 +323,7 @@ TEST(ConfigValidation, EachBadValueIsNamed) {
       {"training: {weight_decay: -1e-4}", "training.weight_decay", "-1e-4", "non-negative"},
       {"training: {micro_batches: 0}", "training.micro_batches", "0", "positive integer"},
       {"training: {schedule: pipedream}", "training.schedule", "'pipedream'",
-       "one of 'sequential', 'gpipe', '1f1b'"},
+       "one of 'sequential', 'gpipe', '1f1b', 'interleaved', 'zb1p'"},
       {"training: {seed: -1}", "training.seed", "-1", "non-negative integer"},
       {"training: {seed: 18446744073709551616}", "training.seed", "18446744073709551616",
        "at most 18446744073709551615"},
@@ -1111,6 +1112,128 @@ TEST(ConfigCheckpointKeys, ParseValidateAndRoundTrip) {
   const Config e = parse_config("", {{"resume", "true"}, {"output.checkpoint_every_steps", "10"}});
   EXPECT_TRUE(e.resume);
   EXPECT_EQ(e.output.checkpoint_every_steps, 10);
+}
+
+}  // namespace
+}  // namespace arceus
+
+// partition.chunks_per_rank and training.schedule, both read from the schedule registry.
+namespace arceus {
+namespace {
+
+TEST(ConfigSchedule, DefaultsComeFromTheRegistry) {
+  const Config c = parse_config("");
+  EXPECT_EQ(c.training.schedule, schedules().front().name);
+  EXPECT_EQ(c.partition.chunks_per_rank, 1);
+  EXPECT_EQ(Config().partition.chunks_per_rank, 1);
+  expect_contains(to_yaml(c), {"chunks_per_rank: 1"});
+}
+
+TEST(ConfigSchedule, EveryRegisteredScheduleIsAccepted) {
+  for (const ScheduleInfo& info : schedules()) {
+    EXPECT_EQ(parse_config("training: {schedule: " + info.name + "}").training.schedule, info.name);
+  }
+  // The error lists the registry's names, in its order.
+  std::string names;
+  for (const ScheduleInfo& info : schedules()) {
+    names += (names.empty() ? "'" : ", '") + info.name + "'";
+  }
+  expect_contains(error_of("training: {schedule: pipedream}"),
+                  {"training.schedule", "one of " + names});
+  expect_contains(error_of("training: {schedule: ZB1P}"), {"did you mean 'zb1p'?"});
+}
+
+TEST(ConfigSchedule, ChunksPerRankParsesWithAMultiChunkSchedule) {
+  const Config c = parse_config(
+      "training: {schedule: interleaved, micro_batches: 8}\n"
+      "partition: {stages: 4, chunks_per_rank: 2}\n");
+  EXPECT_EQ(c.partition.chunks_per_rank, 2);
+  EXPECT_EQ(parse_config("partition: {chunks_per_rank: 8}\ntraining: {schedule: interleaved}")
+                .partition.chunks_per_rank,
+            8);
+  // 1 is fine with any schedule, also next to an explicit placement.
+  for (const ScheduleInfo& info : schedules()) {
+    EXPECT_EQ(parse_config("training: {schedule: " + info.name +
+                           "}\npartition: {chunks_per_rank: 1, layers: [[0], [1, 2]]}")
+                  .partition.chunks_per_rank,
+              1);
+  }
+}
+
+TEST(ConfigSchedule, ChunksPerRankBadValuesAreNamed) {
+  const std::string with = "training: {schedule: interleaved}\npartition: {chunks_per_rank: ";
+  for (const char* bad : {"0", "-1", "9", "100"}) {
+    expect_contains(error_of(with + bad + "}"),
+                    {"partition.chunks_per_rank", std::string("got ") + bad,
+                     "an integer from 1 to 8", "(line 2)"});
+  }
+  expect_contains(error_of(with + "two}"), {"partition.chunks_per_rank", "'two'", "from 1 to 8"});
+  expect_contains(error_of(with + "2.0}"), {"partition.chunks_per_rank", "2.0", "from 1 to 8"});
+  expect_contains(error_of(with + "99999999999999999999}"),
+                  {"partition.chunks_per_rank", "99999999999999999999"});
+}
+
+TEST(ConfigSchedule, ChunksPerRankNeedsAMultiChunkSchedule) {
+  std::vector<std::string> accepting;
+  for (const ScheduleInfo& info : schedules()) {
+    if (info.multi_chunk) accepting.push_back("'" + info.name + "'");
+  }
+  ASSERT_FALSE(accepting.empty());
+  for (const ScheduleInfo& info : schedules()) {
+    const std::string yaml =
+        "training: {schedule: " + info.name + "}\npartition: {chunks_per_rank: 2}\n";
+    if (info.multi_chunk) {
+      EXPECT_EQ(parse_config(yaml).partition.chunks_per_rank, 2) << info.name;
+      continue;
+    }
+    std::vector<std::string> parts = {"partition.chunks_per_rank", "is 2", "training.schedule",
+                                      "'" + info.name + "'", "(line 2)"};
+    parts.insert(parts.end(), accepting.begin(), accepting.end());
+    expect_contains(error_of(yaml), parts);
+  }
+  // The default schedule takes one chunk per rank.
+  ASSERT_FALSE(schedules().front().multi_chunk);
+  expect_contains(error_of("partition: {chunks_per_rank: 3}"),
+                  {"partition.chunks_per_rank", "is 3", "training.schedule"});
+}
+
+TEST(ConfigSchedule, ChunksPerRankWithExplicitLayersIsAnError) {
+  expect_contains(error_of("training: {schedule: interleaved}\n"
+                           "partition: {chunks_per_rank: 2, layers: [[0], [1], [2], [3]]}\n"),
+                  {"partition.chunks_per_rank", "is 2", "partition.layers",
+                   "one layer range per stage rank"});
+}
+
+TEST(ConfigSchedule, ChunksPerRankFromTheCommandLine) {
+  const Config c =
+      parse_config("training: {schedule: interleaved}", sets({"partition.chunks_per_rank=4"}));
+  EXPECT_EQ(c.partition.chunks_per_rank, 4);
+  const Config d =
+      parse_config("", sets({"training.schedule=interleaved", "partition.chunks_per_rank=3"}));
+  EXPECT_EQ(d.partition.chunks_per_rank, 3);
+  expect_contains(error_of("training: {schedule: 1f1b}", sets({"partition.chunks_per_rank=3"})),
+                  {"partition.chunks_per_rank", "(from --set partition.chunks_per_rank=3)",
+                   "'1f1b'"});
+  expect_contains(error_of("", sets({"partition.chunks_per_rank=9"})),
+                  {"partition.chunks_per_rank", "got 9",
+                   "(from --set partition.chunks_per_rank=9)"});
+  expect_contains(error_of("", sets({"partition.chunk_per_rank=2"})),
+                  {"partition.chunk_per_rank", "unknown key", "did you mean 'chunks_per_rank'?"});
+}
+
+TEST(ConfigSchedule, ChunksPerRankRoundTrip) {
+  Config c;
+  c.training.schedule = "interleaved";
+  c.training.micro_batches = 12;
+  c.partition.method = "balanced";
+  c.partition.stages = 3;
+  c.partition.chunks_per_rank = 4;
+  const std::string text = to_yaml(c);
+  SCOPED_TRACE(text);
+  expect_contains(text, {"schedule: interleaved", "chunks_per_rank: 4"});
+  const Config back = parse_config(text, {}, "<to_yaml>");
+  expect_same(back, c);
+  EXPECT_EQ(to_yaml(back), text);
 }
 
 }  // namespace

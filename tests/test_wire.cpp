@@ -60,12 +60,22 @@ TEST(Wire, ShortMessageIsAnError) {
   EXPECT_NE(e2.find("header announces"), std::string::npos) << e2;
 }
 
-TEST(Wire, TagsAreDistinctPerKindAndMicroBatch) {
+TEST(Wire, TagsAreDistinctPerKindRoundAndMicroBatch) {
   std::set<int> tags;
   for (auto k : {MsgKind::Control, MsgKind::Input, MsgKind::Labels, MsgKind::Activation, MsgKind::Gradient,
                  MsgKind::Metrics, MsgKind::Stats, MsgKind::State, MsgKind::Norm})
-    for (int mb = 0; mb < kMaxMicroBatches; mb += 97) EXPECT_TRUE(tags.insert(make_tag(k, mb)).second);
-  EXPECT_LE(make_tag(MsgKind::Norm, kMaxMicroBatches - 1), 32767);  // MPI guarantees tags up to 32767
+    for (int round = 0; round < kMaxChunksPerRank; ++round)
+      for (int mb = 0; mb < kMaxMicroBatches; ++mb)
+        EXPECT_TRUE(tags.insert(make_tag(k, mb, round)).second) << kind_name(k) << " round " << round << " mb " << mb;
+  // MPI guarantees tags up to 32767.
+  EXPECT_LE(make_tag(MsgKind::Norm, kMaxMicroBatches - 1, kMaxChunksPerRank - 1), 32767);
+}
+
+TEST(Wire, ChunkMismatchIsNamed) {
+  WireHeader got = header();
+  got.chunk = 3;
+  const std::string e = error_of(got, kFull);
+  EXPECT_NE(e.find("chunk=3 (expected 0)"), std::string::npos) << e;
 }
 
 }  // namespace

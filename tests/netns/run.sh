@@ -224,6 +224,12 @@ mpi_base=(mpirun --allow-run-as-root
   --mca btl tcp,self
   --mca btl_tcp_if_include "$ARCEUS_NETNS_SUBNET.0/24"
   --mca oob_tcp_if_include "$ARCEUS_NETNS_SUBNET.0/24")
+# The "hosts" start from the agent's environment: hand them the BLAS kernel choice of this
+# machine (set here on some processors), so both runs compute with the same kernels and their
+# losses can be compared bit for bit.
+for v in OPENBLAS_CORETYPE OPENBLAS_L2_SIZE; do
+  if [ -n "${!v:-}" ]; then mpi_base+=(-x "$v=${!v}"); fi
+done
 mpi_cmd=("${mpi_base[@]}" --mca btl_base_verbose 30 "$BIN" "${TRAIN_ARGS[@]}" --set "output.dir=$work/netns")
 log "3 hosts: $(printf '%q ' "${mpi_cmd[@]}")"
 t0=$SECONDS

@@ -1,0 +1,147 @@
+#include "ranks/mpi_transport.h"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <sstream>
+
+namespace arceus {
+
+namespace {
+
+MpiTransport* g_world = nullptr;
+
+std::string mpi_error_string(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  return std::string(text, static_cast<size_t>(len));
+}
+
+// Throws TransportError naming the call, where it was made, the peer, tag and byte count.
+void check(int code, const char* call, const char* file, int line, int peer = -1, int tag = -1,
+           size_t bytes = 0) {
+  if (code == MPI_SUCCESS) return;
+  std::ostringstream os;
+  os << "[mpi] " << call << " failed at " << file << ":" << line << ": " << mpi_error_string(code);
+  if (peer >= 0) os << " (peer rank " << peer << ", tag " << tag << ", " << bytes << " bytes)";
+  throw TransportError(os.str());
+}
+#define MPI_CHECK(call, ...) check((call), #call, __FILE__, __LINE__, ##__VA_ARGS__)
+
+}  // namespace
+
+MpiTransport& MpiTransport::init(int* argc, char*** argv) {
+  if (g_world) return *g_world;
+  int already = 0;
+  MPI_Initialized(&already);
+  if (!already) {
+    int provided = 0;
+    MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    if (provided < MPI_THREAD_FUNNELED) {
+      throw TransportError("[mpi] MPI_Init_thread granted thread level " + std::to_string(provided) +
+                           ", need MPI_THREAD_FUNNELED");
+    }
+  }
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  auto* w = new MpiTransport();
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &w->size_));
+  char name[MPI_MAX_PROCESSOR_NAME];
+  int len = 0;
+  MPI_CHECK(MPI_Get_processor_name(name, &len));
+  w->host_.assign(name, static_cast<size_t>(len));
+  // The world ranks sharing this node: the shared-memory split, its members' world ranks.
+  MPI_Comm local;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
+  int local_size = 0;
+  MPI_CHECK(MPI_Comm_size(local, &local_size));
+  w->node_ranks_.assign(static_cast<size_t>(local_size), 0);
+  MPI_CHECK(MPI_Allgather(&w->rank_, 1, MPI_INT, w->node_ranks_.data(), 1, MPI_INT, local));
+  MPI_Comm_free(&local);
+  std::sort(w->node_ranks_.begin(), w->node_ranks_.end());
+  g_world = w;
+  return *g_world;
+}
+
+void MpiTransport::finalize() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Finalize();
+}
+
+Request MpiTransport::isend(std::vector<uint8_t> bytes, int dest, int tag) {
+  auto handle = std::make_shared<MPI_Request>(MPI_REQUEST_NULL);
+  MPI_Request* h = handle.get();
+  Request r = make_request(std::move(handle), std::move(bytes), dest, tag, false);
+  auto& buf = buffer_of(r);
+  MPI_CHECK(MPI_Isend(buf.data(), static_cast<int>(buf.size()), MPI_BYTE, dest, tag, MPI_COMM_WORLD, h), dest, tag,
+            buf.size());
+  return r;
+}
+
+Request MpiTransport::irecv(size_t bytes, int source, int tag) {
+  auto handle = std::make_shared<MPI_Request>(MPI_REQUEST_NULL);
+  MPI_Request* h = handle.get();
+  Request r = make_request(std::move(handle), std::vector<uint8_t>(bytes), source, tag, true);
+  MPI_CHECK(MPI_Irecv(buffer_of(r).data(), static_cast<int>(bytes), MPI_BYTE, source, tag, MPI_COMM_WORLD, h),
+            source, tag, bytes);
+  return r;
+}
+
+bool MpiTransport::test(Request& r) {
+  if (!is_active(r)) return true;
+  int done = 0;
+  MPI_Status status;
+  MPI_CHECK(MPI_Test(impl_of<MPI_Request>(r), &done, &status), r.peer(), r.tag(), r.buffer().size());
+  if (!done) return false;
+  int count = 0;
+  if (is_receive(r)) {
+    // A message longer than the posted buffer makes MPI_Test return MPI_ERR_TRUNCATE (checked
+    // above); status.MPI_ERROR is not set by single-request completion calls.
+    MPI_Get_count(&status, MPI_BYTE, &count);
+  }
+  complete(r, static_cast<size_t>(count));
+  return true;
+}
+
+void MpiTransport::wait_raw(void* handle, int peer, int tag) {
+  // Collectives wait like point-to-point requests (test + back-off), not in a busy MPI_Wait.
+  auto pending = make_request(std::shared_ptr<void>(handle, [](void*) {}), {}, peer, tag, false);
+  wait(pending);
+}
+
+void MpiTransport::broadcast(std::vector<uint8_t>& bytes, int root) {
+  if (size_ == 1) return;
+  uint64_t n = bytes.size();
+  MPI_Request req;
+  MPI_CHECK(MPI_Ibcast(&n, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, &req));
+  wait_raw(&req, root, -1);
+  bytes.resize(n);
+  MPI_CHECK(MPI_Ibcast(bytes.data(), static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD, &req));
+  wait_raw(&req, root, -1);
+}
+
+std::vector<std::string> MpiTransport::all_hosts() {
+  char mine[MPI_MAX_PROCESSOR_NAME] = {0};
+  host_.copy(mine, sizeof(mine) - 1);
+  std::vector<char> all(static_cast<size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
+  MPI_CHECK(MPI_Allgather(mine, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
+                          MPI_COMM_WORLD));
+  std::vector<std::string> hosts;
+  for (int r = 0; r < size_; ++r) hosts.emplace_back(&all[static_cast<size_t>(r) * MPI_MAX_PROCESSOR_NAME]);
+  return hosts;
+}
+
+void MpiTransport::abort(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace arceus

@@ -1,0 +1,171 @@
+#include "ranks/report.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "ranks/schedule/registry.h"
+#include "ranks/schedule/simulate.h"
+
+namespace arceus {
+
+using json = nlohmann::json;
+
+std::string format(const char* fmt, ...) {
+  char buf[1024];
+  va_list args;
+  va_start(args, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, args);
+  va_end(args);
+  return buf;
+}
+
+std::string human_bytes(double b) { return format("%.2f MiB", b / (1024.0 * 1024.0)); }
+
+json stats_to_json(const RankStats& s, const std::string& host, int rank) {
+  const double busy = s.busy();
+  return {{"rank", rank},
+          {"stage", s.stage},
+          {"host", host},
+          {"forward_s", s.forward},
+          {"backward_s", s.backward},
+          {"optimizer_s", s.optimizer},
+          {"codec_s", s.codec},
+          {"comm_wait_s", s.wait},
+          {"idle_s", s.idle},
+          {"wall_s", s.wall},
+          {"cpu_s", s.cpu},
+          {"busy_fraction", s.wall > 0 ? busy / s.wall : 0.0},
+          {"train_busy_fraction", s.train_wall > 0 ? s.train_busy / s.train_wall : 0.0},
+          {"gflops", s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0},
+          {"flops", s.flops},
+          {"forward_tflops", s.forward > 0 ? s.forward_flops / s.forward / 1e12 : 0.0},
+          {"backward_tflops", s.backward > 0 ? s.backward_flops / s.backward / 1e12 : 0.0},
+          {"bytes_raw", s.bytes_raw},
+          {"bytes_wire", s.bytes_wire},
+          {"messages", s.messages}};
+}
+
+int reported_rank(const Job& job, const RankStats& s) {
+  return s.stage >= 1 ? job.process_rank_of_stage(s.stage) : s.rank;
+}
+
+std::vector<std::string> timing_table(const Job& job, const std::vector<RankStats>& all,
+                                      const std::vector<std::string>& hosts) {
+  std::vector<std::string> lines;
+  lines.push_back(format("  %-4s %-12s %-5s %-7s %7s %7s %7s %7s %7s %7s %7s %7s %6s %6s %8s", "rank", "host", "stage",
+                         "layers", "fwd s", "bwd s", "opt s", "codec s", "wait s", "idle s", "wall s", "cpu s", "busy%",
+                         "idle%", "GFLOP/s"));
+  for (const auto& s : all) {
+    const std::string& host = hosts[static_cast<size_t>(s.rank)];
+    const std::string layers = s.stage >= 1 ? job.placement.layers_of_stage(s.stage) : "-";
+    const std::string stage = s.stage >= 1 ? std::to_string(s.stage) : "-";
+    const double busy = s.busy();
+    lines.push_back(format("  %-4d %-12.12s %-5s %-7s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %5.1f%% %5.1f%% %8.2f",
+                           reported_rank(job, s), host.c_str(), stage.c_str(), layers.c_str(), s.forward, s.backward,
+                           s.optimizer, s.codec, s.wait, s.idle, s.wall, s.cpu, s.wall > 0 ? 100 * busy / s.wall : 0.0,
+                           s.wall > 0 ? 100 * s.idle / s.wall : 0.0, s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0));
+  }
+  return lines;
+}
+
+double measured_bubble(const std::vector<RankStats>& all) {
+  double sum = 0;
+  int n = 0;
+  for (const auto& s : all) {
+    if (s.stage < 1 || s.train_wall <= 0) continue;
+    sum += 1.0 - s.train_busy / s.train_wall;
+    ++n;
+  }
+  return n ? sum / n : 0.0;
+}
+
+double simulated_bubble(const Job& job, int64_t micro_batches) {
+  const PipelineShape shape{job.placement.stages, job.placement.chunks_per_rank, micro_batches};
+  return simulate(training_programs(job.config.training.schedule, shape), shape, ActionCosts{}, true).bubble;
+}
+
+json initial_summary(const Job& job, const std::string& blas, const std::vector<std::string>& hosts) {
+  json s;
+  const auto& c = job.config;
+  s["version"] = 1;
+  s["state"] = "running";
+  s["world_size"] = job.world;
+  s["blas"] = blas;
+  s["dataset"] = job.dataset_description;
+  s["config"] = job.config_yaml;
+  s["output_dir"] = c.output.dir;
+  s["schedule"] = c.training.schedule;
+  s["micro_batches"] = c.training.micro_batches;
+  s["chunks_per_rank"] = job.placement.chunks_per_rank;
+  s["quantization_bits"] = c.communication.quantization_bits;
+  json ranks = json::array();
+  for (int r = 0; r < job.world; ++r)
+    ranks.push_back({{"rank", r}, {"host", hosts[static_cast<size_t>(r)]}, {"role", role_of(r, job.world, job.stages())}});
+  s["ranks"] = ranks;
+  json stages = json::array();
+  const auto cost = stage_cost_estimates(job);
+  const auto params = stage_parameter_counts(job);
+  for (int64_t k = 1; k <= job.stages(); ++k) {
+    json layers = json::array();
+    for (int64_t chunk : job.placement.chunks_of_stage(k)) {
+      const LayerRange& r = job.placement.chunks[static_cast<size_t>(chunk)];
+      if (job.placement.chunks_per_rank == 1) {
+        layers = {r.first, r.end() - 1};
+      } else {
+        layers.push_back({r.first, r.end() - 1});
+      }
+    }
+    const int rank = job.process_rank_of_stage(k);
+    stages.push_back({{"stage", k},
+                      {"rank", rank},
+                      {"host", hosts[static_cast<size_t>(rank)]},
+                      {"layers", layers},
+                      {"chunks", job.placement.chunks_of_stage(k)},
+                      {"parameters", params[static_cast<size_t>(k - 1)]},
+                      {"estimated_cost", cost[static_cast<size_t>(k - 1)]}});
+  }
+  s["stages"] = stages;
+  s["epochs"] = json::array();
+  return s;
+}
+
+void write_summary_file(const std::string& dir_name, json& summary, const std::string& state) {
+  summary["state"] = state;
+  const std::filesystem::path dir(dir_name);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const auto tmp = dir / "summary.json.tmp";
+  {
+    std::ofstream out(tmp);
+    out << summary.dump(2) << "\n";
+    if (!out) {
+      std::fprintf(stderr, "[output] cannot write %s\n", tmp.c_str());
+      return;
+    }
+  }
+  std::filesystem::rename(tmp, dir / "summary.json", ec);
+  if (ec) std::fprintf(stderr, "[output] cannot rename %s: %s\n", tmp.c_str(), ec.message().c_str());
+}
+
+void Progress::update(int64_t epoch, int64_t epochs, int64_t k, int64_t n, double rate, double loss, double acc) {
+  if (quiet_) return;
+  const bool end = k == n;
+  if (tty_) {
+    if (!end && seconds_since(last_) < 0.2) return;
+    last_ = Clock::now();
+    std::printf("\r  epoch %lld/%lld  batch %lld/%lld  %9.0f %s/s  loss %.4f  acc %6.2f%%   ", (long long)epoch,
+                (long long)epochs, (long long)k, (long long)n, rate, unit_.c_str(), loss, 100 * acc);
+    if (end) std::printf("\n");
+    std::fflush(stdout);
+  } else {
+    const int64_t every = std::max<int64_t>(1, n / 5);
+    if (k % every != 0 && !end) return;
+    std::printf("  epoch %lld/%lld  batch %lld/%lld  %9.0f %s/s  loss %.4f  acc %6.2f%%\n", (long long)epoch,
+                (long long)epochs, (long long)k, (long long)n, rate, unit_.c_str(), loss, 100 * acc);
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace arceus

@@ -1,0 +1,43 @@
+// The cross-rank validator: simulates all ranks' programs together.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ranks/schedule/action.h"
+
+namespace arceus {
+
+// Relative cost of one action of each kind on one chunk (a micro-batch): from the cost
+// model, a backward is two forwards, split evenly between I and W.
+struct ActionCosts {
+  double forward = 1.0;
+  double backward = 2.0;
+  double input_grad = 1.0;
+  double weight_grad = 1.0;
+};
+
+struct Simulation {
+  bool ok = false;
+  std::string error;        // what is wrong, when !ok (first problem found)
+  std::string grid;         // step-by-rank grid; the stalled / offending action marked
+  double makespan = 0;      // simulated time of the whole step (costs above, messages free)
+  std::vector<double> busy; // per stage rank: the sum of its actions' costs
+  double bubble = 0;        // mean over ranks of 1 - busy / makespan
+};
+
+// Runs every rank's program in order, an action starting when its rank is free and its
+// dependencies are done:
+//   F(c, m)   needs F(c-1, m) (c > 0);
+//   B/I(c, m) needs F(c, m) and the gradient from chunk c+1: B(c+1, m) or I(c+1, m)
+//             (the last chunk: only its own F);
+//   W(c, m)   needs I(c, m).
+// Checks: each action is on the rank that owns its chunk, chunk and micro-batch in range;
+// every (chunk, micro-batch) has exactly one F and, when `training`, exactly one B or exactly
+// one I and one W (never both B and I/W); no deadlock (ranks waiting on each other); when not
+// `training`, only F. The weight gradients are complete before the optimizer step because
+// the step runs after a rank's whole program.
+Simulation simulate(const std::vector<Program>& programs, const PipelineShape& shape,
+                    const ActionCosts& costs, bool training);
+
+}  // namespace arceus

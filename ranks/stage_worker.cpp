@@ -1,0 +1,509 @@
+#include "ranks/stage_worker.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+
+#include "common/splitmix.h"
+#include "models/stage_model.h"
+#include "ranks/executor.h"
+#include "ranks/messenger.h"
+#include "ranks/schedule/registry.h"
+#include "ranks/stage_state.h"
+#include "ranks/steps.h"
+#include "ranks/timing.h"
+
+namespace arceus {
+
+namespace {
+
+// Seeds of stochastic rounding: (seed, step) then chunk * 2048 + micro-batch.
+constexpr uint64_t kSeedLanesPerChunk = 2048;
+
+std::unique_ptr<StageModel> make_chunk_model(const Job& job, LayerRange range) {
+  if (job.gpt) return make_gpt_slice(job.gpt_config, range, job.config.training.seed);
+  return make_mlp_slice(job.config.model.layer_sizes, range, job.config.training.seed);
+}
+
+class StageWorker {
+ public:
+  StageWorker(const Job& job, int64_t stage, Transport& transport)
+      : job_(job), p_(job.placement), stage_(stage), transport_(transport), msg_(transport, stats_, p_.stages) {
+    const auto& c = job.config;
+    reset_stats();
+    std::vector<at::Tensor> params;
+    for (int64_t index : p_.chunks_of_stage(stage)) {
+      Chunk ch;
+      ch.index = index;
+      ch.model = make_chunk_model(job, p_.chunks[size_t(index)]);
+      ch.first = index == 0;
+      ch.last = index == p_.chunk_count() - 1;
+      const LayerRange r = p_.chunks[size_t(index)];
+      ch.layer_params.resize(size_t(r.count));
+      for (auto& [name, t] : ch.model->named_parameters()) {
+        params.push_back(t);
+        ch.layer_params[size_t(layer_of(job, name) - r.first)].push_back(t);
+      }
+      chunks_.push_back(std::move(ch));
+    }
+    if (c.training.optimizer == "adamw") {
+      optimizer_ = std::make_unique<torch::optim::AdamW>(
+          params, torch::optim::AdamWOptions(c.training.learning_rate).weight_decay(c.training.weight_decay));
+    } else {
+      optimizer_ = std::make_unique<torch::optim::SGD>(
+          params, torch::optim::SGDOptions(c.training.learning_rate)
+                      .momentum(c.training.momentum)
+                      .weight_decay(c.training.weight_decay));
+    }
+    bits_ = c.communication.quantization_bits;
+    input_bits_ = job.world == 1 ? 32 : bits_;  // the in-process run moves no data over a network
+    split_ = find_schedule(c.training.schedule).split_backward;
+  }
+
+  // Obeys control messages from rank 0 until Stop.
+  void run() {
+    uint32_t step = 0;     // train/eval batches: the step field of data messages
+    uint32_t control = 0;  // control messages received: the step field of control and stats
+    if (job_.resume) {
+      const StageState state = unpack_state(msg_.receive_blob(0, 0));
+      import_state(state);
+      step = static_cast<uint32_t>(state.global_step);
+    }
+    auto epoch_start = Clock::now();
+    double cpu0 = cpu_seconds();
+    while (true) {
+      const double w0 = transport_.wait_seconds();
+      const ControlPayload c = msg_.receive_one<ControlPayload>(0, MsgKind::Control, control);
+      const uint32_t this_control = control++;
+      stats_.idle += transport_.wait_seconds() - w0;
+      const auto cmd = static_cast<Command>(c.command);
+      if (cmd == Command::Stop) return;
+      if (cmd == Command::Train || cmd == Command::Eval) {
+        run_batch(c, step, cmd == Command::Train);
+        ++step;
+      } else if (cmd == Command::Checkpoint) {
+        msg_.send_blob(pack_state(export_state(step)), 0, this_control);
+      } else if (cmd == Command::EpochEnd) {
+        stats_.wall = seconds_since(epoch_start);
+        stats_.cpu = cpu_seconds() - cpu0;
+        // Control waits were counted as idle above; the data waits alone stay in `wait`.
+        RankStats copy = stats_;
+        Request s = msg_.send_raw(&copy, 1, 0, MsgKind::Stats, this_control, 0);
+        transport_.wait(s);
+        reset_stats();
+        epoch_start = Clock::now();
+        cpu0 = cpu_seconds();
+      } else {
+        throw WireError("[wire] unknown control command " + std::to_string(c.command) + " from rank 0");
+      }
+    }
+  }
+
+ private:
+  struct Chunk {
+    int64_t index = 0;  // global chunk index
+    std::unique_ptr<StageModel> model;
+    bool first = false, last = false;  // the model's first / last chunk
+    std::vector<std::vector<at::Tensor>> layer_params;  // per layer of the chunk (for W)
+  };
+  // One (chunk, micro-batch) of the batch in flight.
+  struct Slot {
+    Request input, labels, grad;  // posted receives
+    at::Tensor local_input;       // the previous chunk's output when it is on this rank
+    at::Tensor x, y, loss;        // forward results kept for the backward
+    at::Tensor out_grad;          // gradient of y (from the next chunk), kept for W
+    std::vector<at::Tensor> boundaries, boundary_grads;  // split backward: inner layer outputs
+  };
+
+  void reset_stats() {
+    stats_ = RankStats{};
+    stats_.rank = transport_.rank();
+    stats_.stage = static_cast<int32_t>(stage_);
+  }
+
+  Chunk& chunk(int64_t c) { return chunks_[size_t(c / p_.stages)]; }
+  Slot& slot(int64_t c, int64_t mb) { return slots_[size_t(c / p_.stages)][size_t(mb)]; }
+  bool same_rank(int64_t a, int64_t b) const { return p_.stage_of_chunk(a) == p_.stage_of_chunk(b); }
+  int64_t in_width(const Chunk& ch) const { return ch.model->in_features(); }
+  int64_t out_width(const Chunk& ch) const { return ch.model->out_features(); }
+
+  const Program& program(int64_t m, bool train) {
+    auto& cache = train ? train_programs_ : eval_programs_;
+    auto it = cache.find(m);
+    if (it == cache.end()) {
+      const PipelineShape shape{p_.stages, p_.chunks_per_rank, m};
+      std::vector<Program> all =
+          train ? training_programs(job_.config.training.schedule, shape) : forward_programs(shape);
+      it = cache.emplace(m, std::move(all[size_t(stage_ - 1)])).first;
+    }
+    return it->second;
+  }
+
+  // Posts every receive of the batch up front: no order of arrival can deadlock, and
+  // transfers overlap with compute.
+  void post_receives(bool train) {
+    const int64_t m = static_cast<int64_t>(sizes_.size());
+    slots_.clear();
+    slots_.resize(chunks_.size());
+    for (auto& per_chunk : slots_) per_chunk.resize(size_t(m));
+    for (const Chunk& ch : chunks_) {
+      const int64_t c = ch.index;
+      for (int64_t i = 0; i < m; ++i) {
+        const int64_t rows = sizes_[size_t(i)];
+        Slot& s = slot(c, i);
+        if (ch.first) {
+          s.input = job_.gpt ? msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows * in_width(ch)))
+                             : msg_.post_tensor(0, MsgKind::Input, i, input_bits_, rows, in_width(ch));
+        } else if (!same_rank(c - 1, c)) {
+          s.input = msg_.post_tensor(p_.rank_of_chunk(c - 1), MsgKind::Activation, i, bits_, rows * job_.seq,
+                                     in_width(ch), c);
+        }
+        if (ch.last) s.labels = msg_.post_raw<int32_t>(0, MsgKind::Labels, i, size_t(rows * job_.seq));
+        if (train && !ch.last && !same_rank(c, c + 1)) {
+          s.grad = msg_.post_tensor(p_.rank_of_chunk(c + 1), MsgKind::Gradient, i, bits_, rows * job_.seq,
+                                    out_width(ch), c);
+        }
+      }
+    }
+  }
+
+  // Shapes per micro-batch of `rows` samples, with seq = 1 (MLP) or the context T (GPT):
+  // inputs to the first chunk are codec floats [rows, in] (MLP) or raw int32 token ids
+  // [rows * T] (GPT); activations and gradients travel as codec [rows * seq, width] (a row per
+  // token: one scale per token over n_emb) and are reshaped on arrival; labels are raw int32
+  // [rows * seq].
+  void forward(int64_t c, int64_t i) {
+    Chunk& ch = chunk(c);
+    Slot& s = slot(c, i);
+    const int64_t rows = sizes_[size_t(i)], seq = job_.seq, in_f = in_width(ch);
+    at::Tensor x;
+    if (ch.first && job_.gpt) {
+      auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, step_, i, size_t(rows * in_f));
+      x = at::from_blob(v.data(), {rows, in_f}, at::kInt).to(at::kLong);
+    } else if (ch.first) {
+      x = msg_.finish_tensor(s.input, MsgKind::Input, step_, i, input_bits_, rows, in_f);
+    } else if (same_rank(c - 1, c)) {
+      x = s.local_input;
+      s.local_input = at::Tensor();
+    } else {
+      x = msg_.finish_tensor(s.input, MsgKind::Activation, step_, i, bits_, rows * seq, in_f, c);
+      if (job_.gpt) x = x.view({rows, seq, in_f});
+    }
+    const auto t0 = Clock::now();
+    at::Tensor y;
+    {
+      at::AutoGradMode grad_mode(train_);
+      if (train_ && !ch.first) x.requires_grad_(true);
+      y = ch.model->forward(x, train_ && split_ ? &s.boundaries : nullptr);
+      if (ch.last) {
+        auto v = msg_.finish_raw<int32_t>(s.labels, MsgKind::Labels, step_, i, size_t(rows * seq));
+        const at::Tensor labels = at::from_blob(v.data(), {rows * seq}, at::kInt).to(at::kLong);
+        const at::Tensor logits = y.reshape({-1, y.size(-1)});
+        const at::Tensor loss_sum = at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum);
+        metrics_.loss_sum += loss_sum.item<double>();
+        metrics_.correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+        metrics_.count += rows * seq;
+        // Scaled so that the gradients summed over micro-batches equal the full batch's mean.
+        if (train_) s.loss = loss_sum / static_cast<double>(control_.rows * seq);
+      }
+    }
+    const double flops = ch.model->forward_flops_per_sample() * static_cast<double>(rows);
+    stats_.forward += seconds_since(t0);
+    stats_.flops += flops;
+    stats_.forward_flops += flops;
+    if (!ch.last) {
+      if (same_rank(c, c + 1)) {
+        slot(c + 1, i).local_input = y.detach();
+      } else {
+        sends_.push_back(msg_.send_tensor(y.reshape({-1, y.size(-1)}), p_.rank_of_chunk(c + 1), MsgKind::Activation,
+                                          step_, i, bits_, false, 0, c + 1));
+      }
+    }
+    if (train_) {
+      s.x = x;
+      s.y = y;
+    }
+  }
+
+  // The gradient of chunk c's output for micro-batch i (undefined on the last chunk, whose
+  // output is the loss).
+  at::Tensor output_grad(const Chunk& ch, Slot& s, int64_t i) {
+    if (ch.last) return {};
+    if (same_rank(ch.index, ch.index + 1)) return s.out_grad;
+    const int64_t rows = sizes_[size_t(i)];
+    return msg_.finish_tensor(s.grad, MsgKind::Gradient, step_, i, bits_, rows * job_.seq, out_width(ch), ch.index)
+        .view(s.y.sizes());
+  }
+
+  // Sends the gradient of chunk c's input to chunk c - 1 (nothing for the first chunk).
+  void send_input_grad(int64_t c, int64_t i, const at::Tensor& dx) {
+    if (c == 0) return;
+    if (same_rank(c - 1, c)) {
+      slot(c - 1, i).out_grad = dx;
+      return;
+    }
+    const uint64_t seed = splitmix64(splitmix64(job_.config.training.seed, step_),
+                                     static_cast<uint64_t>(c) * kSeedLanesPerChunk + static_cast<uint64_t>(i));
+    sends_.push_back(msg_.send_tensor(dx.reshape({-1, dx.size(-1)}), p_.rank_of_chunk(c - 1), MsgKind::Gradient,
+                                      step_, i, bits_, job_.config.communication.stochastic_rounding, seed, c - 1));
+  }
+
+  void count_backward(const Chunk& ch, int64_t i, double share, Clock::time_point t0) {
+    const double flops = share * ch.model->forward_flops_per_sample() * static_cast<double>(sizes_[size_t(i)]);
+    stats_.backward += seconds_since(t0);
+    stats_.flops += flops;
+    stats_.backward_flops += flops;
+  }
+
+  // B: the whole backward of (c, i).
+  void backward(int64_t c, int64_t i) {
+    Chunk& ch = chunk(c);
+    Slot& s = slot(c, i);
+    const at::Tensor g = output_grad(ch, s, i);
+    const auto t0 = Clock::now();
+    if (ch.last) {
+      s.loss.backward();
+    } else {
+      s.y.backward(g);
+    }
+    count_backward(ch, i, 2.0, t0);
+    if (!ch.first) send_input_grad(c, i, s.x.grad());
+    s = Slot{};
+  }
+
+  // I: the gradients of the chunk's input (sent upstream at once) and of its inner layer
+  // boundaries (kept for W); the graph is retained for W.
+  void input_grad(int64_t c, int64_t i) {
+    Chunk& ch = chunk(c);
+    Slot& s = slot(c, i);
+    s.out_grad = output_grad(ch, s, i);
+    const auto t0 = Clock::now();
+    std::vector<at::Tensor> inputs;
+    if (!ch.first) inputs.push_back(s.x);
+    inputs.insert(inputs.end(), s.boundaries.begin(), s.boundaries.end());
+    std::vector<at::Tensor> grads;
+    if (!inputs.empty()) {
+      const at::Tensor out = ch.last ? s.loss : s.y;
+      grads = torch::autograd::grad({out}, inputs, ch.last ? std::vector<at::Tensor>{} : std::vector<at::Tensor>{s.out_grad},
+                                    /*retain_graph=*/true);
+    }
+    count_backward(ch, i, 1.0, t0);
+    size_t k = 0;
+    if (!ch.first) send_input_grad(c, i, grads[k++]);
+    s.boundary_grads.assign(grads.begin() + static_cast<std::ptrdiff_t>(k), grads.end());
+  }
+
+  // W: each layer's weight gradients from its own output and that output's gradient (from
+  // I), accumulated into .grad as a full backward would; frees the graph.
+  void weight_grad(int64_t c, int64_t i) {
+    Chunk& ch = chunk(c);
+    Slot& s = slot(c, i);
+    const auto t0 = Clock::now();
+    const size_t layers = ch.layer_params.size();
+    for (size_t j = layers; j-- > 0;) {
+      if (ch.layer_params[j].empty()) continue;
+      const bool top = j + 1 == layers;
+      const at::Tensor out = top ? (ch.last ? s.loss : s.y) : s.boundaries[j];
+      const at::Tensor g = top ? s.out_grad : s.boundary_grads[j];
+      torch::autograd::backward({out}, g.defined() ? std::vector<at::Tensor>{g} : std::vector<at::Tensor>{},
+                                /*retain_graph=*/false, /*create_graph=*/false, ch.layer_params[j]);
+    }
+    count_backward(ch, i, 1.0, t0);
+    s = Slot{};
+  }
+
+  // Runs one batch (training or evaluation): the schedule's program for this stage, then the
+  // optimizer step (training), then the metrics to rank 0 (the last chunk's stage).
+  void run_batch(const ControlPayload& control, uint32_t step, bool train) {
+    const auto t_step = Clock::now();
+    const double wait0 = transport_.wait_seconds();
+    const double busy0 = stats_.busy();
+    control_ = control;
+    step_ = step;
+    train_ = train;
+    metrics_ = MetricsPayload{};
+    sizes_ = micro_batch_sizes(control.rows, control.micro_batches);
+    post_receives(train);
+    for (Chunk& ch : chunks_) ch.model->module().train(train);  // dropout and the like: on in training only
+    if (train) {
+      optimizer_->zero_grad();
+      for (auto& group : optimizer_->param_groups()) group.options().set_lr(control.learning_rate);
+    }
+    ActionHandlers handlers;
+    handlers.forward = [this](int64_t c, int64_t i) { forward(c, i); };
+    handlers.backward = [this](int64_t c, int64_t i) { backward(c, i); };
+    handlers.input_grad = [this](int64_t c, int64_t i) { input_grad(c, i); };
+    handlers.weight_grad = [this](int64_t c, int64_t i) { weight_grad(c, i); };
+    // Free finished send buffers early; this also drives MPI progress.
+    handlers.between = [this] {
+      for (auto& s : sends_) transport_.test(s);
+    };
+    execute(program(static_cast<int64_t>(sizes_.size()), train), handlers, stage_);
+
+    if (train) {
+      if (job_.config.training.grad_clip > 0) clip_gradients(step);
+      const auto t0 = Clock::now();
+      optimizer_->step();
+      stats_.optimizer += seconds_since(t0);
+    }
+    if (chunks_.back().last) sends_.push_back(msg_.send_raw(&metrics_, 1, 0, MsgKind::Metrics, step, 0));
+    transport_.wait_all(sends_);
+    sends_.clear();
+    slots_.clear();
+    stats_.wait += transport_.wait_seconds() - wait0;
+    if (train) {
+      stats_.train_wall += seconds_since(t_step);
+      stats_.train_busy += stats_.busy() - busy0;
+    }
+  }
+
+  // Global-norm clipping across stages: this stage's sum of squared gradients goes to rank 0,
+  // which answers with the norm over every stage; all stages then scale by the same factor
+  // (torch's clip_grad_norm_: max_norm / (norm + 1e-6) when that is below 1).
+  void clip_gradients(uint32_t step) {
+    const auto t0 = Clock::now();
+    double sq = 0;
+    for (Chunk& ch : chunks_)
+      for (auto& [name, p] : ch.model->named_parameters())
+        if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    stats_.optimizer += seconds_since(t0);
+    Request r = msg_.post_raw<double>(0, MsgKind::Norm, 0, 1);
+    Request s = msg_.send_raw(&sq, 1, 0, MsgKind::Norm, step, 0);
+    const double norm = msg_.finish_raw<double>(r, MsgKind::Norm, step, 0, 1)[0];
+    transport_.wait(s);
+    const double coef = job_.config.training.grad_clip / (norm + 1e-6);
+    if (coef < 1.0) {
+      at::NoGradGuard no_grad;
+      for (Chunk& ch : chunks_)
+        for (auto& [name, p] : ch.model->named_parameters())
+          if (p.grad().defined()) p.grad().mul_(coef);
+    }
+  }
+
+  // Parameters, optimizer state and RNG state under global names (partition-independent).
+  StageState export_state(uint64_t global_step) {
+    StageState st;
+    st.global_step = global_step;
+    auto& state = optimizer_->state();
+    for (Chunk& ch : chunks_) {
+      for (auto& [name, p] : ch.model->named_parameters()) {
+        st.parameters.push_back(to_named(name, p));
+        auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+        if (it == state.end()) continue;
+        if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
+          if (sgd->momentum_buffer().defined()) st.optimizer.push_back(to_named(name + ":momentum_buffer", sgd->momentum_buffer()));
+        } else if (auto* adam = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
+          st.optimizer.push_back(to_named(name + ":exp_avg", adam->exp_avg()));
+          st.optimizer.push_back(to_named(name + ":exp_avg_sq", adam->exp_avg_sq()));
+          NamedArray step;
+          step.name = name + ":step";
+          step.data = {static_cast<float>(adam->step())};
+          st.optimizer.push_back(step);
+        }
+      }
+    }
+    at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+    NamedBytes b;
+    b.name = rng_name();
+    b.bytes.assign(rng.data_ptr<uint8_t>(), rng.data_ptr<uint8_t>() + rng.numel());
+    st.rng.push_back(std::move(b));
+    return st;
+  }
+
+  void import_state(const StageState& st) {
+    std::map<std::string, const NamedArray*> params, opt;
+    for (const auto& a : st.parameters) params[a.name] = &a;
+    for (const auto& a : st.optimizer) opt[a.name] = &a;
+    auto& state = optimizer_->state();
+    at::NoGradGuard no_grad;
+    for (Chunk& ch : chunks_) {
+      for (auto& [name, p] : ch.model->named_parameters()) {
+        auto it = params.find(name);
+        if (it == params.end()) throw StorageError("[checkpoint] no tensor '" + name + "' for stage " + std::to_string(stage_));
+        at::Tensor t = from_named(*it->second);
+        if (!t.sizes().equals(p.sizes())) {
+          throw StorageError("[checkpoint] tensor '" + name + "' has shape " + c10::str(t.sizes()) +
+                             ", the model expects " + c10::str(p.sizes()));
+        }
+        p.copy_(t);
+        const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+        if (job_.config.training.optimizer == "adamw") {
+          auto a = opt.find(name + ":exp_avg"), b = opt.find(name + ":exp_avg_sq"), c = opt.find(name + ":step");
+          if (a != opt.end() && b != opt.end() && c != opt.end()) {
+            auto ps = std::make_unique<torch::optim::AdamWParamState>();
+            ps->exp_avg(from_named(*a->second));
+            ps->exp_avg_sq(from_named(*b->second));
+            ps->step(static_cast<int64_t>(c->second->data.at(0)));
+            state[key] = std::move(ps);
+          }
+        } else {
+          auto m = opt.find(name + ":momentum_buffer");
+          if (m != opt.end()) {
+            auto ps = std::make_unique<torch::optim::SGDParamState>();
+            ps->momentum_buffer(from_named(*m->second));
+            state[key] = std::move(ps);
+          }
+        }
+      }
+    }
+    for (const auto& b : st.rng) {
+      if (b.name != rng_name()) continue;
+      at::Tensor t = at::empty({static_cast<int64_t>(b.bytes.size())}, at::kByte);
+      std::memcpy(t.data_ptr<uint8_t>(), b.bytes.data(), b.bytes.size());
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(t);
+    }
+  }
+
+  // The torch generator (dropout) is the process's: one per stage, saved as "stage<s-1>".
+  std::string rng_name() const { return "stage" + std::to_string(stage_ - 1); }
+
+  const Job& job_;
+  const Placement& p_;
+  int64_t stage_;
+  Transport& transport_;
+  RankStats stats_;
+  Messenger msg_;
+  std::vector<Chunk> chunks_;  // ascending chunk index: chunk c is chunks_[c / S]
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::map<int64_t, Program> train_programs_, eval_programs_;  // by micro-batch count
+  int bits_ = 32, input_bits_ = 32;
+  bool split_ = false;
+
+  // The batch in flight.
+  ControlPayload control_;
+  uint32_t step_ = 0;
+  bool train_ = false;
+  std::vector<int64_t> sizes_;
+  std::vector<std::vector<Slot>> slots_;  // [chunk of this stage][micro-batch]
+  std::vector<Request> sends_;
+  MetricsPayload metrics_;
+};
+
+}  // namespace
+
+void run_stage(const Job& job, int64_t stage, Transport& transport) {
+  StageWorker worker(job, stage, transport);
+  worker.run();
+}
+
+void run_idle(Transport& transport) {
+  RankStats stats;
+  Messenger msg(transport, stats);
+  for (uint32_t step = 0;; ++step) {
+    const ControlPayload c = msg.receive_one<ControlPayload>(0, MsgKind::Control, step);
+    if (static_cast<Command>(c.command) == Command::Stop) return;
+  }
+}
+
+}  // namespace arceus

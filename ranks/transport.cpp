@@ -1,0 +1,87 @@
+#include "ranks/transport.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <thread>
+
+namespace arceus {
+
+namespace {
+
+// Spin a little (latency), then sleep with a doubling back-off (CPU).
+class Backoff {
+ public:
+  void pause() {
+    if (spins_ < 64) {
+      ++spins_;
+      std::this_thread::yield();
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
+    sleep_us_ = std::min(sleep_us_ * 2, Transport::kMaxSleepMicros);
+  }
+
+ private:
+  int spins_ = 0;
+  int sleep_us_ = 10;
+};
+
+}  // namespace
+
+Request::Request(Request&& other) noexcept { *this = std::move(other); }
+
+Request& Request::operator=(Request&& other) noexcept {
+  if (this != &other) {
+    release();
+    impl_ = std::move(other.impl_);
+    active_ = other.active_;
+    is_recv_ = other.is_recv_;
+    peer_ = other.peer_;
+    tag_ = other.tag_;
+    received_ = other.received_;
+    buffer_ = std::move(other.buffer_);
+    other.active_ = false;
+  }
+  return *this;
+}
+
+void Request::release() noexcept {
+  if (active_ && std::uncaught_exceptions() == 0) {
+    std::fprintf(stderr, "[transport] a pending request (peer %d, tag %d) was destroyed before completion\n",
+                 peer_, tag_);
+    std::abort();
+  }
+  impl_.reset();
+  active_ = false;
+}
+
+Request::~Request() { release(); }
+
+Request Transport::make_request(std::shared_ptr<void> impl, std::vector<uint8_t> buffer, int peer, int tag,
+                                bool is_recv) {
+  Request r;
+  r.impl_ = std::move(impl);
+  r.buffer_ = std::move(buffer);
+  r.peer_ = peer;
+  r.tag_ = tag;
+  r.is_recv_ = is_recv;
+  r.active_ = true;
+  return r;
+}
+
+void Transport::wait(Request& r) {
+  if (!r.active_) return;
+  if (test(r)) return;
+  const auto start = std::chrono::steady_clock::now();
+  Backoff backoff;
+  while (!test(r)) backoff.pause();
+  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void Transport::wait_all(std::vector<Request>& requests) {
+  for (auto& r : requests) wait(r);
+}
+
+}  // namespace arceus

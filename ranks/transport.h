@@ -1,0 +1,117 @@
+// How ranks exchange bytes: one small interface, two implementations.
+//   MpiTransport (mpi_transport.cpp): the ranks of an MPI world, one per process; the only
+//     file that includes <mpi.h>.
+//   LoopbackTransport (loopback.h): ranks as threads of one process, messages handed over in
+//     memory. The one-process reference run and the in-process tests use it, so they go
+//     through the same stage and orchestrator code as a distributed run.
+//
+// Contract: a Transport is used from one thread only (its rank's thread; with MPI rank 0's
+// main thread in `serve`, MPI being initialised MPI_THREAD_FUNNELED). Point-to-point messages
+// between one (source, tag) pair are delivered in the order sent (MPI's non-overtaking
+// rule); receives are matched by exact source and tag, never a wildcard. Waiting never
+// busy-polls for long: wait() spins briefly, then sleeps with a growing back-off (capped at
+// kMaxSleepMicros), so a waiting rank leaves its core to the ranks that compute.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace arceus {
+
+class TransportError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Owns a pending non-blocking send or receive and its buffer. Move-only. Must be completed
+// (Transport::wait) before it is destroyed; destroying a pending request outside of error
+// unwinding is a programming error and aborts with a message.
+class Request {
+ public:
+  Request() = default;
+  Request(Request&& other) noexcept;
+  Request& operator=(Request&& other) noexcept;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  ~Request();
+
+  bool pending() const { return active_; }
+  std::vector<uint8_t>& buffer() { return buffer_; }
+  const std::vector<uint8_t>& buffer() const { return buffer_; }
+  size_t received_bytes() const { return received_; }  // after a receive completes
+  int peer() const { return peer_; }
+  int tag() const { return tag_; }
+
+ private:
+  friend class Transport;
+  std::shared_ptr<void> impl_;  // the implementation's handle (MPI_Request, loopback slot)
+  bool active_ = false;
+  bool is_recv_ = false;
+  int peer_ = -1;
+  int tag_ = -1;
+  size_t received_ = 0;
+  std::vector<uint8_t> buffer_;
+  void release() noexcept;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  const std::string& host() const { return host_; }
+  // World ranks that share this rank's node (shared memory), ascending; includes this rank.
+  const std::vector<int>& node_ranks() const { return node_ranks_; }
+  // True when ranks are threads of one process (thread counts and CPU pinning are then the
+  // process's, not a rank's).
+  virtual bool in_process() const { return false; }
+
+  virtual Request isend(std::vector<uint8_t> bytes, int dest, int tag) = 0;
+  virtual Request irecv(size_t bytes, int source, int tag) = 0;
+  // Completes the request if it is done (a receive: buffer() and received_bytes() are set).
+  virtual bool test(Request& request) = 0;
+  // Completes the request, yielding while waiting. Adds the time spent to wait_seconds().
+  void wait(Request& request);
+  void wait_all(std::vector<Request>& requests);
+
+  // Root's bytes (any size) to every rank (collective), waiting with back-off.
+  virtual void broadcast(std::vector<uint8_t>& bytes, int root) = 0;
+  // Every rank's host name, at rank index (collective).
+  virtual std::vector<std::string> all_hosts() = 0;
+  // Ends every rank of the world (MPI_Abort; in-process: the other ranks' next call throws).
+  [[noreturn]] virtual void abort(int code) = 0;
+
+  double wait_seconds() const { return wait_seconds_; }
+  void reset_wait_seconds() { wait_seconds_ = 0; }
+
+  static constexpr int kMaxSleepMicros = 200;
+
+ protected:
+  // For implementations: a new active request, and its completion.
+  static Request make_request(std::shared_ptr<void> impl, std::vector<uint8_t> buffer, int peer, int tag,
+                              bool is_recv);
+  template <typename T>
+  static T* impl_of(Request& r) { return static_cast<T*>(r.impl_.get()); }
+  static bool is_active(const Request& r) { return r.active_; }
+  static bool is_receive(const Request& r) { return r.is_recv_; }
+  static void complete(Request& r, size_t received) {
+    r.received_ = received;
+    r.active_ = false;
+  }
+  static std::vector<uint8_t>& buffer_of(Request& r) { return r.buffer_; }
+
+  int rank_ = 0;
+  int size_ = 1;
+  std::string host_;
+  std::vector<int> node_ranks_{0};
+
+ private:
+  double wait_seconds_ = 0;
+};
+
+}  // namespace arceus

@@ -1,0 +1,503 @@
+// Unit tests for ranks/schedule/: the generators (exact orders, every shape), the registry,
+// the validator (each kind of broken program), simulated bubbles and activation memory.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ranks/schedule/registry.h"
+#include "ranks/schedule/simulate.h"
+
+namespace arceus {
+namespace {
+
+// "F0.0 F0.1 B0.0" -> the actions, in order.
+Program parse(const std::string& text) {
+  Program p;
+  std::istringstream in(text);
+  std::string word;
+  while (in >> word) {
+    const size_t dot = word.find('.');
+    p.push_back(Action{static_cast<ActionKind>(word[0]), std::stoi(word.substr(1, dot - 1)),
+                       std::stoi(word.substr(dot + 1))});
+  }
+  return p;
+}
+
+std::string text(const Program& p) {
+  std::string out;
+  for (const Action& a : p) out += (out.empty() ? "" : " ") + to_string(a);
+  return out;
+}
+
+std::vector<std::string> texts(const std::vector<Program>& programs) {
+  std::vector<std::string> out;
+  for (const Program& p : programs) out.push_back(text(p));
+  return out;
+}
+
+PipelineShape shape(int64_t S, int64_t v, int64_t M) {
+  PipelineShape s;
+  s.ranks = S;
+  s.chunks_per_rank = v;
+  s.micro_batches = M;
+  return s;
+}
+
+// Unit costs: F = 1, B = 2, I = W = 1 (the ActionCosts defaults).
+Simulation run(const std::string& name, const PipelineShape& s) {
+  return simulate(training_programs(name, s), s, ActionCosts{}, true);
+}
+
+double bubble(const std::string& name, int64_t S, int64_t v, int64_t M) {
+  const Simulation sim = run(name, shape(S, v, M));
+  EXPECT_TRUE(sim.ok) << name << " " << to_string(shape(S, v, M)) << ": " << sim.error;
+  return sim.bubble;
+}
+
+std::string error_of(const std::string& name, const PipelineShape& s) {
+  try {
+    training_programs(name, s);
+  } catch (const ScheduleError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a ScheduleError for " << name << " with " << to_string(s);
+  return "";
+}
+
+void expect_contains(const std::string& message, const std::vector<std::string>& parts) {
+  for (const auto& part : parts) {
+    EXPECT_NE(message.find(part), std::string::npos) << "message lacks '" << part << "':\n"
+                                                     << message;
+  }
+}
+
+// The most micro-batches of one chunk walk of program `p` holds between an action of kind
+// `from` and one of a kind in `until` (e.g. F .. B: activations held).
+int64_t peak_held(const Program& p, ActionKind from, std::vector<ActionKind> until) {
+  int64_t held = 0, peak = 0;
+  for (const Action& a : p) {
+    if (a.kind == from) peak = std::max(peak, ++held);
+    if (std::find(until.begin(), until.end(), a.kind) != until.end()) --held;
+  }
+  return peak;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry.
+
+TEST(ScheduleRegistry, NamesAndFlagsInOrder) {
+  EXPECT_EQ(schedule_names(), "sequential, gpipe, 1f1b, interleaved, zb1p");
+  ASSERT_EQ(schedules().size(), 5u);
+  for (const ScheduleInfo& info : schedules()) {
+    EXPECT_EQ(info.multi_chunk, info.name == "interleaved") << info.name;
+    EXPECT_EQ(info.split_backward, info.name == "zb1p") << info.name;
+    EXPECT_FALSE(info.summary.empty()) << info.name;
+    EXPECT_EQ(&find_schedule(info.name), &info);
+  }
+}
+
+TEST(ScheduleRegistry, UnknownNameListsTheSchedules) {
+  try {
+    find_schedule("pipedream");
+    FAIL() << "expected a ScheduleError";
+  } catch (const ScheduleError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "[schedule] unknown schedule 'pipedream' (expected sequential, gpipe, 1f1b, "
+              "interleaved, zb1p)");
+  }
+  EXPECT_THROW(training_programs("1F1B", shape(2, 1, 2)), ScheduleError);
+}
+
+TEST(ScheduleRegistry, BadShapesAreRejected) {
+  expect_contains(error_of("1f1b", shape(0, 1, 4)), {"[schedule] 1f1b with S=0, v=1, M=4", "S"});
+  expect_contains(error_of("gpipe", shape(2, 1, 0)), {"M=0", "training.micro_batches"});
+  expect_contains(error_of("interleaved", shape(2, 0, 4)), {"v=0", "partition.chunks_per_rank"});
+  EXPECT_THROW(forward_programs(shape(0, 1, 1)), ScheduleError);
+  // A generator called directly checks too.
+  for (const ScheduleInfo& info : schedules()) {
+    if (!info.multi_chunk) {
+      EXPECT_THROW(info.generate(shape(2, 2, 4)), ScheduleError) << info.name;
+    }
+    EXPECT_THROW(info.generate(shape(2, 1, 0)), ScheduleError) << info.name;
+  }
+}
+
+// Every schedule over S 1..8, v 1..4, M 1..32: v > 1 is rejected for exactly the single-chunk
+// schedules (naming partition.chunks_per_rank and the schedules that take it); every other
+// shape generates programs that simulate() accepts, with every action once.
+TEST(ScheduleRegistry, EveryShapeIsValidOrRejectedByTheChunkRule) {
+  std::map<std::string, int> accepted, rejected;
+  for (const ScheduleInfo& info : schedules()) {
+    for (int64_t S = 1; S <= 8; ++S) {
+      for (int64_t v = 1; v <= 4; ++v) {
+        for (int64_t M = 1; M <= 32; ++M) {
+          const PipelineShape s = shape(S, v, M);
+          if (v > 1 && !info.multi_chunk) {
+            expect_contains(error_of(info.name, s),
+                            {"[schedule] " + info.name + " with " + to_string(s),
+                             "partition.chunks_per_rank = " + std::to_string(v), "(interleaved)"});
+            ++rejected[info.name];
+            continue;
+          }
+          const std::vector<Program> programs = training_programs(info.name, s);
+          ASSERT_EQ(programs.size(), static_cast<size_t>(S));
+          const size_t per_rank = static_cast<size_t>(v * M * (info.split_backward ? 3 : 2));
+          for (const Program& p : programs) ASSERT_EQ(p.size(), per_rank) << info.name;
+          for (const Program& p : programs) {
+            for (const Action& a : p) {
+              const bool split =
+                  a.kind == ActionKind::InputGrad || a.kind == ActionKind::WeightGrad;
+              ASSERT_FALSE(info.split_backward ? a.kind == ActionKind::Backward : split)
+                  << info.name << ": " << to_string(a);
+            }
+          }
+          const Simulation sim = simulate(programs, s, ActionCosts{}, true);
+          ASSERT_TRUE(sim.ok) << info.name << " " << to_string(s) << ": " << sim.error;
+          ASSERT_EQ(sim.busy.size(), static_cast<size_t>(S));
+          ++accepted[info.name];
+        }
+      }
+    }
+  }
+  for (const char* name : {"sequential", "gpipe", "1f1b", "zb1p"}) {
+    EXPECT_EQ(accepted[name], 8 * 32) << name;
+    EXPECT_EQ(rejected[name], 8 * 3 * 32) << name;
+  }
+  EXPECT_EQ(accepted["interleaved"], 8 * 4 * 32);
+  EXPECT_EQ(rejected["interleaved"], 0);
+}
+
+TEST(ScheduleRegistry, ForwardProgramsRunEveryChunkInOrder) {
+  EXPECT_EQ(
+      texts(forward_programs(shape(2, 2, 3))),
+      (std::vector<std::string>{"F0.0 F0.1 F0.2 F2.0 F2.1 F2.2", "F1.0 F1.1 F1.2 F3.0 F3.1 F3.2"}));
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t v = 1; v <= 4; ++v) {
+      for (int64_t M : {1, 3, 8}) {
+        const Simulation sim = simulate(forward_programs(shape(S, v, M)), shape(S, v, M),
+                                        ActionCosts{}, /*training=*/false);
+        EXPECT_TRUE(sim.ok) << to_string(shape(S, v, M)) << ": " << sim.error;
+      }
+    }
+  }
+  // Forward programs are not training programs: every backward is missing.
+  const Simulation sim =
+      simulate(forward_programs(shape(2, 1, 2)), shape(2, 1, 2), ActionCosts{}, true);
+  EXPECT_FALSE(sim.ok);
+  expect_contains(sim.error, {"missing the backward", "B0.0"});
+}
+
+TEST(ScheduleActions, ChunksOfRankAndNames) {
+  EXPECT_EQ(chunks_of_rank(1, shape(3, 3, 1)), (std::vector<int64_t>{1, 4, 7}));
+  EXPECT_EQ(chunks_of_rank(0, shape(1, 2, 1)), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(rank_of_chunk(7, 3), 1);
+  EXPECT_EQ(to_string(Action{ActionKind::InputGrad, 3, 12}), "I3.12");
+  EXPECT_EQ(to_string(shape(3, 2, 8)), "S=3, v=2, M=8");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact orders.
+
+TEST(ScheduleOrders, Sequential) {
+  EXPECT_EQ(
+      texts(training_programs("sequential", shape(2, 1, 3))),
+      (std::vector<std::string>{"F0.0 B0.0 F0.1 B0.1 F0.2 B0.2", "F1.0 B1.0 F1.1 B1.1 F1.2 B1.2"}));
+}
+
+TEST(ScheduleOrders, GPipe) {
+  EXPECT_EQ(
+      texts(training_programs("gpipe", shape(3, 1, 3))),
+      (std::vector<std::string>{"F0.0 F0.1 F0.2 B0.0 B0.1 B0.2", "F1.0 F1.1 F1.2 B1.0 B1.1 B1.2",
+                                "F2.0 F2.1 F2.2 B2.0 B2.1 B2.2"}));
+}
+
+TEST(ScheduleOrders, OneFOneB) {
+  // Stage k warms up with min(S-1-k, M) forwards; the last stage alternates from the start.
+  EXPECT_EQ(texts(training_programs("1f1b", shape(3, 1, 4))),
+            (std::vector<std::string>{"F0.0 F0.1 F0.2 B0.0 F0.3 B0.1 B0.2 B0.3",
+                                      "F1.0 F1.1 B1.0 F1.2 B1.1 F1.3 B1.2 B1.3",
+                                      "F2.0 B2.0 F2.1 B2.1 F2.2 B2.2 F2.3 B2.3"}));
+  // Fewer micro-batches than the warm-up: all forwards, then all backwards.
+  EXPECT_EQ(texts(training_programs("1f1b", shape(4, 1, 2)))[0], "F0.0 F0.1 B0.0 B0.1");
+  EXPECT_EQ(texts(training_programs("1f1b", shape(1, 1, 3)))[0], "F0.0 B0.0 F0.1 B0.1 F0.2 B0.2");
+}
+
+TEST(ScheduleOrders, InterleavedFollowsMegatron) {
+  // S=2, v=2, M=4: rounds of 2 micro-batches; rank r warms up (S-1-r) + (v-1)*2 forwards, its
+  // chunks ascending for forwards and descending for backwards within a round.
+  EXPECT_EQ(
+      texts(training_programs("interleaved", shape(2, 2, 4))),
+      (std::vector<std::string>{
+          "F0.0 F0.1 F2.0 F2.1 B2.0 F0.2 B2.1 F0.3 B0.0 F2.2 B0.1 F2.3 B2.2 B2.3 B0.2 B0.3",
+          "F1.0 F1.1 F3.0 B3.0 F3.1 B3.1 F1.2 B1.0 F1.3 B1.1 F3.2 B3.2 F3.3 B3.3 B1.2 B1.3"}));
+  // M = 5, S = 2: rounds of 3 and 2 (the larger first), never shorter than S.
+  EXPECT_EQ(texts(training_programs("interleaved", shape(2, 2, 5)))[1],
+            "F1.0 F1.1 F1.2 F3.0 B3.0 F3.1 B3.1 F3.2 B3.2 F1.3 B1.0 F1.4 B1.1 F3.3 B1.2 F3.4 "
+            "B3.3 B3.4 B1.3 B1.4");
+}
+
+TEST(ScheduleOrders, InterleavedWithOneChunkIs1F1B) {
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t M = 1; M <= 32; ++M) {
+      EXPECT_EQ(training_programs("interleaved", shape(S, 1, M)),
+                training_programs("1f1b", shape(S, 1, M)))
+          << to_string(shape(S, 1, M));
+    }
+  }
+}
+
+TEST(ScheduleOrders, ZeroBubbleH1) {
+  // 1F1B's order with B -> I; rank k runs W(m) after I(m + k).
+  EXPECT_EQ(
+      texts(training_programs("zb1p", shape(2, 1, 4))),
+      (std::vector<std::string>{"F0.0 F0.1 I0.0 W0.0 F0.2 I0.1 W0.1 F0.3 I0.2 W0.2 I0.3 W0.3",
+                                "F1.0 I1.0 F1.1 I1.1 W1.0 F1.2 I1.2 W1.1 F1.3 I1.3 W1.2 W1.3"}));
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t M = 1; M <= 32; ++M) {
+      const auto zb = training_programs("zb1p", shape(S, 1, M));
+      const auto base = training_programs("1f1b", shape(S, 1, M));
+      for (int64_t k = 0; k < S; ++k) {
+        Program without_w;
+        for (Action a : zb[k]) {
+          if (a.kind == ActionKind::WeightGrad) continue;
+          if (a.kind == ActionKind::InputGrad) a.kind = ActionKind::Backward;
+          without_w.push_back(a);
+        }
+        EXPECT_EQ(without_w, base[k]) << to_string(shape(S, 1, M)) << " rank " << k;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validator on broken programs: each is reported with the action named.
+
+struct Broken {
+  std::vector<std::string> programs;
+  std::vector<std::string> in_error;
+  std::string in_grid;  // the marked action, when there is one
+};
+
+Simulation check(const std::vector<std::string>& programs, const PipelineShape& s,
+                 bool training = true) {
+  std::vector<Program> p;
+  for (const auto& t : programs) p.push_back(parse(t));
+  return simulate(p, s, ActionCosts{}, training);
+}
+
+TEST(ScheduleValidator, BrokenProgramsAreNamed) {
+  const std::vector<Broken> cases = {
+      // a missing B
+      {{"F0.0 F0.1 B0.0 B0.1", "F1.0 B1.0 F1.1"},
+       {"missing the backward", "B1.1", "I1.1", "W1.1"},
+       ""},
+      // a missing F
+      {{"F0.0 F0.1 B0.0 B0.1", "F1.0 B1.0 B1.1"}, {"missing F1.1"}, ""},
+      // a duplicated F
+      {{"F0.0 F0.1 B0.0 F0.1 B0.1", "F1.0 B1.0 F1.1 B1.1"},
+       {"F0.1 appears twice", "rank 0 step 1", "rank 0 step 3"},
+       "[F0.1]"},
+      // an action on the wrong rank
+      {{"F0.0 F0.1 B0.0 B0.1 B1.1", "F1.0 B1.0 F1.1"},
+       {"rank 0 step 4", "B1.1 is on the wrong rank", "chunk 1 lives on stage rank 1"},
+       "[B1.1]"},
+      // chunk and micro-batch out of range
+      {{"F0.0 F0.1 B0.0 B0.1 F2.0", "F1.0 B1.0 F1.1 B1.1"},
+       {"F2.0", "chunk 2 out of range"},
+       "[F2.0]"},
+      {{"F0.0 F0.1 F0.2 B0.0 B0.1", "F1.0 B1.0 F1.1 B1.1"},
+       {"F0.2", "micro-batch 2 out of range (0..1)"},
+       "[F0.2]"},
+      // a W before its I
+      {{"F0.0 F0.1 I0.0 W0.1 I0.1 W0.0", "F1.0 I1.0 W1.0 F1.1 I1.1 W1.1"},
+       {"rank 0 step 3", "W0.1 comes before I0.1 (step 4)"},
+       "[W0.1]"},
+      // both B and I for one micro-batch
+      {{"F0.0 F0.1 B0.0 I0.0 W0.0 B0.1", "F1.0 B1.0 F1.1 B1.1"},
+       {"both B0.0 (rank 0 step 2) and I0.0 (rank 0 step 3)", "either B or I and W"},
+       "[I0.0]"},
+      // an I without its W
+      {{"F0.0 F0.1 I0.0 B0.1", "F1.0 B1.0 F1.1 B1.1"},
+       {"I0.0 (rank 0 step 2) without its W0.0"},
+       "[I0.0]"},
+      // a B before its own F
+      {{"F0.0 B0.1 F0.1 B0.0", "F1.0 B1.0 F1.1 B1.1"},
+       {"B0.1 comes before F0.1 (step 2)"},
+       "[B0.1]"},
+      // one program too few
+      {{"F0.0 F0.1 B0.0 B0.1"}, {"expected 2 programs (one per stage rank), got 1"}, ""},
+  };
+  for (const Broken& c : cases) {
+    SCOPED_TRACE(c.programs[0]);
+    const Simulation sim = check(c.programs, shape(2, 1, 2));
+    EXPECT_FALSE(sim.ok);
+    expect_contains(sim.error, c.in_error);
+    if (!c.in_grid.empty()) expect_contains(sim.grid, {c.in_grid});
+  }
+  const Simulation fwd = check({"F0.0 B0.0", "F1.0"}, shape(2, 1, 1), /*training=*/false);
+  EXPECT_FALSE(fwd.ok);
+  expect_contains(fwd.error, {"B0.0 in a forward-only program"});
+}
+
+TEST(ScheduleValidator, DeadlockNamesEachStalledActionAndMarksIt) {
+  // Rank 0 runs B0.0 (waiting for rank 1's B1.0) before F0.1, which rank 1 needs for F1.1,
+  // which comes before B1.0: each waits on the other.
+  const Simulation sim = check({"F0.0 B0.0 F0.1 B0.1", "F1.0 F1.1 B1.0 B1.1"}, shape(2, 1, 2));
+  ASSERT_FALSE(sim.ok);
+  EXPECT_EQ(sim.error,
+            "deadlock: no rank can run its next action: rank 0 step 1 B0.0 waits for B1.0 "
+            "(rank 1 step 2); rank 1 step 1 F1.1 waits for F0.1 (rank 0 step 2)");
+  EXPECT_EQ(sim.grid,
+            "slot   0      1      2\n"
+            "rank 0 F0.0   [B0.0] (+2 more)\n"
+            "rank 1 .      F1.0   [F1.1] (+2 more)\n");
+}
+
+TEST(ScheduleValidator, DeadlockBehindACycle) {
+  // Rank 1 runs B1.1 (needs rank 2's B2.1) before F1.2; rank 2 runs F2.2 (needs F1.2) before
+  // B2.1. Rank 0, not in the cycle, stalls behind it on B0.0.
+  const Simulation sim = check({"F0.0 F0.1 F0.2 B0.0 B0.1 B0.2", "F1.0 F1.1 B1.1 F1.2 B1.0 B1.2",
+                                "F2.0 B2.0 F2.1 F2.2 B2.1 B2.2"},
+                               shape(3, 1, 3));
+  ASSERT_FALSE(sim.ok);
+  expect_contains(sim.error, {"deadlock", "rank 0 step 3 B0.0 waits for B1.0 (rank 1 step 4)",
+                              "rank 1 step 2 B1.1 waits for B2.1 (rank 2 step 4)",
+                              "rank 2 step 3 F2.2 waits for F1.2 (rank 1 step 3)"});
+  expect_contains(sim.grid, {"[B0.0]", "[B1.1]", "[F2.2]"});
+}
+
+TEST(ScheduleValidator, GridOfAValidRun) {
+  const Simulation sim = run("1f1b", shape(2, 1, 2));
+  ASSERT_TRUE(sim.ok);
+  EXPECT_EQ(sim.grid,
+            "slot   0    1    2    3    4    5    6    7    8\n"
+            "rank 0 F0.0 F0.1 .    .    B0.0 ~    .    B0.1 ~\n"
+            "rank 1 .    F1.0 B1.0 ~    F1.1 B1.1 ~\n");
+  EXPECT_DOUBLE_EQ(sim.makespan, 9);
+  EXPECT_EQ(sim.busy, (std::vector<double>{6, 6}));
+}
+
+TEST(ScheduleValidator, StructuralErrorsShowTheProgramsByStep) {
+  const Simulation sim = check({"F0.0 F0.1 B0.0 B0.1 B1.1", "F1.0 B1.0 F1.1"}, shape(2, 1, 2));
+  ASSERT_FALSE(sim.ok);
+  EXPECT_EQ(sim.grid,
+            "step   0      1      2      3      4\n"
+            "rank 0 F0.0   F0.1   B0.0   B0.1   [B1.1]\n"
+            "rank 1 F1.0   B1.0   F1.1\n");
+}
+
+TEST(ScheduleValidator, CostsMustBePositive) {
+  ActionCosts costs;
+  costs.weight_grad = 0;
+  const PipelineShape s = shape(2, 1, 2);
+  const Simulation sim = simulate(training_programs("1f1b", s), s, costs, true);
+  EXPECT_FALSE(sim.ok);
+  expect_contains(sim.error, {"cost of W", "positive"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulated bubbles, unit costs F = 1, B = 2, I = W = 1.
+
+TEST(ScheduleBubble, GPipeAnd1F1BMatchTheFormula) {
+  EXPECT_NEAR(bubble("1f1b", 2, 1, 4), 0.2, 1e-12);
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t M = 1; M <= 16; ++M) {
+      const double theory = static_cast<double>(S - 1) / static_cast<double>(M + S - 1);
+      for (const char* name : {"gpipe", "1f1b"}) {
+        const Simulation sim = run(name, shape(S, 1, M));
+        EXPECT_NEAR(sim.bubble, theory, 1e-12) << name << " " << to_string(shape(S, 1, M));
+        EXPECT_DOUBLE_EQ(sim.makespan, 3.0 * static_cast<double>(M + S - 1));
+      }
+      EXPECT_NEAR(bubble("sequential", S, 1, M), 1.0 - 1.0 / static_cast<double>(S), 1e-12);
+    }
+  }
+}
+
+TEST(ScheduleBubble, ZeroBubbleH1AtMostHalfOf1F1B) {
+  for (int64_t S : {2, 3, 4}) {
+    for (int64_t M : {4, 8}) {
+      const double zb = bubble("zb1p", S, 1, M), base = bubble("1f1b", S, 1, M);
+      EXPECT_LE(zb, 0.5 * base) << "S=" << S << " M=" << M << ": zb1p " << zb << ", 1f1b " << base;
+    }
+  }
+  // ZB-H1's step: 3M + (S-1) for F = I = W (1F1B: 3(M + S-1)) once M >= S.
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t M = S; M <= 32; ++M) {
+      EXPECT_DOUBLE_EQ(run("zb1p", shape(S, 1, M)).makespan, 3.0 * M + (S - 1))
+          << to_string(shape(S, 1, M));
+    }
+  }
+}
+
+TEST(ScheduleBubble, InterleavedTwoChunksAtMost065Of1F1B) {
+  for (int64_t S : {2, 3, 4}) {
+    for (int64_t M : {4, 8}) {
+      const double inter = bubble("interleaved", S, 2, M), base = bubble("1f1b", S, 1, M);
+      EXPECT_LE(inter, 0.65 * base)
+          << "S=" << S << " M=" << M << ": interleaved " << inter << ", 1f1b " << base;
+    }
+  }
+  // Megatron-LM's bubble (S-1)/(vM + S-1) once M >= S.
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t v = 1; v <= 4; ++v) {
+      for (int64_t M = S; M <= 32; ++M) {
+        const double theory = static_cast<double>(S - 1) / static_cast<double>(v * M + S - 1);
+        EXPECT_NEAR(bubble("interleaved", S, v, M), theory, 1e-12) << to_string(shape(S, v, M));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activation memory, from a walk of each rank's program.
+
+TEST(ScheduleMemory, ZeroBubbleH1HoldsNoMoreThan1F1B) {
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t M = 1; M <= 32; ++M) {
+      const auto zb = training_programs("zb1p", shape(S, 1, M));
+      const auto base = training_programs("1f1b", shape(S, 1, M));
+      int64_t base_peak = 0;
+      for (int64_t k = 0; k < S; ++k) {
+        base_peak =
+            std::max(base_peak, peak_held(base[k], ActionKind::Forward, {ActionKind::Backward}));
+      }
+      EXPECT_EQ(base_peak, std::min(S, M));
+      for (int64_t k = 0; k < S; ++k) {
+        const int64_t held_1f1b = peak_held(base[k], ActionKind::Forward, {ActionKind::Backward});
+        EXPECT_EQ(held_1f1b, std::min(S - k, M));
+        // Between F and I (the full activations): what 1F1B holds on this rank.
+        EXPECT_LE(peak_held(zb[k], ActionKind::Forward, {ActionKind::InputGrad}), held_1f1b)
+            << to_string(shape(S, 1, M)) << " rank " << k;
+        // Between F and W: at most 1F1B's peak (rank 0's), ZB-H1's "same peak memory".
+        EXPECT_LE(peak_held(zb[k], ActionKind::Forward, {ActionKind::WeightGrad}), base_peak)
+            << to_string(shape(S, 1, M)) << " rank " << k;
+      }
+      // Rank 0 keeps exactly 1F1B's bound also between F and W.
+      EXPECT_EQ(peak_held(zb[0], ActionKind::Forward, {ActionKind::WeightGrad}), std::min(S, M));
+    }
+  }
+}
+
+TEST(ScheduleMemory, InterleavedIsBoundedIndependentlyOfM) {
+  // Rank r holds at most its warm-up + 1 chunk-micro-batches: (S-r) + (v-1) * (first round,
+  // fewer than 2S micro-batches), like 1F1B's S-r but per chunk.
+  for (int64_t S = 1; S <= 8; ++S) {
+    for (int64_t v = 1; v <= 4; ++v) {
+      for (int64_t M = 1; M <= 32; ++M) {
+        const auto programs = training_programs("interleaved", shape(S, v, M));
+        for (int64_t r = 0; r < S; ++r) {
+          EXPECT_LE(peak_held(programs[r], ActionKind::Forward, {ActionKind::Backward}),
+                    (S - r) + (v - 1) * std::min(M, 2 * S - 1))
+              << to_string(shape(S, v, M)) << " rank " << r;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace arceus

@@ -1,0 +1,101 @@
+// The in-process transport keeps MPI's point-to-point contract: messages between one
+// (source, tag) pair arrive in the order sent, receives match by exact source and tag
+// whatever the posting order, a message longer than the posted receive is an error, a
+// failure of one rank ends the others' waits, and a wait for a message never sent times out.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+
+#include "ranks/loopback.h"
+
+namespace arceus {
+namespace {
+
+std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
+std::string text(const Request& r) {
+  return std::string(r.buffer().begin(), r.buffer().begin() + static_cast<std::ptrdiff_t>(r.received_bytes()));
+}
+
+TEST(Loopback, OrderPerSourceAndTagAndExactMatching) {
+  auto w = loopback_world(3);
+  // Rank 1 sends two messages on tag 5 and one on tag 6 before anything is posted.
+  Request a = w[1]->isend(bytes("first"), 0, 5);
+  Request b = w[1]->isend(bytes("second"), 0, 5);
+  Request c = w[1]->isend(bytes("other tag"), 0, 6);
+  Request d = w[2]->isend(bytes("other source"), 0, 5);
+  for (Request* r : {&a, &b, &c, &d}) EXPECT_TRUE(w[1]->test(*r));  // sends complete at once
+  // Receives posted in another order still match by (source, tag), in send order per pair.
+  Request r6 = w[0]->irecv(64, 1, 6);
+  Request r2 = w[0]->irecv(64, 2, 5);
+  Request r5a = w[0]->irecv(64, 1, 5);
+  Request r5b = w[0]->irecv(64, 1, 5);
+  for (Request* r : {&r6, &r2, &r5a, &r5b}) w[0]->wait(*r);
+  EXPECT_EQ(text(r6), "other tag");
+  EXPECT_EQ(text(r2), "other source");
+  EXPECT_EQ(text(r5a), "first");
+  EXPECT_EQ(text(r5b), "second");
+}
+
+TEST(Loopback, PostedReceiveIsFilledByALaterSend) {
+  auto w = loopback_world(2);
+  Request r = w[1]->irecv(16, 0, 9);
+  EXPECT_FALSE(w[1]->test(r));
+  Request s = w[0]->isend(bytes("late"), 1, 9);
+  EXPECT_TRUE(w[1]->test(r));
+  EXPECT_EQ(text(r), "late");
+  EXPECT_EQ(r.peer(), 0);
+}
+
+TEST(Loopback, TruncationNamesTheSizes) {
+  auto w = loopback_world(2);
+  Request s = w[0]->isend(bytes("too long"), 1, 1);
+  try {
+    Request r = w[1]->irecv(4, 0, 1);
+    FAIL() << "no error";
+  } catch (const TransportError& e) {
+    EXPECT_NE(std::string(e.what()).find("has 8 bytes, the receive posted 4"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Loopback, BroadcastAndHosts) {
+  std::atomic<int> agreed{0};
+  run_loopback(4, [&](Transport& t) {
+    std::vector<uint8_t> b = t.rank() == 0 ? bytes("the job") : std::vector<uint8_t>{};
+    t.broadcast(b, 0);
+    if (std::string(b.begin(), b.end()) == "the job") ++agreed;
+    EXPECT_EQ(t.all_hosts().size(), 4u);
+    EXPECT_TRUE(t.in_process());
+  });
+  EXPECT_EQ(agreed.load(), 4);
+}
+
+TEST(Loopback, OneRankFailingEndsTheOthersWaits) {
+  try {
+    run_loopback(3, [](Transport& t) {
+      if (t.rank() == 2) throw std::runtime_error("stage 2 broke");
+      Request r = t.irecv(8, 2, 1);  // never sent: would wait forever without the failure
+      t.wait(r);
+    });
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_EQ(std::string(e.what()), "stage 2 broke");  // the cause, not "another rank failed"
+  }
+}
+
+TEST(Loopback, AWaitForAMessageNeverSentTimesOut) {
+  try {
+    run_loopback(2, [](Transport& t) {
+      if (t.rank() != 1) return;
+      Request r = t.irecv(8, 0, 3);
+      t.wait(r);
+    }, /*timeout_seconds=*/0.2);
+    FAIL() << "no error";
+  } catch (const TransportError& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 waited"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("from rank 0 (tag 3)"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace arceus
