@@ -90,10 +90,10 @@ int64_t peak_held(const Program& p, ActionKind from, std::vector<ActionKind> unt
 // Registry.
 
 TEST(ScheduleRegistry, NamesAndFlagsInOrder) {
-  EXPECT_EQ(schedule_names(), "sequential, gpipe, 1f1b, interleaved, zb1p");
-  ASSERT_EQ(schedules().size(), 5u);
+  EXPECT_EQ(schedule_names(), "sequential, gpipe, 1f1b, interleaved, zb1p, looped_bfs");
+  ASSERT_EQ(schedules().size(), 6u);
   for (const ScheduleInfo& info : schedules()) {
-    EXPECT_EQ(info.multi_chunk, info.name == "interleaved") << info.name;
+    EXPECT_EQ(info.multi_chunk, info.name == "interleaved" || info.name == "looped_bfs") << info.name;
     EXPECT_EQ(info.split_backward, info.name == "zb1p") << info.name;
     EXPECT_FALSE(info.summary.empty()) << info.name;
     EXPECT_EQ(&find_schedule(info.name), &info);
@@ -107,7 +107,7 @@ TEST(ScheduleRegistry, UnknownNameListsTheSchedules) {
   } catch (const ScheduleError& e) {
     EXPECT_EQ(std::string(e.what()),
               "[schedule] unknown schedule 'pipedream' (expected sequential, gpipe, 1f1b, "
-              "interleaved, zb1p)");
+              "interleaved, zb1p, looped_bfs)");
   }
   EXPECT_THROW(training_programs("1F1B", shape(2, 1, 2)), ScheduleError);
 }
@@ -139,7 +139,7 @@ TEST(ScheduleRegistry, EveryShapeIsValidOrRejectedByTheChunkRule) {
           if (v > 1 && !info.multi_chunk) {
             expect_contains(error_of(info.name, s),
                             {"[schedule] " + info.name + " with " + to_string(s),
-                             "partition.chunks_per_rank = " + std::to_string(v), "(interleaved)"});
+                             "partition.chunks_per_rank = " + std::to_string(v), "(interleaved, looped_bfs)"});
             ++rejected[info.name];
             continue;
           }
@@ -167,8 +167,23 @@ TEST(ScheduleRegistry, EveryShapeIsValidOrRejectedByTheChunkRule) {
     EXPECT_EQ(accepted[name], 8 * 32) << name;
     EXPECT_EQ(rejected[name], 8 * 3 * 32) << name;
   }
-  EXPECT_EQ(accepted["interleaved"], 8 * 4 * 32);
-  EXPECT_EQ(rejected["interleaved"], 0);
+  for (const char* name : {"interleaved", "looped_bfs"}) {
+    EXPECT_EQ(accepted[name], 8 * 4 * 32) << name;
+    EXPECT_EQ(rejected[name], 0) << name;
+  }
+}
+
+// Looped BFS: rank r runs F of chunk r for every micro-batch, then of chunk r + S, ..., then
+// B chunk by chunk in reverse; its bubble is gpipe's over S*v chunks held v to a rank.
+TEST(ScheduleLoopedBfs, OrderAndBubble) {
+  EXPECT_EQ(texts(training_programs("looped_bfs", shape(2, 2, 2)))[0],
+            "F0.0 F0.1 F2.0 F2.1 B2.0 B2.1 B0.0 B0.1");
+  EXPECT_EQ(texts(training_programs("looped_bfs", shape(2, 2, 2)))[1],
+            "F1.0 F1.1 F3.0 F3.1 B3.0 B3.1 B1.0 B1.1");
+  // v = 1: gpipe exactly.
+  for (int64_t S = 1; S <= 4; ++S)
+    for (int64_t M : {1, 3, 8})
+      EXPECT_EQ(training_programs("looped_bfs", shape(S, 1, M)), training_programs("gpipe", shape(S, 1, M)));
 }
 
 TEST(ScheduleRegistry, ForwardProgramsRunEveryChunkInOrder) {

@@ -168,4 +168,22 @@ std::vector<Program> generate_zb1p(const PipelineShape& shape) {
   return programs;
 }
 
+// Looped BFS (torch.distributed.pipelining's ScheduleLoopedBFS): each rank runs every
+// forward of its first chunk, then of its next chunk, ..., then the backwards chunk by chunk
+// in reverse. Holds every micro-batch's activations of every chunk (like gpipe). Backwards
+// take micro-batches in ascending order, like every schedule here (torch takes them in
+// reverse), so weight gradients are summed in the reference's order.
+std::vector<Program> generate_looped_bfs(const PipelineShape& shape) {
+  require_valid("looped_bfs", shape);
+  std::vector<Program> programs(static_cast<size_t>(shape.ranks));
+  for (int64_t r = 0; r < shape.ranks; ++r) {
+    const std::vector<int64_t> chunks = chunks_of_rank(r, shape);
+    for (int64_t c : chunks)
+      for (int64_t m = 0; m < shape.micro_batches; ++m) programs[size_t(r)].push_back(act(ActionKind::Forward, c, m));
+    for (auto c = chunks.rbegin(); c != chunks.rend(); ++c)
+      for (int64_t m = 0; m < shape.micro_batches; ++m) programs[size_t(r)].push_back(act(ActionKind::Backward, *c, m));
+  }
+  return programs;
+}
+
 }  // namespace arceus

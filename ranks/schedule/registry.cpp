@@ -18,6 +18,8 @@ const std::vector<ScheduleInfo>& schedules() {
        true, false, generate_interleaved},
       {"zb1p", "zero-bubble ZB-H1: B split into I and W, the W's filling 1F1B's bubbles", false,
        true, generate_zb1p},
+      {"looped_bfs", "every forward of a rank's chunks chunk by chunk, then the backwards in reverse", true,
+       false, generate_looped_bfs},
   };
   return kSchedules;
 }
