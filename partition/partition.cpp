@@ -2,7 +2,10 @@
 // Stage indices in messages are 0-based, like layer indices.
 #include "partition/partition.h"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <utility>
 #include <limits>
 #include <sstream>
 
@@ -102,6 +105,60 @@ std::vector<LayerRange> balanced_partition(const std::vector<double>& costs, int
   }
   plan.push_back(LayerRange{i, L - i});
   return plan;
+}
+
+std::vector<LayerRange> balanced_chunk_partition(const std::vector<double>& costs, int64_t stages,
+                                                 int64_t chunks_per_stage) {
+  if (chunks_per_stage <= 1) return balanced_partition(costs, stages);
+  const int64_t K = stages * chunks_per_stage;
+  std::vector<LayerRange> fallback = balanced_partition(costs, K);  // validates costs and K
+  const int64_t L = static_cast<int64_t>(costs.size());
+  std::vector<double> prefix(static_cast<size_t>(L) + 1, 0.0);
+  for (int64_t i = 0; i < L; ++i) prefix[size_t(i + 1)] = prefix[size_t(i)] + costs[size_t(i)];
+  auto range_sum = [&](int64_t a, int64_t b) { return prefix[size_t(b)] - prefix[size_t(a)]; };
+  auto score = [&](const std::vector<LayerRange>& plan) {  // (largest stage load, largest chunk)
+    std::vector<double> load(static_cast<size_t>(stages), 0.0);
+    double chunk = 0;
+    for (size_t c = 0; c < plan.size(); ++c) {
+      const double v = range_sum(plan[c].first, plan[c].end());
+      load[c % size_t(stages)] += v;
+      chunk = std::max(chunk, v);
+    }
+    return std::make_pair(*std::max_element(load.begin(), load.end()), chunk);
+  };
+  std::vector<LayerRange> best = fallback;
+  std::pair<double, double> best_score = score(best);
+  std::vector<LayerRange> plan;
+  std::vector<double> load(static_cast<size_t>(stages), 0.0);
+  int64_t nodes = 0;
+  constexpr int64_t kMaxNodes = 2000000;
+  // Chunk c starts at layer `first`; each later chunk needs at least one layer.
+  std::function<bool(int64_t, int64_t, double)> search = [&](int64_t c, int64_t first, double max_chunk) {
+    if (++nodes > kMaxNodes) return false;
+    if (c == K) {
+      const std::pair<double, double> sc{*std::max_element(load.begin(), load.end()), max_chunk};
+      if (sc < best_score) {
+        best_score = sc;
+        best = plan;
+      }
+      return true;
+    }
+    const int64_t last_end = c == K - 1 ? L : L - (K - 1 - c);
+    for (int64_t end = c == K - 1 ? L : first + 1; end <= last_end; ++end) {
+      const double v = range_sum(first, end);
+      double& l = load[size_t(c % stages)];
+      if (l + v > best_score.first + 1e-12 * (1 + best_score.first)) break;  // loads only grow with `end`
+      l += v;
+      plan.push_back({first, end - first});
+      const bool ok = search(c + 1, end, std::max(max_chunk, v));
+      plan.pop_back();
+      l -= v;
+      if (!ok) return false;
+    }
+    return true;
+  };
+  search(0, 0, 0.0);  // past kMaxNodes: the best found so far
+  return best;
 }
 
 std::vector<LayerRange> explicit_partition(const std::vector<std::vector<int64_t>>& layers,

@@ -30,6 +30,15 @@ std::vector<LayerRange> uniform_partition(int64_t layers, int64_t stages);
 // the largest range sum. Exact (dynamic programming); ties keep earlier stages smaller.
 std::vector<LayerRange> balanced_partition(const std::vector<double>& costs, int64_t stages);
 
+// `stages` * `chunks_per_stage` contiguous non-empty chunks of `costs`, chunk c held by stage
+// c % stages (the interleaved placement), minimising the largest *stage* load (the sum of its
+// chunks' costs), then the largest chunk. An exact branch-and-bound search over the cut
+// points, started from balanced_partition(costs, stages * chunks_per_stage); past a bound on
+// the search (very deep models) the best plan found so far, never worse than that start.
+// chunks_per_stage 1 is balanced_partition(costs, stages).
+std::vector<LayerRange> balanced_chunk_partition(const std::vector<double>& costs, int64_t stages,
+                                                 int64_t chunks_per_stage);
+
 // A hand-written placement, e.g. [[0,1],[2]]: every layer exactly once, in order, each stage
 // non-empty and contiguous. Throws PartitionError naming the stage and the bad layer.
 std::vector<LayerRange> explicit_partition(const std::vector<std::vector<int64_t>>& layers,

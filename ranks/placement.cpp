@@ -71,7 +71,7 @@ Placement make_placement(const Config& c, int world, int64_t vocab) {
                              " chunks of at least one layer, but the model has " + std::to_string(layers) +
                              " layers");
       }
-      p.chunks = c.partition.method == "balanced" ? balanced_partition(layer_costs(c, vocab), stages * v)
+      p.chunks = c.partition.method == "balanced" ? balanced_chunk_partition(layer_costs(c, vocab), stages, v)
                                                   : uniform_partition(layers, stages * v);
     }
   } catch (const PartitionError& e) {

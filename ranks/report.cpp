@@ -83,7 +83,12 @@ double measured_bubble(const std::vector<RankStats>& all) {
 
 double simulated_bubble(const Job& job, int64_t micro_batches) {
   const PipelineShape shape{job.placement.stages, job.placement.chunks_per_rank, micro_batches};
-  return simulate(training_programs(job.config.training.schedule, shape), shape, ActionCosts{}, true).bubble;
+  ActionCosts costs;
+  costs.chunk_scale = stage_costs(layer_costs(job.config, job.classes), job.placement.chunks);
+  double mean = 0;
+  for (double c : costs.chunk_scale) mean += c / static_cast<double>(costs.chunk_scale.size());
+  for (double& c : costs.chunk_scale) c = mean > 0 ? c / mean : 1.0;
+  return simulate(training_programs(job.config.training.schedule, shape), shape, costs, true).bubble;
 }
 
 json initial_summary(const Job& job, const std::string& blas, const std::vector<std::string>& hosts) {

@@ -29,8 +29,9 @@ int reported_rank(const Job& job, const RankStats& s);
 
 // Mean over the stage ranks of the idle fraction inside training steps.
 double measured_bubble(const std::vector<RankStats>& all);
-// The bubble of the job's action lists for M micro-batches, from the validator's simulation
-// (a backward costs two forwards, I and W one each).
+// The bubble of the job's action lists for M micro-batches, from the validator's simulation:
+// a chunk's forward costs what the partition cost model estimates for its layers, a backward
+// two forwards, I and W one each; messages are free.
 double simulated_bubble(const Job& job, int64_t micro_batches);
 
 // summary.json before the first epoch: run shape, ranks with roles and hosts, stages with

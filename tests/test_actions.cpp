@@ -516,3 +516,28 @@ TEST(ScheduleMemory, InterleavedIsBoundedIndependentlyOfM) {
 
 }  // namespace
 }  // namespace arceus
+
+namespace arceus {
+namespace {
+
+// Chunk costs from the cost model: a slower chunk stretches the step and idles the others.
+TEST(Simulate, ChunkScaleWeighsEachChunksActions) {
+  const PipelineShape s{2, 1, 4};
+  const auto programs = training_programs("1f1b", s);
+  ActionCosts even, uneven;
+  uneven.chunk_scale = {1.0, 3.0};
+  const Simulation a = simulate(programs, s, even, true), b = simulate(programs, s, uneven, true);
+  ASSERT_TRUE(a.ok && b.ok) << a.error << b.error;
+  EXPECT_DOUBLE_EQ(a.makespan, 15.0);  // 3 (M + S - 1)
+  EXPECT_DOUBLE_EQ(b.busy[1], 3 * 4 * 3.0);
+  EXPECT_GT(b.makespan, a.makespan);
+  EXPECT_GT(b.bubble, a.bubble);  // rank 0 waits on the slow rank
+  ActionCosts wrong;
+  wrong.chunk_scale = {1.0};
+  const Simulation c = simulate(programs, s, wrong, true);
+  EXPECT_FALSE(c.ok);
+  EXPECT_NE(c.error.find("chunk_scale has 1 entries for 2 chunks"), std::string::npos) << c.error;
+}
+
+}  // namespace
+}  // namespace arceus

@@ -212,3 +212,32 @@ TEST(PartitionCosts, MlpLayerCostsByHand) {
 
 }  // namespace
 }  // namespace arceus
+
+namespace arceus {
+namespace {
+
+// Interleaved chunks are balanced per stage (the sum of a stage's chunks), not per chunk:
+// 6 equal layers and a tiny head over 2 stages x 2 chunks. The per-chunk optimum can load one
+// stage with 4 layers and the other with 3; the per-stage search finds 3.x / 3.
+TEST(Partition, ChunkPartitionBalancesStages) {
+  const std::vector<double> costs{1, 1, 1, 1, 1, 1, 0.01};
+  const auto plan = balanced_chunk_partition(costs, 2, 2);
+  ASSERT_EQ(plan.size(), 4u);
+  int64_t next = 0;
+  for (const auto& r : plan) {
+    EXPECT_EQ(r.first, next);
+    EXPECT_GE(r.count, 1);
+    next = r.end();
+  }
+  EXPECT_EQ(next, 7);
+  const auto chunk = stage_costs(costs, plan);
+  EXPECT_NEAR(std::max(chunk[0] + chunk[2], chunk[1] + chunk[3]), 3.01, 1e-9);
+  // v = 1 is the plain balanced partition.
+  EXPECT_EQ(balanced_chunk_partition(costs, 3, 1), balanced_partition(costs, 3));
+  // Every layer one chunk: the only plan.
+  EXPECT_EQ(balanced_chunk_partition({1, 2, 3, 4}, 2, 2), uniform_partition(4, 4));
+  EXPECT_THROW(balanced_chunk_partition({1, 2, 3}, 2, 2), PartitionError);  // 4 chunks, 3 layers
+}
+
+}  // namespace
+}  // namespace arceus

@@ -34,6 +34,12 @@ double cost_of(ActionKind k, const ActionCosts& c) {
   return 0;
 }
 
+// An action's cost: its kind's, scaled by its chunk's (checked by check_shape).
+double cost_of(const Action& a, const ActionCosts& c) {
+  const double scale = c.chunk_scale.empty() ? 1.0 : c.chunk_scale[static_cast<size_t>(a.chunk)];
+  return cost_of(a.kind, c) * scale;
+}
+
 struct Position {
   int64_t rank = -1;
   int64_t step = -1;
@@ -150,6 +156,18 @@ class Validator {
       return fail("expected " + std::to_string(shape_.ranks) +
                       " programs (one per stage rank), got " + std::to_string(programs_.size()),
                   {});
+    }
+    if (!costs_.chunk_scale.empty()) {
+      if (static_cast<int64_t>(costs_.chunk_scale.size()) != shape_.chunks()) {
+        return fail("chunk_scale has " + std::to_string(costs_.chunk_scale.size()) + " entries for " +
+                        std::to_string(shape_.chunks()) + " chunks",
+                    {});
+      }
+      for (double c : costs_.chunk_scale) {
+        if (!(c > 0) || !std::isfinite(c)) {
+          return fail("a chunk's cost scale must be a positive finite number, got " + std::to_string(c), {});
+        }
+      }
     }
     for (const ActionKind k : kKinds) {
       const double c = cost_of(k, costs_);
@@ -308,7 +326,7 @@ class Validator {
             ready = std::max(ready, finish_[pd.rank][pd.step]);
           }
           if (blocked) break;
-          const double cost = cost_of(a.kind, costs_);
+          const double cost = cost_of(a, costs_);
           start_[r].push_back(ready);
           finish_[r].push_back(ready + cost);
           free_[r] = ready + cost;
@@ -361,7 +379,7 @@ class Validator {
     double unit = 0;
     for (const auto& p : programs_) {
       for (const Action& a : p) {
-        const double c = cost_of(a.kind, costs_);
+        const double c = cost_of(a, costs_);
         unit = unit == 0 ? c : std::min(unit, c);
       }
     }
@@ -380,7 +398,7 @@ class Validator {
       };
       for (size_t i = 0; i < start_[r].size(); ++i) {
         const Action& a = programs_[r][i];
-        const double cost = cost_of(a.kind, costs_);
+        const double cost = cost_of(a, costs_);
         place(slot(start_[r][i]), to_string(a),
               std::max<size_t>(1, static_cast<size_t>(std::llround(cost / unit))));
       }

@@ -15,6 +15,10 @@ struct ActionCosts {
   double backward = 2.0;
   double input_grad = 1.0;
   double weight_grad = 1.0;
+  // Per chunk (index = chunk): its actions cost the kind's cost times this (e.g. the
+  // partition cost model's estimate of the chunk's layers, relative to their mean). Empty:
+  // every chunk 1.
+  std::vector<double> chunk_scale;
 };
 
 struct Simulation {
