@@ -17,7 +17,6 @@
 #include "datasets/text.h"
 #include "models/gpt.h"
 #include "models/stage_model.h"
-#include "ranks/codec.h"
 #include "ranks/messenger.h"
 #include "ranks/report.h"
 #include "ranks/stage_state.h"
@@ -349,33 +348,6 @@ class Orchestrator::Impl {
     if (train) epoch_steps_done_ = done;
   }
 
-  // Bytes (float32-equivalent, on the wire) of one training step's messages on all ranks,
-  // from the message shapes: inputs, labels, activations and gradients between chunks on
-  // different stages, control and metrics. Zero in the in-process run (no network).
-  std::pair<double, double> step_message_bytes(int64_t rows) const {
-    if (job_.world == 1) return {0.0, 0.0};
-    const auto& c = job_.config;
-    const int bits = c.communication.quantization_bits;
-    const double h = sizeof(WireHeader);
-    double raw = 0, wire = 0;
-    const int64_t seq = job_.seq, in = job_.features;
-    for (int64_t n : micro_batch_sizes(rows, c.training.micro_batches)) {
-      raw += h + 4.0 * n * in;
-      wire += h + (job_.gpt ? 4.0 * n * in : double(encoded_size(n, in, bits)));  // token ids: raw int32
-      raw += h + 4.0 * n * seq;  // labels
-      wire += h + 4.0 * n * seq;
-      for (int64_t k = 0; k + 1 < p_.chunk_count(); ++k) {
-        if (p_.stage_of_chunk(k) == p_.stage_of_chunk(k + 1)) continue;  // handed over in memory
-        const int64_t w = boundary_width(job_, k);
-        raw += 2 * (h + 4.0 * n * seq * w);
-        wire += 2 * (h + double(encoded_size(n * seq, w, bits)));
-      }
-    }
-    double fixed = p_.stages * (h + sizeof(ControlPayload)) + h + sizeof(MetricsPayload);
-    if (c.training.grad_clip > 0) fixed += 2.0 * p_.stages * (h + sizeof(double));
-    return {raw + fixed, wire + fixed};
-  }
-
   // Data order: a permutation from (seed, epoch), independent of the partition.
   at::Tensor epoch_order(int64_t n, int64_t epoch) const {
     const auto& c = job_.config;
@@ -477,7 +449,7 @@ void Orchestrator::Impl::run_epoch(int64_t epoch) {
          progress_.update(epoch, c.training.epochs, k, steps, sps * seq, loss_sum / count,
                           static_cast<double>(correct) / count);
          if (metrics_) {
-           const auto bytes = step_message_bytes(m.count / job_.seq);
+           const auto bytes = step_message_bytes(job_, m.count / job_.seq);
            metrics_->append(StepRow{epoch, k, loss, acc, sps, bytes.first, bytes.second});
          }
          if (observer_) {

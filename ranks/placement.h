@@ -43,6 +43,18 @@ struct Placement {
 // (a 256-character stand-in).
 Placement make_placement(const Config& config, int world, int64_t vocab = 0);
 
+// The process rank that runs stage s in a world of `world` processes (the one-process world
+// runs every stage inside rank 0), and the other way round: the stage a process rank runs
+// (0 for rank 0 of a multi-process world and for idle ranks; the one-process world's rank 0
+// reports stage 1).
+inline int process_rank_of_stage(int64_t stage, int world) {
+  return world == 1 ? 0 : Placement::rank_of_stage(stage);
+}
+inline int64_t stage_of_process_rank(int rank, int world, int64_t stages) {
+  if (world == 1) return 1;
+  return rank >= 1 && rank <= stages ? rank : 0;
+}
+
 // "orchestrator", "stage" or "idle"; "orchestrator+stage" when the world is one process.
 std::string role_of(int rank, int world, int64_t stages);
 

@@ -5,7 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ranks/codec.h"
 #include "ranks/schedule/registry.h"
+#include "ranks/steps.h"
+#include "ranks/wire.h"
 #include "ranks/schedule/simulate.h"
 
 namespace arceus {
@@ -89,6 +92,33 @@ double simulated_bubble(const Job& job, int64_t micro_batches) {
   for (double c : costs.chunk_scale) mean += c / static_cast<double>(costs.chunk_scale.size());
   for (double& c : costs.chunk_scale) c = mean > 0 ? c / mean : 1.0;
   return simulate(training_programs(job.config.training.schedule, shape), shape, costs, true).bubble;
+}
+
+// Bytes (float32-equivalent, on the wire) of one training step's messages on all ranks,
+// from the message shapes: inputs, labels, activations and gradients between chunks on
+// different stages, control and metrics. Zero in the in-process run (no network).
+std::pair<double, double> step_message_bytes(const Job& job, int64_t rows) {
+  if (job.world == 1) return {0.0, 0.0};
+  const auto& c = job.config;
+  const int bits = c.communication.quantization_bits;
+  const double h = sizeof(WireHeader);
+  double raw = 0, wire = 0;
+  const int64_t seq = job.seq, in = job.features;
+  for (int64_t n : micro_batch_sizes(rows, c.training.micro_batches)) {
+    raw += h + 4.0 * n * in;
+    wire += h + (job.gpt ? 4.0 * n * in : double(encoded_size(n, in, bits)));  // token ids: raw int32
+    raw += h + 4.0 * n * seq;  // labels
+    wire += h + 4.0 * n * seq;
+    for (int64_t k = 0; k + 1 < job.placement.chunk_count(); ++k) {
+      if (job.placement.stage_of_chunk(k) == job.placement.stage_of_chunk(k + 1)) continue;  // handed over in memory
+      const int64_t w = boundary_width(job, k);
+      raw += 2 * (h + 4.0 * n * seq * w);
+      wire += 2 * (h + double(encoded_size(n * seq, w, bits)));
+    }
+  }
+  double fixed = job.placement.stages * (h + sizeof(ControlPayload)) + h + sizeof(MetricsPayload);
+  if (c.training.grad_clip > 0) fixed += 2.0 * job.placement.stages * (h + sizeof(double));
+  return {raw + fixed, wire + fixed};
 }
 
 json initial_summary(const Job& job, const std::string& blas, const std::vector<std::string>& hosts) {

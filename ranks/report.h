@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ranks/job.h"
@@ -33,6 +34,11 @@ double measured_bubble(const std::vector<RankStats>& all);
 // a chunk's forward costs what the partition cost model estimates for its layers, a backward
 // two forwards, I and W one each; messages are free.
 double simulated_bubble(const Job& job, int64_t micro_batches);
+
+// Bytes (float32-equivalent, on the wire) of one training step of `rows` samples on all
+// ranks, from the message shapes: inputs, labels, activations and gradients between chunks on
+// different stages, control and metrics. Zero in the in-process run (no network).
+std::pair<double, double> step_message_bytes(const Job& job, int64_t rows);
 
 // summary.json before the first epoch: run shape, ranks with roles and hosts, stages with
 // layers, parameters and estimated cost. `hosts` by transport rank.
