@@ -54,7 +54,7 @@
 namespace arceus {
 
 // From datasets/dataset.h, which includes ATen: declared here to keep this unit torch-free.
-std::string default_dataset_root(const std::string& name);
+std::string dataset_root(const std::string& name, const std::string& root, const std::string& base);
 
 namespace {
 
@@ -65,6 +65,14 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxBodyBytes = 1 << 20;  // larger request bodies are refused with 413
 constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for idle connections
 constexpr int kMaxNesting = 64;            // a job document nests 3 levels; parsers recurse
+
+// The original's train endpoint: a body without epochs / learning_rate meant 10 epochs at 0.1.
+constexpr int64_t kOriginalEpochs = 10;
+constexpr double kOriginalLearningRate = 0.1;
+
+// The dataset names this build reads (config's dataset_config.name). The original handed any
+// name to torchvision, which downloads it; nothing is downloaded here.
+const std::vector<std::string> kDatasetNames = {"MNIST", "FashionMNIST", "synthetic", "text"};
 
 // SIGINT/SIGTERM on rank 0: a graceful shutdown, polled by the main thread and the observer.
 // SA_RESETHAND: a second signal ends the process the default way.
@@ -307,41 +315,44 @@ json model_json(const Config& c) {
           {"dropout", m.dropout}};
 }
 
-json config_json(const Config& c) {
+// dataset_config as the job sees it: the original's keys (name, batch_size, val_batch_size,
+// normalize; a transformer's source) and ours, of its own type only.
+json dataset_json(const Config& c) {
   const auto& d = c.dataset;
-  const auto& t = c.training;
-  json dataset;
   if (is_transformer(c)) {
-    dataset = {{"name", d.name},
-               {"source", d.source},
-               {"windows_per_epoch", d.windows_per_epoch},
-               {"batch_size", d.batch_size},
-               {"val_batch_size", d.val_batch_size},
-               {"shuffle", d.shuffle},
-               {"max_val_samples", d.max_val_samples}};
-  } else {
-    dataset = {{"name", d.name},
-               {"root", d.root},
-               {"batch_size", d.batch_size},
-               {"val_batch_size", d.val_batch_size},
-               {"normalize", {{"mean", d.normalize.mean}, {"std", d.normalize.std}}},
-               {"shuffle", d.shuffle},
-               {"max_train_samples", d.max_train_samples},
-               {"max_val_samples", d.max_val_samples},
-               {"synthetic",
-                {{"train_size", d.synthetic.train_size},
-                 {"val_size", d.synthetic.val_size},
-                 {"features", d.synthetic.features},
-                 {"classes", d.synthetic.classes},
-                 {"noise", d.synthetic.noise}}}};
+    return {{"name", d.name},
+            {"source", d.source},
+            {"windows_per_epoch", d.windows_per_epoch},
+            {"batch_size", d.batch_size},
+            {"val_batch_size", d.val_batch_size},
+            {"shuffle", d.shuffle},
+            {"max_val_samples", d.max_val_samples}};
   }
+  return {{"name", d.name},
+          {"root", d.root},
+          {"batch_size", d.batch_size},
+          {"val_batch_size", d.val_batch_size},
+          {"normalize", {{"mean", d.normalize.mean}, {"std", d.normalize.std}}},
+          {"shuffle", d.shuffle},
+          {"max_train_samples", d.max_train_samples},
+          {"max_val_samples", d.max_val_samples},
+          {"synthetic",
+           {{"train_size", d.synthetic.train_size},
+            {"val_size", d.synthetic.val_size},
+            {"features", d.synthetic.features},
+            {"classes", d.synthetic.classes},
+            {"noise", d.synthetic.noise}}}};
+}
+
+json config_json(const Config& c) {
+  const auto& t = c.training;
   json output = {{"dir", c.output.dir}};
   if (is_transformer(c)) {
     output["sample_tokens"] = c.output.sample_tokens;
     output["sample_temperature"] = c.output.sample_temperature;
   }
   return {{"model_config", model_json(c)},
-          {"dataset_config", dataset},
+          {"dataset_config", dataset_json(c)},
           {"training",
            {{"epochs", t.epochs},
             {"learning_rate", t.learning_rate},
@@ -392,7 +403,7 @@ json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRa
   json stages = json::array();
   for (size_t k = 0; k < plan.size(); ++k) {
     const auto& r = plan[k];
-    const int rank = s.world == 1 ? 0 : static_cast<int>(k + 1);
+    const int rank = process_rank_of_stage(static_cast<int64_t>(k) + 1, s.world);
     json stage = {{"stage", k + 1}, {"rank", rank}, {"host", s.hosts[size_t(rank)]}, {"layers", {r.first, r.end() - 1}}};
     if (is_transformer(c)) {
       std::vector<std::string> names;
@@ -425,15 +436,28 @@ json final_json(const JobRecord& job) {
 
 const Config& effective_config(const JobRecord& job) { return job.train_request.is_null() ? job.config : job.train_config; }
 
+// The original's job_id: a string ("1"). Paths take the same text.
+json job_id_json(int id) { return std::to_string(id); }
+
+// The original's `devices` of a job: the stages it runs on. Its plan's once initialized, else
+// the world's stage ranks (ranks 1..N-1; rank 0 itself in a one-process world).
+int64_t job_devices(const ServeState& s, const JobRecord& job) {
+  if (!job.plan.empty()) return static_cast<int64_t>(job.plan.size());
+  return s.world == 1 ? 1 : s.world - 1;
+}
+
+// A job view (GET /api/jobs items, GET /api/jobs/<id> with `detail`): the original's fields
+// (job_id, status, devices, model_config, dataset_config) and ours; `state` = `status` and
+// `id` = job_id as a number, from before the original's names were adopted.
 json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   const Config& c = effective_config(job);
-  json j = {{"job_id", job.id},
+  json j = {{"job_id", job_id_json(job.id)},
+            {"id", job.id},
+            {"status", job.state},
             {"state", job.state},
+            {"devices", job_devices(s, job)},
             {"model_config", model_json(c)},
-            {"dataset_config", is_transformer(c) ? json{{"name", c.dataset.name},
-                                                        {"source", c.dataset.source},
-                                                        {"batch_size", c.dataset.batch_size}}
-                                                  : json{{"name", c.dataset.name}, {"batch_size", c.dataset.batch_size}}},
+            {"dataset_config", dataset_json(c)},
             {"epochs", c.training.epochs},
             {"learning_rate", c.training.learning_rate},
             {"epochs_completed", job.epochs.size()},
@@ -474,9 +498,10 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
 
 // Per-rank forward/backward TFLOPS of a job's latest epoch (the epoch JSON's timing[]).
 json tflops_json(const JobRecord* job) {
-  json out = {{"job_id", nullptr}, {"state", nullptr}, {"epoch", nullptr}, {"ranks", json::array()}};
+  json out = {{"job_id", nullptr}, {"status", nullptr}, {"state", nullptr}, {"epoch", nullptr}, {"ranks", json::array()}};
   if (!job) return out;
-  out["job_id"] = job->id;
+  out["job_id"] = job_id_json(job->id);
+  out["status"] = job->state;
   out["state"] = job->state;
   if (job->epochs.empty()) return out;
   const json& e = job->epochs.back();
@@ -630,10 +655,31 @@ class Api {
 
   // --- jobs ----------------------------------------------------------------------------------
 
+  // A job body as it came.
+  struct JobBody {
+    Config config;
+    std::string format;            // "json" or "yaml"
+    bool sets_output_dir = false;  // output.dir given
+    bool has_training = false;     // a training section given
+  };
+
+  // Refuses dataset names this build has no loader for (400 listing the ones it has). A name
+  // that differs only in case is left to the config parser, which suggests the spelling.
+  static void check_dataset_name(const std::string& name) {
+    for (const auto& known : kDatasetNames)
+      if (lower(known) == lower(name)) return;
+    throw HttpError(400, "[serve] dataset_config.name = '" + name + "' is not available: this build reads " +
+                             join(kDatasetNames) +
+                             " (MNIST and FashionMNIST from their IDX files, synthetic generated, text for a "
+                             "transformer). The original handed any torchvision name to torchvision, which downloads "
+                             "it; nothing is downloaded here");
+  }
+
   // A job body: JSON (the original's) or YAML (Content-Type: application/yaml, a `train` file).
-  Config parse_job_body(const httplib::Request& req, bool* sets_output_dir, std::string* format) const {
+  JobBody parse_job_body(const httplib::Request& req) const {
+    JobBody out;
     const bool yaml = lower(req.get_header_value("Content-Type")).find("yaml") != std::string::npos;
-    *format = yaml ? "yaml" : "json";
+    out.format = yaml ? "yaml" : "json";
     if (blank(req.body)) {
       throw HttpError(400, "[serve] empty request body: expected a job with model_config and dataset_config, e.g. "
                            R"({"model_config":{"layer_sizes":[784,128,64,10]},"dataset_config":{"name":"FashionMNIST"}})"
@@ -659,7 +705,11 @@ class Api {
                              "... sections, got " + json_type(body));
       }
       const json output = body.value("output", json::object());
-      *sets_output_dir = output.is_object() && output.contains("dir");
+      out.sets_output_dir = output.is_object() && output.contains("dir");
+      out.has_training = body.contains("training");
+      const json dataset = body.value("dataset_config", json::object());
+      if (dataset.is_object() && dataset.contains("name") && dataset["name"].is_string())
+        check_dataset_name(dataset["name"].get<std::string>());
       // The body itself keeps the line numbers in the parser's messages; compact JSON is the
       // fallback for JSON that is not also valid YAML (e.g. indented with tabs).
       try {
@@ -674,13 +724,17 @@ class Api {
       } catch (const YAML::Exception&) {
         // parse_config below reports it with the line and column
       }
-      *sets_output_dir = yaml_lookup(doc, "output", "dir", nullptr);
+      out.sets_output_dir = yaml_lookup(doc, "output", "dir", nullptr);
+      out.has_training = doc.IsDefined() && doc.IsMap() && doc["training"].IsDefined();
+      std::string name;
+      if (yaml_lookup(doc, "dataset_config", "name", &name) && !name.empty()) check_dataset_name(name);
     }
     try {
-      return parse_config(text, {}, "<request body>");
+      out.config = parse_config(text, {}, "<request body>");
     } catch (const ConfigError& e) {
       throw HttpError(400, e.what());
     }
+    return out;
   }
 
   std::string data_roots_text() const {
@@ -702,34 +756,46 @@ class Api {
 
   // What a job will read must lie under an allowed data root: the text file of a transformer
   // (dataset_config.source), the IDX directory of MNIST / FashionMNIST (dataset_config.root).
-  // Whether it exists is the trainer's to say, when the job starts.
-  void check_data_root(const Config& c) const {
-    const auto& d = c.dataset;
+  // A given source or root may not exist yet: that is the trainer's to say, when the job
+  // starts. Without a root, the directory is looked up now as the trainer would (rank 0 is this
+  // process: the same working directory) and set as the job's root, so that what was checked
+  // is what is read; no directory holding the files is a 400 naming every place tried.
+  void check_data_root(Config& c) const {
+    auto& d = c.dataset;
     if (d.name == "synthetic") return;
     if (d.name == "text") return check_allowed("dataset_config.source", d.source);
-    const std::string root = d.root.empty() ? default_dataset_root(d.name) : d.root;
-    if (root.empty()) {
-      throw HttpError(400, "[serve] dataset_config.root: " + d.name +
-                               " has no default location and cannot be downloaded here: set dataset_config.root to a "
-                               "directory under an allowed data root (" + data_roots_text() +
-                               ") holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-                               "t10k-labels-idx1-ubyte (each optionally .gz); FashionMNIST needs no root");
+    if (!d.root.empty()) return check_allowed("dataset_config.root", d.root);
+    std::error_code ec;
+    const fs::path cwd = fs::current_path(ec);
+    try {
+      d.root = dataset_root(d.name, "", ec ? std::string(".") : cwd.string());
+    } catch (const std::exception& e) {
+      throw HttpError(400, "[serve] dataset_config.root is not set and " + std::string(e.what()) +
+                               " (the allowed data roots: " + data_roots_text() + ")");
     }
-    check_allowed("dataset_config.root", root);
+    check_allowed("dataset_config.root (not set; found by the lookup)", d.root);
   }
 
   void create_job(const httplib::Request& req, httplib::Response& res) {
-    bool sets_dir = false;
-    std::string format;
-    Config config = parse_job_body(req, &sets_dir, &format);
+    JobBody body = parse_job_body(req);
+    Config& config = body.config;
     check_data_root(config);
+    // The original's JSON body has no training section; its train endpoint defaulted to 10
+    // epochs at 0.1: such a job takes those as its own (a train body still overrides them). A
+    // YAML body (a train config file) and a transformer job (the original's gpt/ settings) keep
+    // the config defaults.
+    const bool original_defaults = body.format == "json" && !body.has_training && !is_transformer(config);
+    if (original_defaults) {
+      config.training.epochs = kOriginalEpochs;
+      config.training.learning_rate = kOriginalLearningRate;
+    }
     std::lock_guard<std::mutex> lock(s_.mu);
     if (s_.shutdown) throw HttpError(503, "[serve] the server is shutting down");
     auto job = std::make_shared<JobRecord>();
     job->id = s_.next_id++;
-    if (!sets_dir) config.output.dir = "runs/serve/job-" + std::to_string(job->id);
+    if (!body.sets_output_dir) config.output.dir = "runs/serve/job-" + std::to_string(job->id);
     job->config = config;
-    job->format = format;
+    job->format = body.format;
     job->created_at = utc_now();
     s_.jobs[job->id] = job;
     std::string model;
@@ -742,9 +808,11 @@ class Api {
       std::string layers;
       for (auto w : config.model.layer_sizes) layers += (layers.empty() ? "" : ", ") + std::to_string(w);
       model = "MLP [" + layers + "] on " + config.dataset.name;
+      if (!config.dataset.root.empty()) model += " from " + config.dataset.root;
     }
-    note(*job, "created: " + model + ", output " + config.output.dir);
-    send(res, 201, {{"message", "Job created"}, {"job_id", job->id}});
+    note(*job, "created: " + model + ", output " + config.output.dir +
+                   (original_defaults ? ", the original's train defaults (10 epochs, learning rate 0.1)" : ""));
+    send(res, 201, {{"message", "Job created successfully"}, {"job_id", job_id_json(job->id)}, {"id", job->id}});
   }
 
   void list_jobs(const httplib::Request&, httplib::Response& res) {
@@ -770,7 +838,8 @@ class Api {
       epochs.push_back(e);
     }
     send(res, 200,
-         {{"job_id", job->id},
+         {{"job_id", job_id_json(job->id)},
+          {"status", job->state},
           {"state", job->state},
           {"steps", job->steps},
           {"epochs", epochs},
@@ -791,7 +860,12 @@ class Api {
       offset = std::min<size_t>(std::stoull(v), job->logs.size());
     }
     const std::vector<std::string> lines(job->logs.begin() + static_cast<std::ptrdiff_t>(offset), job->logs.end());
-    send(res, 200, {{"job_id", job->id}, {"state", job->state}, {"offset", offset}, {"next_offset", job->logs.size()}, {"lines", lines}});
+    send(res, 200, {{"job_id", job_id_json(job->id)},
+                    {"status", job->state},
+                    {"state", job->state},
+                    {"offset", offset},
+                    {"next_offset", job->logs.size()},
+                    {"lines", lines}});
   }
 
   void stop_job(const httplib::Request& req, httplib::Response& res) {
@@ -802,7 +876,10 @@ class Api {
       job->error = "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop before it started";
       job->finished_at = utc_now();
       note(*job, "stopped while queued");
-      send(res, 200, {{"message", "Job stopped (it had not started)"}, {"job_id", job->id}, {"state", job->state}});
+      send(res, 200, {{"message", "Job stopped (it had not started)"},
+                      {"job_id", job_id_json(job->id)},
+                      {"status", job->state},
+                      {"state", job->state}});
       return;
     }
     if (job->state != "training") {
@@ -812,7 +889,8 @@ class Api {
     job->stop = true;
     note(*job, "stop requested: the job ends after the batches in flight");
     send(res, 202, {{"message", "Stop requested: the job stops after the batches in flight"},
-                    {"job_id", job->id},
+                    {"job_id", job_id_json(job->id)},
+                    {"status", job->state},
                     {"state", job->state}});
   }
 
@@ -840,7 +918,7 @@ class Api {
     job.state = "initialized";
     std::string summary;
     for (size_t k = 0; k < plan.size(); ++k) {
-      summary += (k ? ", " : "") + std::string("rank ") + std::to_string(s_.world == 1 ? 0 : k + 1) + " layers " +
+      summary += (k ? ", " : "") + std::string("rank ") + std::to_string(process_rank_of_stage(static_cast<int64_t>(k) + 1, s_.world)) + " layers " +
                  std::to_string(plan[k].first) + "-" + std::to_string(plan[k].end() - 1);
     }
     note(job, what + " on " + std::to_string(s_.world) + " rank(s): " + summary);
@@ -858,15 +936,14 @@ class Api {
     json ranks = json::array();
     for (int r = 0; r < s_.world; ++r) {
       json layers = nullptr;
-      if (s_.world == 1) {
-        layers = {plan[0].first, plan[0].end() - 1};
-      } else if (r >= 1 && static_cast<size_t>(r) <= plan.size()) {
-        layers = {plan[size_t(r - 1)].first, plan[size_t(r - 1)].end() - 1};
-      }
+      const int64_t stage = stage_of_process_rank(r, s_.world, static_cast<int64_t>(plan.size()));
+      if (stage >= 1) layers = {plan[size_t(stage - 1)].first, plan[size_t(stage - 1)].end() - 1};
       ranks.push_back({{"rank", r}, {"host", s_.hosts[size_t(r)]}, {"role", rank_role(r, s_.world, plan.size())}, {"layers", layers}});
     }
-    send(res, 200, {{"message", "Network initialized"},
-                    {"job_id", job->id},
+    send(res, 200, {{"message", "Network initialized successfully"},
+                    {"job_id", job_id_json(job->id)},
+                    {"status", job->state},
+                    {"devices", job_devices(s_, *job)},
                     {"world_size", s_.world},
                     {"stages", stages_json(s_, job->config, plan)},
                     {"ranks", ranks}});
@@ -948,7 +1025,7 @@ class Api {
     json reply = {{"message", ahead.empty() ? std::string("Training started")
                                             : "Training queued: job " + std::to_string(ahead.front()) +
                                                   " is using the ranks; this job starts when the jobs ahead end"},
-                  {"job_id", job->id},
+                  {"job_id", job_id_json(job->id)},
                   {"epochs", config.training.epochs},
                   {"learning_rate", config.training.learning_rate}};
     if (!ahead.empty()) reply["queued_behind"] = ahead;
@@ -971,14 +1048,13 @@ class Api {
     json devices = json::array();
     for (int r = 0; r < s_.world; ++r) {
       json layers = nullptr;
-      std::string role = r == 0 ? (s_.world == 1 ? "orchestrator+stage" : "orchestrator") : "worker";
+      std::string role = r == 0 ? role_of(0, s_.world, 1) : "worker";
       bool busy = false;
       if (job) {
         const auto& plan = job->plan;
         role = rank_role(r, s_.world, plan.size());
-        const int stage = s_.world == 1 ? 0 : r - 1;
-        if (stage >= 0 && static_cast<size_t>(stage) < plan.size())
-          layers = {plan[size_t(stage)].first, plan[size_t(stage)].end() - 1};
+        const int64_t stage = stage_of_process_rank(r, s_.world, static_cast<int64_t>(plan.size()));
+        if (stage >= 1) layers = {plan[size_t(stage - 1)].first, plan[size_t(stage - 1)].end() - 1};
         busy = training && role != "idle";
       }
       devices.push_back({{"rank", r},
@@ -1166,7 +1242,14 @@ void run_queue(Transport& comm, ServeState& s, const TrainOptions& train) {
 }  // namespace
 
 std::vector<std::string> default_data_roots() {
-  return {(fs::path(ARCEUS_SOURCE_DIR) / "data").string(), "/usr/share/datasets", "/usr/share/common-licenses"};
+  std::vector<std::string> roots = {(fs::path(ARCEUS_SOURCE_DIR) / "data").string()};
+  // The working directory's data/: where torchvision, and so the original, kept MNIST.
+  std::error_code ec;
+  const fs::path cwd = fs::current_path(ec);
+  if (!ec && resolve_path((cwd / "data").string()) != resolve_path(roots.front())) roots.push_back((cwd / "data").string());
+  roots.push_back("/usr/share/datasets");
+  roots.push_back("/usr/share/common-licenses");
+  return roots;
 }
 
 CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& train) {
@@ -1185,7 +1268,8 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
       ->envname("ARCEUS_TOKEN");
   cmd->add_option("--data-root", serve.data_roots,
                   "A directory a job's dataset_config.root or .source may lie under (repeatable; replaces the "
-                  "defaults: the project's data/, /usr/share/datasets and /usr/share/common-licenses)")
+                  "defaults: the project's data/, the working directory's data/, /usr/share/datasets and "
+                  "/usr/share/common-licenses)")
       ->allow_extra_args(false);
   cmd->add_option("--threads", train.threads,
                   "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage ranks "

@@ -26,7 +26,8 @@ struct ServeOptions {
   std::vector<std::string> data_roots;  // dataset_config.root / .source must lie under one; empty = defaults
 };
 
-// The data roots used when --data-root is not given: the project's data/ directory,
+// The data roots used when --data-root is not given: the project's data/ directory, the working
+// directory's data/ (torchvision's data/MNIST/raw, where the original kept MNIST),
 // /usr/share/datasets (where the Debian dataset packages install) and /usr/share/common-licenses
 // (public license texts: configs/gpt_char.yaml trains its transformer on GPL-3 there).
 std::vector<std::string> default_data_roots();

@@ -1,9 +1,14 @@
-// Datasets as tensors: synthetic generation, IDX loading and normalisation, limits, errors.
+// Datasets as tensors: synthetic generation, IDX loading and normalisation, limits, errors;
+// where MNIST / FashionMNIST are looked for without a root.
 #include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <ATen/ATen.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +21,45 @@ namespace fs = std::filesystem;
 using arceus::DataError;
 
 namespace {
+
+// An IDX file: magic 0x0000 08 DD (uint8 elements, DD dimensions), big-endian dimensions, data.
+std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> b{0, 0, 8, uint8_t(dims.size())};
+  for (uint32_t d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(d >> s));
+  b.insert(b.end(), data.begin(), data.end());
+  return b;
+}
+
+void write_raw(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+  ASSERT_TRUE(out.good()) << path;
+}
+
+void write_gz(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(gzwrite(f, bytes.data(), unsigned(bytes.size())), int(bytes.size())) << path;
+  ASSERT_EQ(gzclose(f), Z_OK) << path;
+}
+
+// Runs in `dir` until destroyed, then back where it was (load_dataset looks under the
+// working directory when a dataset has no root).
+class WorkingDirectory {
+ public:
+  explicit WorkingDirectory(const fs::path& dir) : previous_(fs::current_path()) { fs::current_path(dir); }
+  ~WorkingDirectory() {
+    std::error_code ec;
+    fs::current_path(previous_, ec);
+    if (ec) ADD_FAILURE() << "cannot return to " << previous_ << ": " << ec.message();
+  }
+  WorkingDirectory(const WorkingDirectory&) = delete;
+  WorkingDirectory& operator=(const WorkingDirectory&) = delete;
+
+ private:
+  fs::path previous_;
+};
 
 arceus::SyntheticConfig small_synthetic() {
   arceus::SyntheticConfig c;
@@ -59,16 +103,10 @@ class DatasetIdxDir : public ::testing::Test {
   }
   static std::vector<uint8_t> idx(const std::vector<uint32_t>& dims,
                                   const std::vector<uint8_t>& data) {
-    std::vector<uint8_t> b{0, 0, 8, uint8_t(dims.size())};
-    for (uint32_t d : dims)
-      for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(d >> s));
-    b.insert(b.end(), data.begin(), data.end());
-    return b;
+    return idx_bytes(dims, data);
   }
   void write(const std::string& name, const std::vector<uint8_t>& bytes) {
-    std::ofstream out(fs::path(dir_) / name, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    ASSERT_TRUE(out.good());
+    write_raw(fs::path(dir_) / name, bytes);
   }
 
   arceus::DatasetConfig config() const {
@@ -178,7 +216,7 @@ TEST(DatasetSynthetic, ViaLoadDatasetIgnoresRoot) {
   const auto a = arceus::load_dataset(c, 9);
   const auto b = arceus::make_synthetic(c.synthetic, 9);
   EXPECT_TRUE(a.train.inputs.equal(b.train.inputs));
-  EXPECT_EQ(arceus::default_dataset_root("synthetic"), "");
+  EXPECT_TRUE(arceus::dataset_search_dirs("synthetic", ".").empty());
 }
 
 TEST(DatasetSynthetic, RejectsBadConfig) {
@@ -266,29 +304,29 @@ TEST_F(DatasetIdxDir, MissingFileListed) {
                     {"MNIST files not found", "t10k-images-idx3-ubyte(.gz)"});
 }
 
-TEST(DatasetMnist, EmptyRootIsAClearError) {
-  arceus::DatasetConfig c;
-  c.name = "MNIST";
-  c.root = "";
-  EXPECT_EQ(arceus::default_dataset_root("MNIST"), "");
-  expect_data_error([&] { arceus::load_dataset(c, 0); },
-                    {"MNIST cannot be downloaded", "dataset_config.root"});
-}
-
 TEST(DatasetMnist, UnknownName) {
   arceus::DatasetConfig c;
   c.name = "CIFAR10";
   expect_data_error([&] { arceus::load_dataset(c, 0); }, {"CIFAR10"});
 }
 
+// Where the Debian package dataset-fashion-mnist installs its four .gz files.
+const char* const kDebianFashion = "/usr/share/datasets/fashion-mnist";
+
 TEST(DatasetFashionMnist, RealLoad) {
-  const std::string root = arceus::default_dataset_root("FashionMNIST");
-  EXPECT_EQ(root, "/usr/share/datasets/fashion-mnist");
-  if (!fs::is_directory(root)) {
-    GTEST_SKIP() << root << " not present (Debian package dataset-fashion-mnist not installed)";
+  if (!fs::is_directory(kDebianFashion)) {
+    GTEST_SKIP() << kDebianFashion << " not present (Debian package dataset-fashion-mnist not installed)";
   }
-  arceus::DatasetConfig c;  // name FashionMNIST, root "" = the default
-  const auto s = arceus::load_dataset(c, 0);
+  // A working directory without data/FashionMNIST: the lookup ends at the Debian package.
+  std::string scratch = (fs::temp_directory_path() / "arceus_fashion_XXXXXX").string();
+  ASSERT_NE(mkdtemp(scratch.data()), nullptr);
+  arceus::DataSplits s;
+  {
+    WorkingDirectory in(scratch);
+    arceus::DatasetConfig c;  // name FashionMNIST, root "": looked up
+    s = arceus::load_dataset(c, 0);
+  }
+  fs::remove_all(scratch);
   EXPECT_EQ(s.train.size(), 60000);
   EXPECT_EQ(s.val.size(), 10000);
   EXPECT_EQ(s.features, 784);
@@ -301,4 +339,189 @@ TEST(DatasetFashionMnist, RealLoad) {
   EXPECT_EQ(s.description,
             "FashionMNIST from /usr/share/datasets/fashion-mnist: 60000 train, 10000 val, "
             "784 features, 10 classes");
+}
+
+// ---------------------------------------------------------------------------------------------
+// MNIST / FashionMNIST without a root: torchvision's data/<name>/raw and data/<name> under the
+// working directory (`base`), then the Debian directory. Each set written here has its own
+// number of training samples, so the loaded size tells which directory was read.
+
+class DatasetLookup : public ::testing::Test {
+ protected:
+  static constexpr uint32_t kVal = 3;
+
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "arceus_lookup_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    base_ = fs::canonical(tmpl).string();  // what the working directory reads back as
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(base_, ec);
+  }
+
+  std::string at(const std::string& rel) const { return (fs::path(base_) / rel).string(); }
+
+  // A 2x2-pixel IDX set of `train` training and kVal test samples in base/<rel>: every file
+  // gzip'd when `gz` ("NAME.gz"), and `skip` (a file name) left out.
+  void place(const std::string& rel, uint32_t train, bool gz, const std::string& skip = "") {
+    const fs::path dir = at(rel);
+    fs::create_directories(dir);
+    const std::vector<std::pair<std::string, std::vector<uint8_t>>> files = {
+        {"train-images-idx3-ubyte", idx_bytes({train, 2, 2}, std::vector<uint8_t>(size_t(train) * 4, 200))},
+        {"train-labels-idx1-ubyte", idx_bytes({train}, std::vector<uint8_t>(train, 1))},
+        {"t10k-images-idx3-ubyte", idx_bytes({kVal, 2, 2}, std::vector<uint8_t>(size_t(kVal) * 4, 100))},
+        {"t10k-labels-idx1-ubyte", idx_bytes({kVal}, std::vector<uint8_t>(kVal, 2))},
+    };
+    for (const auto& [name, bytes] : files) {
+      if (name == skip) continue;
+      if (gz) {
+        write_gz(dir / (name + ".gz"), bytes);
+      } else {
+        write_raw(dir / name, bytes);
+      }
+    }
+  }
+
+  // The training samples of `name` read from the directory the lookup finds under base_.
+  int64_t train_size(const std::string& name) const {
+    arceus::DatasetConfig c;
+    c.name = name;
+    c.root = arceus::dataset_root(name, "", base_);
+    return arceus::load_dataset(c, 0).train.size();
+  }
+
+  std::string base_;
+};
+
+TEST_F(DatasetLookup, SearchDirsAreTorchvisionsThenDebians) {
+  EXPECT_EQ(arceus::dataset_search_dirs("MNIST", base_),
+            (std::vector<std::string>{at("data/MNIST/raw"), at("data/MNIST"), "/usr/share/datasets/mnist"}));
+  EXPECT_EQ(arceus::dataset_search_dirs("FashionMNIST", base_),
+            (std::vector<std::string>{at("data/FashionMNIST/raw"), at("data/FashionMNIST"), kDebianFashion}));
+  for (const char* other : {"synthetic", "text", "CIFAR10"})
+    EXPECT_TRUE(arceus::dataset_search_dirs(other, base_).empty()) << other;
+}
+
+TEST_F(DatasetLookup, RawComesBeforeItsParent) {
+  place("data/MNIST", 5, false);
+  EXPECT_EQ(arceus::dataset_root("MNIST", "", base_), at("data/MNIST"));
+  EXPECT_EQ(train_size("MNIST"), 5);
+  place("data/MNIST/raw", 7, false);
+  EXPECT_EQ(arceus::dataset_root("MNIST", "", base_), at("data/MNIST/raw"));
+  EXPECT_EQ(train_size("MNIST"), 7);
+}
+
+TEST_F(DatasetLookup, GzipFilesAndMixturesAreFound) {
+  place("data/MNIST/raw", 6, /*gz=*/true);
+  EXPECT_EQ(arceus::dataset_root("MNIST", "", base_), at("data/MNIST/raw"));
+  EXPECT_EQ(train_size("MNIST"), 6);
+  // Two raw, two gzip'd: each file is found as NAME or NAME.gz.
+  fs::remove_all(at("data/MNIST/raw"));
+  place("data/MNIST/raw", 4, false);
+  for (const std::string name : {"train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"}) {
+    const std::string raw = at("data/MNIST/raw/" + name);
+    write_gz(raw + ".gz", arceus::read_file_maybe_gzip(raw));
+    fs::remove(raw);
+  }
+  EXPECT_EQ(train_size("MNIST"), 4);
+}
+
+TEST_F(DatasetLookup, AnIncompleteDirectoryIsPassedOver) {
+  place("data/MNIST/raw", 7, false, "t10k-labels-idx1-ubyte");
+  place("data/MNIST", 5, true);
+  EXPECT_EQ(arceus::dataset_root("MNIST", "", base_), at("data/MNIST"));
+  EXPECT_EQ(train_size("MNIST"), 5);
+}
+
+TEST_F(DatasetLookup, NothingFoundNamesEveryPlaceAndTheFourFiles) {
+  place("data/MNIST/raw", 7, false, "t10k-labels-idx1-ubyte");  // and data/MNIST, empty
+  std::string message;
+  try {
+    const std::string found = arceus::dataset_root("MNIST", "", base_);
+    if (found == "/usr/share/datasets/mnist") GTEST_SKIP() << found << " holds MNIST on this machine: nothing to miss";
+    FAIL() << "an incomplete directory was taken: " << found;
+  } catch (const DataError& e) {
+    message = e.what();
+  }
+  for (const std::string& part :
+       {at("data/MNIST/raw") + " (lacks t10k-labels-idx1-ubyte)",
+        at("data/MNIST") + " (lacks train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                           "t10k-labels-idx1-ubyte)",
+        std::string("/usr/share/datasets/mnist ("),
+        std::string("its four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                    "t10k-labels-idx1-ubyte (each raw or .gz)"),
+        std::string("data/MNIST/raw/ under the working directory"), std::string("dataset_config.root")})
+    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
+
+  // The same through load_dataset from a working directory with no data/ at all.
+  fs::remove_all(at("data"));
+  arceus::DatasetConfig c;
+  c.name = "MNIST";
+  WorkingDirectory in(base_);
+  expect_data_error([&] { arceus::load_dataset(c, 0); },
+                    {at("data/MNIST/raw") + " (does not exist)", at("data/MNIST") + " (does not exist)",
+                     "/usr/share/datasets/mnist (", "t10k-labels-idx1-ubyte", "dataset_config.root"});
+}
+
+TEST_F(DatasetLookup, AGivenRootIsUsedAsIs) {
+  place("data/MNIST/raw", 7, false);
+  EXPECT_EQ(arceus::dataset_root("MNIST", "/somewhere/else", base_), "/somewhere/else");
+}
+
+TEST_F(DatasetLookup, FashionMnistTorchvisionLayoutComesBeforeDebian) {
+  place("data/FashionMNIST", 5, true);
+  EXPECT_EQ(arceus::dataset_root("FashionMNIST", "", base_), at("data/FashionMNIST"));
+  EXPECT_EQ(train_size("FashionMNIST"), 5);
+  place("data/FashionMNIST/raw", 8, false);
+  EXPECT_EQ(arceus::dataset_root("FashionMNIST", "", base_), at("data/FashionMNIST/raw"));
+  EXPECT_EQ(train_size("FashionMNIST"), 8);
+  fs::remove_all(at("data/FashionMNIST"));
+  if (!fs::is_directory(kDebianFashion)) {
+    expect_data_error([&] { arceus::dataset_root("FashionMNIST", "", base_); }, {at("data/FashionMNIST/raw"), kDebianFashion});
+  } else {
+    EXPECT_EQ(arceus::dataset_root("FashionMNIST", "", base_), kDebianFashion);
+  }
+}
+
+// The production path: load_dataset with no root looks under the working directory.
+TEST_F(DatasetLookup, LoadDatasetLooksUnderTheWorkingDirectory) {
+  place("data/MNIST/raw", 7, true);
+  arceus::DatasetConfig c;
+  c.name = "MNIST";
+  arceus::DataSplits s;
+  {
+    WorkingDirectory in(base_);
+    s = arceus::load_dataset(c, 0);
+  }
+  EXPECT_EQ(s.train.size(), 7);
+  EXPECT_EQ(s.val.size(), kVal);
+  EXPECT_EQ(s.features, 4);
+  EXPECT_NE(s.description.find("MNIST from " + at("data/MNIST/raw") + ": 7 train"), std::string::npos) << s.description;
+}
+
+// Fashion-MNIST's files under MNIST's names (they are the same names) in data/MNIST/raw: what
+// a user of the original has after torchvision downloaded MNIST there.
+TEST_F(DatasetLookup, FashionMnistFilesStandInForMnist) {
+  if (!fs::is_directory(kDebianFashion)) GTEST_SKIP() << kDebianFashion << " not present (dataset-fashion-mnist)";
+  fs::create_directories(at("data/MNIST/raw"));
+  for (const char* name : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                           "t10k-labels-idx1-ubyte.gz"})
+    fs::copy_file(fs::path(kDebianFashion) / name, at("data/MNIST/raw/" + std::string(name)));
+  arceus::DatasetConfig mnist;
+  mnist.name = "MNIST";
+  arceus::DataSplits s;
+  {
+    WorkingDirectory in(base_);
+    s = arceus::load_dataset(mnist, 0);
+  }
+  EXPECT_EQ(s.train.size(), 60000);
+  EXPECT_EQ(s.val.size(), 10000);
+  EXPECT_EQ(s.features, 784);
+  EXPECT_EQ(s.classes, 10);
+  arceus::DatasetConfig fashion;
+  fashion.root = kDebianFashion;
+  const auto f = arceus::load_dataset(fashion, 0);
+  EXPECT_TRUE(s.train.inputs.equal(f.train.inputs));
+  EXPECT_TRUE(s.val.labels.equal(f.val.labels));
 }

@@ -69,6 +69,29 @@ std::string tiny_gpt_job(const std::string& source) {
 constexpr int kTinyGptSteps = 10;
 const std::string kHelloText = std::string(TEST_CONFIG_DIR) + "/e2e_hello.txt";
 
+// The seed README's commands, byte for byte: the job body (`curl -d '...'` sends it as it
+// stands, newlines and indentation included) and the train body.
+const char* kSeedJob = R"({
+       "model_config": {
+         "layer_sizes": [784, 128, 64, 10]
+       },
+       "dataset_config": {
+         "name": "MNIST",
+         "batch_size": 256,
+         "val_batch_size": 1000,
+         "normalize": {
+           "mean": [0.1307],
+           "std": [0.3081]
+         }
+       }
+     })";
+const char* kSeedTrain = R"({"epochs": 10, "learning_rate": 0.1})";
+
+// Fashion-MNIST's IDX files (the same four names as MNIST's) stand in for MNIST's.
+const char* const kFashionDir = "/usr/share/datasets/fashion-mnist";
+const char* const kIdxFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                                 "t10k-labels-idx1-ubyte.gz"};
+
 // ---------------------------------------------------------------------------------------
 // Processes.
 
@@ -369,11 +392,24 @@ bool healthy(const Server& s) {
     if (arceus_bin().empty() || !fs::exists(arceus_bin())) GTEST_SKIP() << "no arceus binary: " << arceus_bin(); \
   } while (0)
 
+// The id of a created job: job_id is a string, as in the original ("1"); `id` is the number.
+// 0 (and a failure) when the reply has no such pair.
+int job_id_of(const Reply& r) {
+  if (!r.body.is_object() || !r.body.contains("job_id") || !r.body["job_id"].is_string() ||
+      !r.body.contains("id") || !r.body["id"].is_number_integer()) {
+    ADD_FAILURE() << "expected a string job_id and a numeric id: " << show(r);
+    return 0;
+  }
+  const int id = r.body["id"].get<int>();
+  EXPECT_EQ(r.body["job_id"], std::to_string(id)) << show(r);
+  return id;
+}
+
 // Creates the synthetic job and initializes it; returns its id.
 int create_initialized(const Server& s, const std::string& body = kSyntheticJob) {
   const Reply c = post(s, "/api/jobs", body);
   EXPECT_EQ(c.status, 201) << show(c);
-  const int id = c.body.value("job_id", 0);
+  const int id = job_id_of(c);
   const Reply i = curl_post_no_body(s, "/api/network/initialize/" + std::to_string(id));
   EXPECT_EQ(i.status, 200) << show(i);
   return id;
@@ -391,7 +427,8 @@ TEST(Serve, CurlWorkflowSynthetic) {
 
   Reply r = post(s, "/api/jobs", kSyntheticJob);
   ASSERT_EQ(r.status, 201) << show(r);
-  EXPECT_EQ(r.body.value("job_id", 0), 1);
+  EXPECT_EQ(r.body["job_id"], "1") << show(r);
+  EXPECT_EQ(job_id_of(r), 1);
   EXPECT_TRUE(r.body.contains("message"));
 
   r = get(s, "/api/jobs");
@@ -474,7 +511,7 @@ TEST(Serve, CurlWorkflowSynthetic) {
 
   r = get(s, "/api/teraflops");
   ASSERT_EQ(r.status, 200) << show(r);
-  EXPECT_EQ(r.body["job_id"], 1);
+  EXPECT_EQ(r.body["job_id"], "1");
   ASSERT_EQ(r.body["ranks"].size(), 3u) << show(r);
   for (const auto& t : r.body["ranks"]) {
     EXPECT_TRUE(t["forward_tflops"].is_number() && t["backward_tflops"].is_number()) << t.dump();
@@ -494,7 +531,7 @@ TEST(Serve, CurlWorkflowSynthetic) {
                            yaml_out.string() + "\n";
   r = post(s, "/api/jobs", yaml, "application/yaml");
   ASSERT_EQ(r.status, 201) << show(r);
-  EXPECT_EQ(r.body["job_id"], 2);
+  EXPECT_EQ(r.body["job_id"], "2");
   ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/2").status, 200);
   r = curl_post_no_body(s, "/api/network/train/2");  // no body: the job's own epochs (1)
   ASSERT_EQ(r.status, 200) << show(r);
@@ -505,9 +542,9 @@ TEST(Serve, CurlWorkflowSynthetic) {
   EXPECT_TRUE(fs::exists(yaml_out / "summary.json"));
 
   r = get(s, "/api/teraflops");
-  EXPECT_EQ(r.body["job_id"], 2) << show(r);
+  EXPECT_EQ(r.body["job_id"], "2") << show(r);
   r = get(s, "/api/previous_teraflops");
-  EXPECT_EQ(r.body["job_id"], 1) << show(r);
+  EXPECT_EQ(r.body["job_id"], "1") << show(r);
   EXPECT_EQ(r.body["ranks"].size(), 3u) << show(r);
   r = get(s, "/api/devices/teraflops");
   ASSERT_EQ(r.status, 200) << show(r);
@@ -573,8 +610,15 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
       {"data root escaping with ..", "POST", "/api/jobs",
        R"({"dataset_config": {"name": "FashionMNIST", "root": "/usr/share/datasets/../../../tmp"}})", "application/json",
        400, "outside the allowed data roots"},
-      {"MNIST without a root", "POST", "/api/jobs", R"({"dataset_config": {"name": "MNIST"}})", "application/json", 400,
-       "dataset_config.root"},
+      {"MNIST without a root, none in the working directory", "POST", "/api/jobs", R"({"dataset_config": {"name": "MNIST"}})",
+       "application/json", 400, "dataset_config.root is not set and [data] MNIST: no directory holds its four IDX files"},
+      {"a torchvision name this build cannot read", "POST", "/api/jobs",
+       R"({"model_config": {"layer_sizes": [3072, 10]}, "dataset_config": {"name": "CIFAR10"}})", "application/json", 400,
+       "dataset_config.name = 'CIFAR10' is not available: this build reads MNIST, FashionMNIST, synthetic, text"},
+      {"a torchvision name in YAML", "POST", "/api/jobs", "dataset_config:\n  name: SVHN\n", "application/yaml", 400,
+       "dataset_config.name = 'SVHN' is not available"},
+      {"a known name in the wrong case: the parser's suggestion", "POST", "/api/jobs",
+       R"({"dataset_config": {"name": "mnist"}})", "application/json", 400, "did you mean 'MNIST'"},
       {"body over 1 MiB", "POST", "/api/jobs", big, "application/json", 413, "1 MiB"},
       {"form body over 8 KiB", "POST", "/api/jobs", "{}" + form, "application/x-www-form-urlencoded", 413,
        "Content-Type: application/json"},
@@ -608,7 +652,7 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
   // More stage ranks than layers: initialize refuses with the partition's message.
   r = post(s, "/api/jobs", R"({"model_config":{"layer_sizes":[32,10]},"dataset_config":{"name":"synthetic","synthetic":{"features":32}}})");
   ASSERT_EQ(r.status, 201) << show(r);
-  r = curl_post_no_body(s, "/api/network/initialize/" + std::to_string(r.body["job_id"].get<int>()));
+  r = curl_post_no_body(s, "/api/network/initialize/" + std::to_string(job_id_of(r)));
   EXPECT_EQ(r.status, 400) << show(r);
   EXPECT_NE(error_of(r).find("[partition]"), std::string::npos) << show(r);
 
@@ -617,7 +661,7 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
   r = post(s, "/api/jobs",
            R"({"model_config":{"layer_sizes":[784,64,10]},"dataset_config":{"name":"FashionMNIST","root":"/usr/share/datasets/arceus-missing"}})");
   ASSERT_EQ(r.status, 201) << show(r);
-  const int missing = r.body["job_id"].get<int>();
+  const int missing = job_id_of(r);
   ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/" + std::to_string(missing)).status, 200);
   ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(missing), R"({"epochs": 1})").status, 200);
   const json failed = wait_state(s, missing, {"completed", "failed", "stopped"}, 60);
@@ -628,7 +672,7 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
   // Train requests: before initialize, bad bodies, twice.
   r = post(s, "/api/jobs", kSyntheticJob);
   ASSERT_EQ(r.status, 201) << show(r);
-  const std::string id = std::to_string(r.body["job_id"].get<int>());
+  const std::string id = std::to_string(job_id_of(r));
   r = curl_post_no_body(s, "/api/network/train/" + id);
   EXPECT_EQ(r.status, 409) << show(r);
   ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/" + id).status, 200);
@@ -704,7 +748,7 @@ TEST(Serve, TransformerJobTrainsWithoutInitialize) {
   // The original's body (JSON), made tiny; the job's views show the transformer's fields.
   Reply r = post(s, "/api/jobs", tiny_gpt_job(kHelloText));
   ASSERT_EQ(r.status, 201) << show(r);
-  ASSERT_EQ(r.body["job_id"], 1);
+  ASSERT_EQ(r.body["job_id"], "1");
   r = get(s, "/api/jobs");
   ASSERT_EQ(r.body["jobs"].size(), 1u) << show(r);
   const json expected_model = {{"type", "transformer"}, {"context", 16}, {"n_emb", 32}, {"n_heads", 4},
@@ -786,7 +830,7 @@ TEST(Serve, TransformerJobTrainsWithoutInitialize) {
                            "output: {sample_tokens: 20}\n";
   r = post(s, "/api/jobs", yaml, "application/yaml");
   ASSERT_EQ(r.status, 201) << show(r);
-  ASSERT_EQ(r.body["job_id"], 2);
+  ASSERT_EQ(r.body["job_id"], "2");
   r = curl_post_no_body(s, "/api/network/initialize/2");
   ASSERT_EQ(r.status, 200) << show(r);
   ASSERT_EQ(r.body["stages"].size(), 2u) << show(r);
@@ -804,7 +848,7 @@ TEST(Serve, TransformerJobTrainsWithoutInitialize) {
   const std::string missing = std::string(TEST_CONFIG_DIR) + "/arceus-missing.txt";
   r = post(s, "/api/jobs", tiny_gpt_job(missing));
   ASSERT_EQ(r.status, 201) << show(r);
-  const std::string id = std::to_string(r.body["job_id"].get<int>());
+  const std::string id = std::to_string(job_id_of(r));
   ASSERT_EQ(post(s, "/api/network/train/" + id, "{}").status, 200);
   job = wait_state(s, std::stoi(id), {"completed", "failed", "stopped"}, 60);
   EXPECT_EQ(job["state"], "failed") << job.dump(2);
@@ -814,7 +858,7 @@ TEST(Serve, TransformerJobTrainsWithoutInitialize) {
   // An MLP job still needs initialize.
   r = post(s, "/api/jobs", kSyntheticJob);
   ASSERT_EQ(r.status, 201) << show(r);
-  r = post(s, "/api/network/train/" + std::to_string(r.body["job_id"].get<int>()), "{}");
+  r = post(s, "/api/network/train/" + std::to_string(job_id_of(r)), "{}");
   EXPECT_EQ(r.status, 409) << show(r);
   EXPECT_TRUE(healthy(s));
   ASSERT_TRUE(s.shutdown());
@@ -898,7 +942,7 @@ TEST(Serve, StopTrainingAndQueuedJobs) {
   job = wait_state(s, b, {"completed", "failed", "stopped"}, 120);
   EXPECT_EQ(job["state"], "completed") << job.dump(2);
   EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(c)).body["epochs_completed"], 0);
-  EXPECT_EQ(get(s, "/api/previous_teraflops").body["job_id"], a);
+  EXPECT_EQ(get(s, "/api/previous_teraflops").body["job_id"], std::to_string(a));
   ASSERT_TRUE(s.shutdown());
 }
 
@@ -989,7 +1033,7 @@ TEST(Serve, FashionMnistOriginalCommands) {
   ASSERT_TRUE(s.start(4));
   Reply r = post(s, "/api/jobs", kFashionJob);
   ASSERT_EQ(r.status, 201) << show(r);
-  ASSERT_EQ(r.body["job_id"], 1);
+  ASSERT_EQ(r.body["job_id"], "1");
   r = curl_post_no_body(s, "/api/network/initialize/1");
   ASSERT_EQ(r.status, 200) << show(r);
   EXPECT_EQ(r.body["stages"].size(), 3u) << "3 layers over ranks 1..3";
@@ -1004,6 +1048,171 @@ TEST(Serve, FashionMnistOriginalCommands) {
   EXPECT_GT(job["final"]["val_accuracy"].get<double>(), 0.6);
   r = get(s, "/api/teraflops");
   EXPECT_EQ(r.body["ranks"].size(), 4u) << show(r);
+  ASSERT_TRUE(s.shutdown());
+}
+
+// The original's fields on a job view (an item of GET /api/jobs, or GET /api/jobs/<id>):
+// job_id as a string, status (and state, its alias), devices, and the config sections.
+void expect_original_fields(const json& view, int id, const std::string& status, int devices, const std::string& where) {
+  EXPECT_EQ(view.value("job_id", json()), std::to_string(id)) << where << ": " << view.dump();
+  EXPECT_EQ(view.value("id", json()), id) << where << ": " << view.dump();
+  EXPECT_EQ(view.value("status", json()), status) << where << ": " << view.dump();
+  EXPECT_EQ(view.value("state", json()), status) << where << ": state is status's alias: " << view.dump();
+  EXPECT_EQ(view.value("devices", json()), devices) << where << ": " << view.dump();
+  EXPECT_TRUE(view.value("model_config", json()).is_object()) << where << ": " << view.dump();
+  EXPECT_TRUE(view.value("dataset_config", json()).is_object()) << where << ": " << view.dump();
+}
+
+// Both views of job `id` (its item in the list and its own) carry the original's fields.
+json expect_views(const Server& s, int id, const std::string& status, int devices) {
+  const Reply list = get(s, "/api/jobs");
+  EXPECT_EQ(list.status, 200) << show(list);
+  bool listed = false;
+  for (const json& item : list.body.value("jobs", json::array())) {
+    if (item.value("id", 0) != id) continue;
+    listed = true;
+    expect_original_fields(item, id, status, devices, "GET /api/jobs item");
+  }
+  EXPECT_TRUE(listed) << "job " << id << " not in " << show(list);
+  const Reply one = get(s, "/api/jobs/" + std::to_string(id));
+  EXPECT_EQ(one.status, 200) << show(one);
+  expect_original_fields(one.body, id, status, devices, "GET /api/jobs/" + std::to_string(id));
+  return one.body;
+}
+
+// The seed README's workflow as written, against MNIST where torchvision keeps it (data/MNIST/raw
+// under the server's working directory): the exact job body, `curl -X POST` initialize, the
+// original's reply messages and fields, its train defaults (10 epochs at 0.1) for a body
+// without a training section, and its status values through the lifecycle.
+TEST(Serve, SeedReadmeWithMnistInTheWorkingDirectory) {
+  SKIP_WITHOUT_MPI();
+  if (!fs::exists(kFashionDir))
+    GTEST_SKIP() << kFashionDir << " is missing (Debian package dataset-fashion-mnist): no IDX files to stand in for MNIST";
+  Server s;
+  ASSERT_TRUE(s.start(3));
+  const fs::path raw = s.work() / "data" / "MNIST" / "raw";
+
+  // No MNIST anywhere yet: 400 naming every place tried and the four files.
+  Reply r = post(s, "/api/jobs", kSeedJob);
+  EXPECT_EQ(r.status, 400) << show(r);
+  for (const std::string& part : {raw.string() + " (does not exist)", (s.work() / "data" / "MNIST").string() + " (does not exist)",
+                                  std::string("/usr/share/datasets/mnist ("), std::string("train-images-idx3-ubyte"),
+                                  std::string("train-labels-idx1-ubyte"), std::string("t10k-images-idx3-ubyte"),
+                                  std::string("t10k-labels-idx1-ubyte")})
+    EXPECT_NE(error_of(r).find(part), std::string::npos) << "'" << part << "' not in " << show(r);
+  EXPECT_TRUE(healthy(s));
+
+  // A torchvision name this build has no loader for, in the seed's body.
+  std::string cifar = kSeedJob;
+  cifar.replace(cifar.find("\"MNIST\""), 7, "\"CIFAR10\"");
+  r = post(s, "/api/jobs", cifar);
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_NE(error_of(r).find("'CIFAR10' is not available: this build reads MNIST, FashionMNIST, synthetic, text"),
+            std::string::npos) << show(r);
+  EXPECT_TRUE(healthy(s));
+
+  fs::create_directories(raw);
+  for (const char* name : kIdxFiles) fs::copy_file(fs::path(kFashionDir) / name, raw / name);
+
+  // Step 2 of the seed: POST /api/jobs with its body.
+  r = post(s, "/api/jobs", kSeedJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(r.body["message"], "Job created successfully") << show(r);
+  EXPECT_EQ(r.body["job_id"], "1") << show(r);
+  json job = expect_views(s, 1, "created", 2);  // 2 stage ranks: ranks 1 and 2
+  EXPECT_EQ(job["model_config"]["layer_sizes"], json({784, 128, 64, 10})) << job.dump(2);
+  const json& d = job["dataset_config"];
+  EXPECT_EQ(d["name"], "MNIST") << d.dump();
+  EXPECT_EQ(d["batch_size"], 256) << d.dump();
+  EXPECT_EQ(d["val_batch_size"], 1000) << d.dump();
+  EXPECT_EQ(d["normalize"], json({{"mean", {0.1307}}, {"std", {0.3081}}})) << d.dump();
+  EXPECT_EQ(d["root"], fs::canonical(raw).string()) << "the directory the lookup found: " << d.dump();
+  EXPECT_EQ(job["epochs"], 10) << "the original's default: " << job.dump(2);
+  EXPECT_DOUBLE_EQ(job["learning_rate"].get<double>(), 0.1) << job.dump(2);
+
+  // Step 4: `curl -X POST .../initialize/1`, no body.
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["message"], "Network initialized successfully") << show(r);
+  EXPECT_EQ(r.body["job_id"], "1") << show(r);
+  EXPECT_EQ(r.body["devices"], 2) << show(r);
+  EXPECT_EQ(r.body["stages"].size(), 2u) << "3 layers over ranks 1 and 2: " << show(r);
+  expect_views(s, 1, "initialized", 2);
+
+  // Step 5: train with the seed's body, 10 epochs at 0.1 (about 5 s here).
+  r = post(s, "/api/network/train/1", kSeedTrain);
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["message"], "Training started") << show(r);
+  EXPECT_EQ(r.body["job_id"], "1") << show(r);
+  const auto t0 = Clock::now();
+  wait_state(s, 1, {"training"}, 60);
+  expect_views(s, 1, "training", 2);
+  job = wait_state(s, 1, {"completed", "failed", "stopped"}, 120);
+  std::printf("[  serve   ] the seed's MNIST job trained 10 epochs in %.1f s\n", seconds_since(t0));
+  ASSERT_EQ(job["status"], "completed") << job.dump(2);
+  job = expect_views(s, 1, "completed", 2);
+  EXPECT_EQ(job["epochs_completed"], 10) << job.dump(2);
+  ASSERT_TRUE(job["final"].is_object()) << job.dump(2);
+  EXPECT_GT(job["final"]["val_accuracy"].get<double>(), 0.7) << "the Fashion-MNIST stand-in after 10 epochs: " << job["final"].dump();
+
+  // The same body again, trained with an empty body: the original's defaults, 10 epochs at
+  // 0.1. Stopped once a step shows what the trainer uses.
+  r = post(s, "/api/jobs", kSeedJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(r.body["job_id"], "2") << show(r);
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/2").status, 200);
+  r = post(s, "/api/network/train/2", "{}");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["epochs"], 10) << show(r);
+  EXPECT_DOUBLE_EQ(r.body["learning_rate"].get<double>(), 0.1) << show(r);
+  wait_state(s, 2, {"training"}, 60);
+  const auto t1 = Clock::now();
+  while (get(s, "/api/jobs/2").body["progress"].is_null() && seconds_since(t1) < 60)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  r = curl_post_no_body(s, "/api/jobs/2/stop");
+  EXPECT_EQ(r.status, 202) << show(r);
+  EXPECT_EQ(r.body["status"], "training") << show(r);
+  job = wait_state(s, 2, {"stopped", "completed", "failed"}, 60);
+  EXPECT_EQ(job["status"], "stopped") << job.dump(2);
+  job = expect_views(s, 2, "stopped", 2);
+  EXPECT_LT(job["epochs_completed"].get<int>(), 10) << job.dump(2);
+  ASSERT_TRUE(job["progress"].is_object()) << job.dump(2);
+  EXPECT_EQ(job["progress"]["epochs"], 10) << job["progress"].dump();
+  EXPECT_EQ(job["progress"]["steps"], 235) << "60000 / 256, rounded up: " << job["progress"].dump();
+  EXPECT_DOUBLE_EQ(job["progress"].value("learning_rate", -1.0), 0.1) << job["progress"].dump();
+  EXPECT_EQ(job["epochs"], 10) << job.dump(2);
+  EXPECT_EQ(job["config"]["training"]["epochs"], 10) << job.dump(2);
+  EXPECT_EQ(job["train_request"], json({{"epochs", 10}, {"learning_rate", 0.1}})) << job.dump(2);
+  const std::string summary = read_text(s.work() / "runs/serve/job-2/summary.json");
+  ASSERT_FALSE(summary.empty());
+  const std::string config_yaml = json::parse(summary).value("config", "");
+  EXPECT_NE(config_yaml.find("epochs: 10\n"), std::string::npos) << config_yaml;
+  EXPECT_NE(config_yaml.find("learning_rate: 0.1\n"), std::string::npos) << config_yaml;
+  EXPECT_NE(config_yaml.find(fs::canonical(raw).string()), std::string::npos) << config_yaml;
+
+  // A job with its own training section keeps its own (an empty train body changes nothing).
+  r = post(s, "/api/jobs", R"({"model_config":{"layer_sizes":[32,48,10]},"dataset_config":{"name":"synthetic","batch_size":64,)"
+                           R"("synthetic":{"train_size":256,"val_size":64,"features":32,"classes":10}},)"
+                           R"("training":{"epochs":2,"learning_rate":0.05}})");
+  ASSERT_EQ(r.status, 201) << show(r);
+  const int own = job_id_of(r);
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/" + std::to_string(own)).status, 200);
+  r = post(s, "/api/network/train/" + std::to_string(own), "{}");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["epochs"], 2) << show(r);
+  EXPECT_DOUBLE_EQ(r.body["learning_rate"].get<double>(), 0.05) << show(r);
+  job = wait_state(s, own, {"completed", "failed", "stopped"}, 60);
+  EXPECT_EQ(job["status"], "completed") << job.dump(2);
+  EXPECT_EQ(job["epochs_completed"], 2) << job.dump(2);
+  // So does one whose training section sets other keys (the config's 5 epochs), and a YAML
+  // body (a train config file).
+  r = post(s, "/api/jobs", kSyntheticJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(job_id_of(r))).body["epochs"], 5) << show(r);
+  r = post(s, "/api/jobs", "model_config: {layer_sizes: [32, 10]}\ndataset_config: {name: synthetic, synthetic: {features: 32}}\n",
+           "application/yaml");
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(job_id_of(r))).body["epochs"], 5) << show(r);
   ASSERT_TRUE(s.shutdown());
 }
 
