@@ -14,6 +14,7 @@
 #include "launcher/blas.h"
 #include "launcher/serve.h"
 #include "launcher/commands.h"
+#include "launcher/device.h"
 #include "ranks/mpi_transport.h"
 #include "storage/storage.h"
 
@@ -71,6 +72,9 @@ int main(int argc, char** argv) {
                     "number of ranks may differ). `resume: true` in the config resumes from "
                     "<output.dir>/checkpoint.h5 when it exists");
 
+  arceus::DeviceOptions device_options;
+  CLI::App* device = arceus::add_device_command(app, device_options, options);
+
   std::string eval_checkpoint;
   auto* eval = app.add_subcommand("eval", "Validation loss and accuracy of a checkpoint (one process)");
   eval->add_option("config", options.config_path, "YAML job file (model and validation data)")->required();
@@ -119,6 +123,10 @@ int main(int argc, char** argv) {
     }
   }
 
+  // A device joins the server's MPI world: it runs under an mpirun that knows the server's
+  // rendezvous, re-executing itself under one if needed (before MPI starts).
+  if (device->parsed()) arceus::device_reexec_if_needed(device_options, argv);
+
   // Under a launcher, stdout is a pty that Open MPI forwards (to a pipe or a file as often as
   // to a terminal): \r-rewritten lines would pile up in logs.
   options.progress = progress;
@@ -141,7 +149,9 @@ int main(int argc, char** argv) {
     const arceus::BlasInfo blas = arceus::blas_info();
     options.blas = blas.describe();
     options.set_threads = arceus::set_blas_threads;
-    if (eval->parsed()) {
+    if (device->parsed()) {
+      code = arceus::run_device(*comm, device_options, options);
+    } else if (eval->parsed()) {
       code = arceus::run_eval(*comm, options, eval_checkpoint);
     } else {
       code = serve->parsed() ? arceus::run_serve(*comm, serve_options, options) : arceus::run_train(*comm, options);

@@ -39,16 +39,17 @@ std::vector<int> allowed_cpus() {
   return cpus;
 }
 
-int choose_threads(const std::string& threads, const Transport& transport, int64_t stages) {
+int choose_threads(const std::string& threads, const Transport& transport, const std::vector<int>& stage_ranks) {
   if (threads != "auto") return std::max(1, std::atoi(threads.c_str()));
   const std::vector<int> cpus = allowed_cpus();
   const int cores = static_cast<int>(cpus.size());
   if (transport.in_process() || transport.size() == 1) return cores;
   const int rank = transport.rank();
-  if (rank == 0 || rank > stages) return 1;
+  auto is_stage = [&](int r) { return std::find(stage_ranks.begin(), stage_ranks.end(), r) != stage_ranks.end(); };
+  if (!is_stage(rank)) return 1;
   int compute_here = 0, index = 0;
   for (int r : transport.node_ranks()) {
-    if (r < 1 || r > stages) continue;
+    if (!is_stage(r)) continue;
     if (r < rank) ++index;
     ++compute_here;
   }

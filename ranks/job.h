@@ -29,7 +29,7 @@ struct Job {
 
   int64_t stages() const { return placement.stages; }
   // The process rank that runs stage s (in the in-process run every stage is in rank 0).
-  int process_rank_of_stage(int64_t stage) const { return arceus::process_rank_of_stage(stage, world); }
+  int process_rank_of_stage(int64_t stage) const { return world == 1 ? 0 : placement.rank_of_stage(stage); }
 };
 
 bool is_gpt(const Config& c);

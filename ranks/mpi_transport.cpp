@@ -34,6 +34,10 @@ void check(int code, const char* call, const char* file, int line, int peer = -1
 
 }  // namespace
 
+namespace {
+MPI_Comm comm_of(int handle) { return handle < 0 ? MPI_COMM_WORLD : MPI_Comm_f2c(handle); }
+}  // namespace
+
 MpiTransport& MpiTransport::init(int* argc, char*** argv) {
   if (g_world) return *g_world;
   int already = 0;
@@ -48,23 +52,69 @@ MpiTransport& MpiTransport::init(int* argc, char*** argv) {
   }
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   auto* w = new MpiTransport();
-  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_));
-  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &w->size_));
+  w->describe();
+  g_world = w;
+  return *g_world;
+}
+
+void MpiTransport::describe() {
+  const MPI_Comm comm = comm_of(comm_);
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  MPI_CHECK(MPI_Comm_rank(comm, &rank_));
+  MPI_CHECK(MPI_Comm_size(comm, &size_));
   char name[MPI_MAX_PROCESSOR_NAME];
   int len = 0;
   MPI_CHECK(MPI_Get_processor_name(name, &len));
-  w->host_.assign(name, static_cast<size_t>(len));
-  // The world ranks sharing this node: the shared-memory split, its members' world ranks.
+  host_.assign(name, static_cast<size_t>(len));
+  // The ranks sharing this node: the shared-memory split, its members' ranks.
   MPI_Comm local;
-  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
+  MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
   int local_size = 0;
   MPI_CHECK(MPI_Comm_size(local, &local_size));
-  w->node_ranks_.assign(static_cast<size_t>(local_size), 0);
-  MPI_CHECK(MPI_Allgather(&w->rank_, 1, MPI_INT, w->node_ranks_.data(), 1, MPI_INT, local));
+  node_ranks_.assign(static_cast<size_t>(local_size), 0);
+  MPI_CHECK(MPI_Allgather(&rank_, 1, MPI_INT, node_ranks_.data(), 1, MPI_INT, local));
   MPI_Comm_free(&local);
-  std::sort(w->node_ranks_.begin(), w->node_ranks_.end());
-  g_world = w;
-  return *g_world;
+  std::sort(node_ranks_.begin(), node_ranks_.end());
+}
+
+MpiTransport::MpiTransport(int comm, int inter) : comm_(comm), inter_(inter) { describe(); }
+
+MpiTransport::~MpiTransport() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  if (comm_ >= 0) {
+    MPI_Comm c = comm_of(comm_);
+    MPI_Comm_free(&c);
+  }
+  if (inter_ >= 0) {
+    MPI_Comm c = MPI_Comm_f2c(inter_);
+    MPI_Comm_disconnect(&c);
+  }
+}
+
+std::string MpiTransport::open_port() {
+  char port[MPI_MAX_PORT_NAME] = {0};
+  MPI_CHECK(MPI_Open_port(MPI_INFO_NULL, port));
+  return port;
+}
+
+void MpiTransport::close_port(const std::string& port) { MPI_Close_port(port.c_str()); }
+
+std::unique_ptr<MpiTransport> MpiTransport::accept(const std::string& port) {
+  MPI_Comm inter, merged;
+  MPI_CHECK(MPI_Comm_accept(port.c_str(), MPI_INFO_NULL, 0, comm_of(comm_), &inter));
+  MPI_Comm_set_errhandler(inter, MPI_ERRORS_RETURN);
+  MPI_CHECK(MPI_Intercomm_merge(inter, 0, &merged));
+  return std::unique_ptr<MpiTransport>(new MpiTransport(MPI_Comm_c2f(merged), MPI_Comm_c2f(inter)));
+}
+
+std::unique_ptr<MpiTransport> MpiTransport::connect(const std::string& port) {
+  MPI_Comm inter, merged;
+  MPI_CHECK(MPI_Comm_connect(port.c_str(), MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter));
+  MPI_Comm_set_errhandler(inter, MPI_ERRORS_RETURN);
+  MPI_CHECK(MPI_Intercomm_merge(inter, 1, &merged));
+  return std::unique_ptr<MpiTransport>(new MpiTransport(MPI_Comm_c2f(merged), MPI_Comm_c2f(inter)));
 }
 
 void MpiTransport::finalize() {
@@ -79,7 +129,7 @@ Request MpiTransport::isend(std::vector<uint8_t> bytes, int dest, int tag) {
   MPI_Request* h = handle.get();
   Request r = make_request(std::move(handle), std::move(bytes), dest, tag, false);
   auto& buf = buffer_of(r);
-  MPI_CHECK(MPI_Isend(buf.data(), static_cast<int>(buf.size()), MPI_BYTE, dest, tag, MPI_COMM_WORLD, h), dest, tag,
+  MPI_CHECK(MPI_Isend(buf.data(), static_cast<int>(buf.size()), MPI_BYTE, dest, tag, comm_of(comm_), h), dest, tag,
             buf.size());
   return r;
 }
@@ -88,7 +138,7 @@ Request MpiTransport::irecv(size_t bytes, int source, int tag) {
   auto handle = std::make_shared<MPI_Request>(MPI_REQUEST_NULL);
   MPI_Request* h = handle.get();
   Request r = make_request(std::move(handle), std::vector<uint8_t>(bytes), source, tag, true);
-  MPI_CHECK(MPI_Irecv(buffer_of(r).data(), static_cast<int>(bytes), MPI_BYTE, source, tag, MPI_COMM_WORLD, h),
+  MPI_CHECK(MPI_Irecv(buffer_of(r).data(), static_cast<int>(bytes), MPI_BYTE, source, tag, comm_of(comm_), h),
             source, tag, bytes);
   return r;
 }
@@ -119,10 +169,10 @@ void MpiTransport::broadcast(std::vector<uint8_t>& bytes, int root) {
   if (size_ == 1) return;
   uint64_t n = bytes.size();
   MPI_Request req;
-  MPI_CHECK(MPI_Ibcast(&n, 1, MPI_UINT64_T, root, MPI_COMM_WORLD, &req));
+  MPI_CHECK(MPI_Ibcast(&n, 1, MPI_UINT64_T, root, comm_of(comm_), &req));
   wait_raw(&req, root, -1);
   bytes.resize(n);
-  MPI_CHECK(MPI_Ibcast(bytes.data(), static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD, &req));
+  MPI_CHECK(MPI_Ibcast(bytes.data(), static_cast<int>(n), MPI_BYTE, root, comm_of(comm_), &req));
   wait_raw(&req, root, -1);
 }
 
@@ -131,7 +181,7 @@ std::vector<std::string> MpiTransport::all_hosts() {
   host_.copy(mine, sizeof(mine) - 1);
   std::vector<char> all(static_cast<size_t>(size_) * MPI_MAX_PROCESSOR_NAME);
   MPI_CHECK(MPI_Allgather(mine, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, all.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
-                          MPI_COMM_WORLD));
+                          comm_of(comm_)));
   std::vector<std::string> hosts;
   for (int r = 0; r < size_; ++r) hosts.emplace_back(&all[static_cast<size_t>(r) * MPI_MAX_PROCESSOR_NAME]);
   return hosts;
@@ -140,7 +190,7 @@ std::vector<std::string> MpiTransport::all_hosts() {
 void MpiTransport::abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, code);
+  MPI_Abort(comm_of(comm_), code);
   std::_Exit(code);
 }
 

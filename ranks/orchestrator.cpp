@@ -201,7 +201,7 @@ class Orchestrator::Impl {
         if (p_.holds_layer(s, layer_of(job_, a.name))) st.optimizer.push_back(a);
       for (const auto& b : ck.rng)
         if (b.name == "stage" + std::to_string(s - 1)) st.rng.push_back(b);
-      msg_.send_blob(pack_state(st), Placement::rank_of_stage(s), 0);
+      msg_.send_blob(pack_state(st), p_.rank_of_stage(s), 0);
     }
   }
 

@@ -26,6 +26,12 @@ std::string Placement::layers_of_stage(int64_t stage) const {
   return s;
 }
 
+int64_t Placement::stage_of_rank(int rank) const {
+  for (int64_t s = 1; s <= stages; ++s)
+    if (rank_of_stage(s) == rank) return s;
+  return 0;
+}
+
 bool Placement::holds_layer(int64_t stage, int64_t layer) const {
   for (int64_t c : chunks_of_stage(stage)) {
     const LayerRange& r = chunks[static_cast<size_t>(c)];
@@ -43,14 +49,14 @@ std::vector<double> layer_costs(const Config& c, int64_t vocab) {
   return gpt_layer_costs(gpt_config_of(c, vocab > 0 ? vocab : 256), c.communication.quantization_bits);
 }
 
-Placement make_placement(const Config& c, int world, int64_t vocab) {
+Placement make_placement(const Config& c, int world, int64_t vocab, const std::vector<int>& available) {
   const int64_t layers = model_layers(c);
   Placement p;
   if (world == 1) {  // the reference run: one stage, one chunk, whatever the config says
     p.chunks = {LayerRange{0, layers}};
     return p;
   }
-  const int64_t owners = world - 1;  // rank 0 orchestrates
+  const int64_t owners = available.empty() ? world - 1 : static_cast<int64_t>(available.size());  // rank 0 orchestrates
   const int64_t v = c.partition.chunks_per_rank;
   p.chunks_per_rank = v;
   try {
@@ -88,6 +94,7 @@ Placement make_placement(const Config& c, int world, int64_t vocab) {
                          " stages but the world has " + std::to_string(world) + " ranks (at most " +
                          std::to_string(owners) + " stages)");
   }
+  if (!available.empty()) p.ranks.assign(available.begin(), available.begin() + p.stages);
   return p;
 }
 

@@ -20,10 +20,17 @@ struct Placement {
   std::vector<LayerRange> chunks;  // S * v chunks covering the model in order
   int64_t stages = 1;              // S
   int64_t chunks_per_rank = 1;     // v
+  // The transport rank of stage s at index s - 1; empty: stage s runs on rank s. (Devices that
+  // joined a server take the stages after the world's ranks, on the ranks they were given.)
+  std::vector<int> ranks;
 
   int64_t chunk_count() const { return static_cast<int64_t>(chunks.size()); }
   int64_t stage_of_chunk(int64_t chunk) const { return chunk % stages + 1; }
-  static int rank_of_stage(int64_t stage) { return static_cast<int>(stage); }
+  int rank_of_stage(int64_t stage) const {
+    return ranks.empty() ? static_cast<int>(stage) : ranks[static_cast<size_t>(stage - 1)];
+  }
+  // The stage a transport rank runs, 0 for none (rank 0, idle ranks).
+  int64_t stage_of_rank(int rank) const;
   int rank_of_chunk(int64_t chunk) const { return rank_of_stage(stage_of_chunk(chunk)); }
   // The chunks of stage s, ascending.
   std::vector<int64_t> chunks_of_stage(int64_t stage) const;
@@ -41,15 +48,14 @@ struct Placement {
 // the config's partition says. Throws PartitionError naming what does not fit. `vocab` (a
 // GPT's vocabulary size) refines the balanced partition of a transformer; 0 = not known yet
 // (a 256-character stand-in).
-Placement make_placement(const Config& config, int world, int64_t vocab = 0);
+// `available`: the transport ranks that may hold stages, in stage order (empty: 1..world-1).
+Placement make_placement(const Config& config, int world, int64_t vocab = 0, const std::vector<int>& available = {});
 
 // The process rank that runs stage s in a world of `world` processes (the one-process world
 // runs every stage inside rank 0), and the other way round: the stage a process rank runs
 // (0 for rank 0 of a multi-process world and for idle ranks; the one-process world's rank 0
 // reports stage 1).
-inline int process_rank_of_stage(int64_t stage, int world) {
-  return world == 1 ? 0 : Placement::rank_of_stage(stage);
-}
+inline int process_rank_of_stage(int64_t stage, int world) { return world == 1 ? 0 : static_cast<int>(stage); }
 inline int64_t stage_of_process_rank(int rank, int world, int64_t stages) {
   if (world == 1) return 1;
   return rank >= 1 && rank <= stages ? rank : 0;

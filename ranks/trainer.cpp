@@ -59,7 +59,7 @@ json receive_json(Transport& transport) {
 json placement_to_json(const Placement& p) {
   json chunks = json::array();
   for (const auto& r : p.chunks) chunks.push_back({r.first, r.count});
-  return {{"chunks", chunks}, {"stages", p.stages}, {"chunks_per_rank", p.chunks_per_rank}};
+  return {{"chunks", chunks}, {"stages", p.stages}, {"chunks_per_rank", p.chunks_per_rank}, {"ranks", p.ranks}};
 }
 
 Placement placement_from_json(const json& j) {
@@ -67,6 +67,7 @@ Placement placement_from_json(const json& j) {
   for (const auto& r : j["chunks"]) p.chunks.push_back({r[0].get<int64_t>(), r[1].get<int64_t>()});
   p.stages = j["stages"].get<int64_t>();
   p.chunks_per_rank = j["chunks_per_rank"].get<int64_t>();
+  p.ranks = j["ranks"].get<std::vector<int>>();
   return p;
 }
 
@@ -123,14 +124,16 @@ Setup set_up(const Config& config, int ranks, bool reference, int world, const T
   job.world = world;
   const auto& c = job.config;
   const int plan_world = reference ? 1 : ranks;
-  job.placement = make_placement(c, plan_world);  // before loading data: fail fast
+  job.placement = make_placement(c, plan_world, 0, reference ? std::vector<int>{} : options.stage_ranks);  // before loading data: fail fast
   if (!eval) check_output_dir(c.output.dir);
   s.data = load_dataset(c.dataset, c.training.seed, is_gpt(c) ? c.model.context : 0);
   job.features = s.data.features;
   job.classes = s.data.classes;
   job.dataset_description = s.data.description;
   finish_job(job);
-  if (job.gpt) job.placement = make_placement(c, plan_world, job.classes);  // the head's cost needs the vocabulary
+  if (job.gpt) {  // the head's cost needs the vocabulary
+    job.placement = make_placement(c, plan_world, job.classes, reference ? std::vector<int>{} : options.stage_ranks);
+  }
   if (!job.gpt && c.model.layer_sizes.front() != s.data.features) {
     throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
                       " but the " + c.dataset.name + " inputs have " + std::to_string(s.data.features) +
@@ -202,7 +205,7 @@ JobResult lead_job(Transport& transport, const Config& config, const TrainOption
                              {"resume", job.resume}});
   const std::vector<std::string> hosts =
       transport.in_process() ? std::vector<std::string>(size_t(transport.size()), transport.host()) : transport.all_hosts();
-  const int threads = choose_threads(options.threads, transport, job.stages());
+  const int threads = choose_threads(options.threads, transport, job.placement.stage_ranks());
   set_threads(options, threads);
   const bool quiet = options.quiet || eval_weights;
   if (!quiet) {
@@ -281,10 +284,21 @@ EvalResult evaluate_checkpoint(const Config& config, const CheckpointData& check
   return out;
 }
 
-int worker_loop(Transport& transport, const TrainOptions& options, bool serve) {
+void broadcast_accept(Transport& transport, const std::string& port) {
+  if (transport.size() > 1) broadcast_json(transport, {{"type", "accept"}, {"port", port}});
+}
+
+int worker_loop(Transport& world, const TrainOptions& options, bool serve, const AcceptHook& accept) {
+  Transport* current = &world;
   while (true) {
+    Transport& transport = *current;
     const json message = receive_json(transport);
     if (message.value("type", "") == "shutdown") return 0;
+    if (message.value("type", "") == "accept") {
+      if (!accept) throw TransportError("[serve] rank 0 asked to accept a device, but this rank cannot");
+      current = &accept(transport, message.value("port", ""));
+      continue;
+    }
     if (!message.value("ok", false)) {
       if (serve) continue;
       return 1;
@@ -299,9 +313,10 @@ int worker_loop(Transport& transport, const TrainOptions& options, bool serve) {
     job.resume = message.value("resume", false);
     finish_job(job);
     if (!transport.in_process()) transport.all_hosts();  // collective: rank 0 gathers the host names
-    set_threads(options, choose_threads(options.threads, transport, job.stages()));
-    if (transport.rank() <= job.stages()) {
-      run_stage(job, transport.rank(), transport);
+    set_threads(options, choose_threads(options.threads, transport, job.placement.stage_ranks()));
+    const int64_t stage = job.placement.stage_of_rank(transport.rank());
+    if (stage >= 1) {
+      run_stage(job, stage, transport);
     } else {
       run_idle(transport);
     }

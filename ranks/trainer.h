@@ -26,6 +26,9 @@ struct TrainOptions {
   std::string blas;              // description of the BLAS in use, for the log and summary
   // Sets this process's compute threads (LibTorch and BLAS); installed by the launcher.
   std::function<void(int)> set_threads;
+  // The transport ranks a job may place its stages on, in stage order (empty: 1..N-1). The
+  // REST shim lists the world's stage ranks, then the devices registered for the job.
+  std::vector<int> stage_ranks;
 };
 
 // Events of a running job, delivered on rank 0's main thread (the thread that calls MPI).
@@ -80,9 +83,17 @@ void broadcast_setup_failure(Transport& transport, const std::string& error);
 // Rank 0 only: ends worker_loop on every other rank.
 void shutdown_workers(Transport& transport);
 
+// A worker's way to grow its world when a device joins a server: called on every rank but 0
+// with the current transport and rank 0's port when rank 0 broadcasts an accept; returns the
+// merged transport (the device's ranks after the current ones), used from then on.
+using AcceptHook = std::function<Transport&(Transport& current, const std::string& port)>;
+
 // Ranks 1..N-1: wait (yielding) for jobs from rank 0 and run their stage of each. With
 // `serve` false, returns after one job (exit code 0, or 1 when its set-up failed); with
-// `serve` true, loops until shutdown_workers.
-int worker_loop(Transport& transport, const TrainOptions& options, bool serve);
+// `serve` true, loops until shutdown_workers. Accepts are not jobs: they call `accept`.
+int worker_loop(Transport& transport, const TrainOptions& options, bool serve, const AcceptHook& accept = {});
+
+// Rank 0 only: every worker is to accept one device on `port` (then rank 0 accepts too).
+void broadcast_accept(Transport& transport, const std::string& port);
 
 }  // namespace arceus
