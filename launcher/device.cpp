@@ -104,9 +104,11 @@ int run_device(MpiTransport& world, const DeviceOptions& d, const TrainOptions& 
   const json reg = call(d, "POST", "/api/devices/register", &body);
   const std::string port = reg.value("mpi_port", "");
   if (port.empty()) fail("[device] the register answer has no mpi_port: " + reg.dump());
-  std::printf("device %s: registered for job %s, connecting to %s\n", reg.value("device_id", json()).dump().c_str(),
-              d.job_id.c_str(), d.api_url.c_str());
+  const std::string id = reg.value("device_id", json()).dump();
+  std::printf("device %s: registered for job %s, connecting to %s\n", id.c_str(), d.job_id.c_str(), d.api_url.c_str());
   std::fflush(stdout);
+  const json empty = json::object();
+  call(d, "POST", "/api/devices/" + id + "/connect", &empty);
   // Every world this device is part of (the merge with the server, then one per device that
   // joins after it) lives until the process ends.
   std::vector<std::unique_ptr<MpiTransport>> worlds;

@@ -15,6 +15,7 @@
 #include "launcher/serve.h"
 #include "launcher/commands.h"
 #include "launcher/device.h"
+#include "launcher/rendezvous.h"
 #include "ranks/mpi_transport.h"
 #include "storage/storage.h"
 
@@ -121,6 +122,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;
     }
+  }
+
+  // `arceus serve` without mpirun: under one that knows an ompi-server, so devices can join.
+  if (serve->parsed()) {
+    const int code = arceus::serve_under_mpirun_if_needed(serve_options.host, serve_options.ompi_server, argv);
+    if (code >= 0) return code;
   }
 
   // A device joins the server's MPI world: it runs under an mpirun that knows the server's

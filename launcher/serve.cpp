@@ -43,6 +43,8 @@
 
 #include "config/config.h"
 #include "partition/partition.h"
+#include "launcher/rendezvous.h"
+#include "ranks/mpi_transport.h"
 #include "ranks/placement.h"
 #include "ranks/transport.h"
 #include "ranks/trainer.h"
@@ -260,8 +262,24 @@ struct ServeState {
   std::string broken;                // a job threw during training: the workers' state is unknown
 
   // Fixed at start.
-  int world = 1;
-  std::vector<std::string> hosts;
+  int world = 1;                     // the MPI world's ranks (without devices)
+  std::vector<std::string> hosts;    // by rank: the world's, then each connected device's
+
+  // Devices (`arceus device`) joining through MPI's dynamic-process calls.
+  struct Device {
+    int id = 0;
+    std::string ip, port;  // the original's registration fields (the device's address and id)
+    int job = 0;           // the job it takes a stage of
+    int rank = -1;         // its rank once connected
+    std::string state;     // registered -> connected; unregistered
+  };
+  std::vector<Device> devices;
+  std::deque<int> pending_accepts;   // devices registered, waiting for rank 0's accept
+  int next_device = 1;
+  int size = 1;                      // ranks of the current world (the world + connected devices)
+  std::string rendezvous;            // the ompi-server URI handed to devices ("" = none join)
+  std::vector<std::string> rendezvous_mca;
+  std::string mpi_port;              // rank 0's MPI port devices connect to
   std::vector<fs::path> data_roots;
   std::string token;
   bool quiet = false;
@@ -394,17 +412,41 @@ std::string transformer_layer_name(const Config& c, int64_t layer) {
 
 std::string rank_role(int rank, int world, size_t stages) { return role_of(rank, world, static_cast<int64_t>(stages)); }
 
+// Where a job's stages may run, in stage order: the world's stage ranks (1..N-1), then the
+// devices registered for it, in registration order (their ranks; a device not connected yet
+// counts with the rank it will get). Empty: the one-process world alone (the reference run).
+std::vector<int> job_stage_ranks(const ServeState& s, int job) {
+  std::vector<int> ranks;
+  for (int r = 1; r < s.world; ++r) ranks.push_back(r);
+  int next = s.size;
+  for (const auto& d : s.devices) {
+    if (d.job != job || d.state == "unregistered") continue;
+    ranks.push_back(d.rank >= 0 ? d.rank : next++);
+  }
+  return ranks;
+}
+
+// The host of a stage rank: the world's or a device's (its registered ip before it connects).
+std::string host_of_rank(const ServeState& s, int rank) {
+  if (rank >= 0 && static_cast<size_t>(rank) < s.hosts.size()) return s.hosts[size_t(rank)];
+  int next = s.size;
+  for (const auto& d : s.devices)
+    if (d.rank < 0 && d.state == "registered" && next++ == rank) return d.ip;
+  return "?";
+}
+
 // The stages of a plan: {"stage" (1-based), "rank", "host", "layers" [first, last], ...}. An
 // MLP's stage also has its "layer_sizes" and "parameters"; a transformer's its "layer_names"
 // and "parameters" once the trainer reported them (`parameters`, per stage, else null: its
 // embeddings and head depend on the text's vocabulary, known only when the data is read).
-json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRange>& plan,
+json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRange>& plan, int job,
                  const json& parameters = nullptr) {
   json stages = json::array();
+  const std::vector<int> ranks = job_stage_ranks(s, job);
   for (size_t k = 0; k < plan.size(); ++k) {
     const auto& r = plan[k];
-    const int rank = process_rank_of_stage(static_cast<int64_t>(k) + 1, s.world);
-    json stage = {{"stage", k + 1}, {"rank", rank}, {"host", s.hosts[size_t(rank)]}, {"layers", {r.first, r.end() - 1}}};
+    const int rank = k < ranks.size() ? ranks[k] : process_rank_of_stage(static_cast<int64_t>(k) + 1, s.world);
+    json stage = {{"stage", k + 1}, {"rank", rank}, {"host", host_of_rank(s, rank)}, {"layers", {r.first, r.end() - 1}}};
     if (is_transformer(c)) {
       std::vector<std::string> names;
       for (int64_t i = r.first; i < r.end(); ++i) names.push_back(transformer_layer_name(c, i));
@@ -440,10 +482,11 @@ const Config& effective_config(const JobRecord& job) { return job.train_request.
 json job_id_json(int id) { return std::to_string(id); }
 
 // The original's `devices` of a job: the stages it runs on. Its plan's once initialized, else
-// the world's stage ranks (ranks 1..N-1; rank 0 itself in a one-process world).
+// the world's stage ranks and its devices (1 in a one-process world without devices).
 int64_t job_devices(const ServeState& s, const JobRecord& job) {
   if (!job.plan.empty()) return static_cast<int64_t>(job.plan.size());
-  return s.world == 1 ? 1 : s.world - 1;
+  const size_t n = job_stage_ranks(s, job.id).size();
+  return n == 0 ? 1 : static_cast<int64_t>(n);
 }
 
 // A job view (GET /api/jobs items, GET /api/jobs/<id> with `detail`): the original's fields
@@ -471,7 +514,7 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   j["config_yaml"] = to_yaml(c);
   j["body_format"] = job.format;
   j["world_size"] = s.world;
-  j["plan"] = job.plan.empty() ? json(nullptr) : stages_json(s, c, job.plan, job.stage_parameters);
+  j["plan"] = job.plan.empty() ? json(nullptr) : stages_json(s, c, job.plan, job.id, job.stage_parameters);
   // The latest training step as the trainer reported it (epoch, step, steps, loss, accuracy,
   // samples_per_second, learning_rate, ...), with the job's epoch count.
   json progress = nullptr;
@@ -601,6 +644,10 @@ class Api {
     post(R"(/api/network/initialize/([^/]+))", &Api::initialize);
     post(R"(/api/network/train/([^/]+))", &Api::train);
     get("/api/devices", &Api::devices);
+    get("/api/devices/connect-info", &Api::connect_info);
+    post("/api/devices/register", &Api::register_device);
+    post(R"(/api/devices/([0-9]+)/connect)", &Api::device_connects);
+    server_.Delete(R"(/api/devices/([^/]+))", wrap(&Api::unregister_device, true));
     get("/api/devices/teraflops", &Api::devices_teraflops);
     get("/api/teraflops", &Api::teraflops);
     get("/api/previous_teraflops", &Api::previous_teraflops);
@@ -902,8 +949,18 @@ class Api {
   // the head); the job's plan follows the trainer's once the job ran.
   void place(JobRecord& job, const std::string& what) {
     std::vector<LayerRange> plan;
+    const std::vector<int> ranks = job_stage_ranks(s_, job.id);
+    const int64_t layers = model_layers(job.config);
+    if (static_cast<int64_t>(ranks.size()) > layers) {
+      throw HttpError(400, "[serve] job " + std::to_string(job.id) + " has " + std::to_string(ranks.size()) +
+                               " stages (" + std::to_string(s_.world - 1) + " world rank(s) + " +
+                               std::to_string(ranks.size() - size_t(s_.world - 1)) +
+                               " device(s)) but the model has " + std::to_string(layers) +
+                               " layers: at most one stage per layer (unregister a device: DELETE /api/devices/<port>)");
+    }
     try {
-      const Placement p = make_placement(job.config, s_.world);
+      const Placement p = ranks.empty() ? make_placement(job.config, 1)
+                                        : make_placement(job.config, static_cast<int>(ranks.size()) + 1, 0, ranks);
       if (p.chunks_per_rank > 1) {
         throw HttpError(400, "[serve] partition.chunks_per_rank = " + std::to_string(p.chunks_per_rank) +
                                  ": the REST shim places one chunk per stage; run multi-chunk schedules with arceus train");
@@ -918,10 +975,12 @@ class Api {
     job.state = "initialized";
     std::string summary;
     for (size_t k = 0; k < plan.size(); ++k) {
-      summary += (k ? ", " : "") + std::string("rank ") + std::to_string(process_rank_of_stage(static_cast<int64_t>(k) + 1, s_.world)) + " layers " +
+      const int rank = k < ranks.size() ? ranks[k] : 0;
+      summary += (k ? ", " : "") + std::string("rank ") + std::to_string(rank) + " layers " +
                  std::to_string(plan[k].first) + "-" + std::to_string(plan[k].end() - 1);
     }
-    note(job, what + " on " + std::to_string(s_.world) + " rank(s): " + summary);
+    note(job, what + " on " + std::to_string(s_.world) + " rank(s) and " +
+                  std::to_string(ranks.size() - (s_.world > 1 ? size_t(s_.world - 1) : 0)) + " device(s): " + summary);
   }
 
   void initialize(const httplib::Request& req, httplib::Response& res) {
@@ -934,18 +993,27 @@ class Api {
     place(*job, "initialized");
     const std::vector<LayerRange>& plan = job->plan;
     json ranks = json::array();
-    for (int r = 0; r < s_.world; ++r) {
-      json layers = nullptr;
-      const int64_t stage = stage_of_process_rank(r, s_.world, static_cast<int64_t>(plan.size()));
-      if (stage >= 1) layers = {plan[size_t(stage - 1)].first, plan[size_t(stage - 1)].end() - 1};
-      ranks.push_back({{"rank", r}, {"host", s_.hosts[size_t(r)]}, {"role", rank_role(r, s_.world, plan.size())}, {"layers", layers}});
+    const std::vector<int> stage_ranks = job_stage_ranks(s_, job->id);
+    if (stage_ranks.empty()) {  // one process, no device: rank 0 holds the whole model
+      ranks.push_back({{"rank", 0}, {"host", s_.hosts[0]}, {"role", "orchestrator+stage"},
+                       {"layers", {plan[0].first, plan[0].end() - 1}}});
+    } else {
+      ranks.push_back({{"rank", 0}, {"host", s_.hosts[0]}, {"role", "orchestrator"}, {"layers", nullptr}});
+      for (int r = 1; r < s_.size; ++r) {
+        json layers = nullptr;
+        const auto it = std::find(stage_ranks.begin(), stage_ranks.end(), r);
+        const size_t k = static_cast<size_t>(it - stage_ranks.begin());
+        if (it != stage_ranks.end() && k < plan.size()) layers = {plan[k].first, plan[k].end() - 1};
+        ranks.push_back({{"rank", r}, {"host", host_of_rank(s_, r)}, {"role", layers.is_null() ? "idle" : "stage"},
+                         {"layers", layers}});
+      }
     }
     send(res, 200, {{"message", "Network initialized successfully"},
                     {"job_id", job_id_json(job->id)},
                     {"status", job->state},
                     {"devices", job_devices(s_, *job)},
                     {"world_size", s_.world},
-                    {"stages", stages_json(s_, job->config, plan)},
+                    {"stages", stages_json(s_, job->config, plan, job->id)},
                     {"ranks", ranks}});
   }
 
@@ -1048,12 +1116,14 @@ class Api {
     json devices = json::array();
     for (int r = 0; r < s_.world; ++r) {
       json layers = nullptr;
-      std::string role = r == 0 ? role_of(0, s_.world, 1) : "worker";
+      std::string role = r == 0 ? (s_.size == 1 ? "orchestrator+stage" : "orchestrator") : "worker";
       bool busy = false;
       if (job) {
         const auto& plan = job->plan;
-        role = rank_role(r, s_.world, plan.size());
-        const int64_t stage = stage_of_process_rank(r, s_.world, static_cast<int64_t>(plan.size()));
+        role = r == 0 && s_.size > 1 ? "orchestrator" : rank_role(r, s_.world, plan.size());
+        const int64_t stage = s_.size > s_.world && s_.world == 1
+                                  ? 0  // the stages are the devices'
+                                  : stage_of_process_rank(r, s_.world, static_cast<int64_t>(plan.size()));
         if (stage >= 1) layers = {plan[size_t(stage - 1)].first, plan[size_t(stage - 1)].end() - 1};
         busy = training && role != "idle";
       }
@@ -1064,10 +1134,114 @@ class Api {
                          {"state", busy ? "training" : "idle"},
                          {"job_id", job ? json(job->id) : json(nullptr)}});
     }
+    for (const auto& d : s_.devices) {
+      devices.push_back({{"device_id", d.id},
+                         {"ip", d.ip},
+                         {"port", d.port},
+                         {"host", d.ip},
+                         {"rank", d.rank >= 0 ? json(d.rank) : json(nullptr)},
+                         {"role", "device"},
+                         {"job_id", job_id_json(d.job)},
+                         {"state", d.state == "connected" && s_.current == d.job ? "training" : d.state}});
+    }
     send(res, 200, {{"world_size", s_.world},
                     {"job_id", job ? json(job->id) : json(nullptr)},
                     {"training", training},
                     {"devices", devices}});
+  }
+
+  // What `arceus device` needs before it starts MPI: the rendezvous and the MCA parameters
+  // that keep Open MPI on the server's network.
+  void connect_info(const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    if (s_.rendezvous.empty() || s_.mpi_port.empty()) {
+      throw HttpError(409, "[serve] this server takes no devices: start it without mpirun (`arceus serve`), or "
+                           "start ompi-server, run `mpirun --ompi-server file:F ...` and give arceus serve "
+                           "the same --ompi-server file:F");
+    }
+    send(res, 200, {{"ompi_server", s_.rendezvous}, {"mpirun_mca", s_.rendezvous_mca}});
+  }
+
+  // The original's POST /api/devices/register {"ip", "port", "job_id"}: the device then
+  // connects to rank 0's MPI port (in the reply), which accepts it between jobs.
+  void register_device(const httplib::Request& req, httplib::Response& res) {
+    const json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object()) throw HttpError(400, "[serve] the register body must be a JSON object {\"ip\", \"port\", \"job_id\"}");
+    auto field = [&](const char* key) -> std::string {
+      if (!body.contains(key) || body[key].is_null())
+        throw HttpError(400, std::string("[serve] register: field '") + key + "' is missing (expected {\"ip\", \"port\", \"job_id\"})");
+      const json& v = body[key];
+      if (v.is_string()) return v.get<std::string>();
+      if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+      throw HttpError(400, std::string("[serve] register: field '") + key + "' is " + json_type(v) +
+                               ", expected a string or an integer");
+    };
+    const std::string ip = field("ip"), port = field("port"), job_text = field("job_id");
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = find_job(job_text);
+    if (s_.rendezvous.empty() || s_.mpi_port.empty()) {
+      throw HttpError(409, "[serve] this server takes no devices (GET /api/devices/connect-info says why)");
+    }
+    for (const auto& d : s_.devices) {
+      if (d.job == job->id && d.ip == ip && d.port == port && d.state != "unregistered") {
+        throw HttpError(409, "[serve] device " + ip + ":" + port + " is already registered to job " +
+                                 std::to_string(job->id) + " (device " + std::to_string(d.id) + ")");
+      }
+    }
+    if (job->state != "created" && job->state != "initialized") {
+      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + job->state +
+                               ": devices register before it trains");
+    }
+    ServeState::Device d;
+    d.id = s_.next_device++;
+    d.ip = ip;
+    d.port = port;
+    d.job = job->id;
+    d.state = "registered";
+    s_.devices.push_back(d);
+    if (job->state == "initialized") place(*job, "re-initialized with device " + std::to_string(d.id));
+    note(*job, "device " + std::to_string(d.id) + " (" + ip + ":" + port + ") registered");
+    s_.cv.notify_all();
+    send(res, 201, {{"message", "Device registered successfully"},
+                    {"device_id", d.id},
+                    {"job_id", job_id_json(job->id)},
+                    {"mpi_port", s_.mpi_port}});
+  }
+
+  // POST /api/devices/<id>/connect: the device is about to call MPI_Comm_connect on the port;
+  // rank 0 accepts it between jobs. (A registration alone, as the original's clients make,
+  // never makes rank 0 wait on MPI for a device that does not come.)
+  void device_connects(const httplib::Request& req, httplib::Response& res) {
+    const int id = std::atoi(std::string(req.matches[1]).c_str());
+    std::lock_guard<std::mutex> lock(s_.mu);
+    for (auto& d : s_.devices) {
+      if (d.id != id) continue;
+      if (d.state != "registered" || d.rank >= 0) {
+        throw HttpError(409, "[serve] device " + std::to_string(id) + " is " + d.state + ": it connects once, after registering");
+      }
+      if (std::find(s_.pending_accepts.begin(), s_.pending_accepts.end(), id) == s_.pending_accepts.end())
+        s_.pending_accepts.push_back(id);
+      s_.cv.notify_all();
+      send(res, 202, {{"message", "Connect to mpi_port now: rank 0 accepts between jobs"}, {"device_id", id},
+                      {"mpi_port", s_.mpi_port}});
+      return;
+    }
+    throw HttpError(404, "[serve] no device " + std::to_string(id) + " (POST /api/devices/register first)");
+  }
+
+  // DELETE /api/devices/<port>: the device takes no stage of later jobs (it stays in the MPI
+  // world, idle, until the server shuts down).
+  void unregister_device(const httplib::Request& req, httplib::Response& res) {
+    const std::string port = req.matches[1];
+    std::lock_guard<std::mutex> lock(s_.mu);
+    for (auto& d : s_.devices) {
+      if (d.port != port || d.state == "unregistered") continue;
+      if (s_.current == d.job) throw HttpError(409, "[serve] device " + std::to_string(d.id) + " is training job " + std::to_string(d.job));
+      d.state = "unregistered";
+      send(res, 200, {{"message", "Device unregistered successfully"}, {"device_id", d.id}});
+      return;
+    }
+    throw HttpError(404, "[serve] no registered device with port '" + port + "' (GET /api/devices lists them)");
   }
 
   // "Current": the training job, else the last one that started; "previous": the one before.
@@ -1151,8 +1325,40 @@ class Api {
 // ---------------------------------------------------------------------------------------------
 // Rank 0's main thread: the job queue.
 
-// Runs queued jobs one at a time until shutdown.
-void run_queue(Transport& comm, ServeState& s, const TrainOptions& train) {
+// The worlds rank 0 trains on: the MPI world, then one per device that joined (each holds
+// the previous one's ranks and the new device's). The last is current.
+struct Worlds {
+  MpiTransport& world;
+  std::vector<std::unique_ptr<MpiTransport>> grown;
+  MpiTransport& current() { return grown.empty() ? world : *grown.back(); }
+};
+
+// Accepts device `id` (registered, connecting to rank 0's port): every rank of the current
+// world accepts with rank 0 and the worlds merge. Blocks until the device connects.
+void accept_device(Worlds& w, ServeState& s, int id) {
+  std::string port, ip;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    port = s.mpi_port;
+    for (const auto& d : s.devices)
+      if (d.id == id) ip = d.ip;
+  }
+  broadcast_accept(w.current(), port);
+  w.grown.push_back(w.current().accept(port));
+  std::lock_guard<std::mutex> lock(s.mu);
+  for (auto& d : s.devices) {
+    if (d.id != id) continue;
+    d.rank = w.current().size() - 1;
+    if (d.state == "registered") d.state = "connected";
+    s.hosts.push_back(ip);
+    s.size = w.current().size();
+    std::printf("[serve] device %d (%s) joined as rank %d\n", d.id, ip.c_str(), d.rank);
+    std::fflush(stdout);
+  }
+}
+
+// Runs queued jobs one at a time until shutdown; accepts devices between jobs.
+void run_queue(Worlds& w, ServeState& s, const TrainOptions& train) {
   while (true) {
     std::shared_ptr<JobRecord> job;
     {
@@ -1164,6 +1370,14 @@ void run_queue(Transport& comm, ServeState& s, const TrainOptions& train) {
           s.stopping = true;
         }
         if (s.shutdown) return;
+        if (!s.pending_accepts.empty()) {
+          const int id = s.pending_accepts.front();
+          s.pending_accepts.pop_front();
+          lock.unlock();
+          accept_device(w, s, id);
+          lock.lock();
+          continue;
+        }
         while (!s.queue.empty() && !job) {
           auto candidate = s.jobs.at(s.queue.front());
           s.queue.pop_front();
@@ -1183,8 +1397,15 @@ void run_queue(Transport& comm, ServeState& s, const TrainOptions& train) {
     RecordingObserver observer(s, job);
     JobResult result;
     std::string broken;
+    TrainOptions options = train;
+    {
+      std::lock_guard<std::mutex> lock(s.mu);
+      options.stage_ranks = job_stage_ranks(s, job->id);
+    }
     try {
-      result = run_job(comm, job->train_config, train, &observer);
+      // No stage rank at all (one process, no device): the reference run, in-process.
+      Transport& on = options.stage_ranks.empty() ? static_cast<Transport&>(w.world) : w.current();
+      result = run_job(on, job->train_config, options, &observer);
     } catch (const std::exception& e) {
       // Thrown during training: the workers may be waiting for messages of this job. The
       // server keeps answering, but no further job can run on these ranks.
@@ -1262,6 +1483,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
   cmd->add_option("--host", serve.host,
                   "Address to listen on: 127.0.0.1 (default) is this machine only; 0.0.0.0 every interface")
       ->default_val("127.0.0.1");
+  cmd->add_option("--ompi-server", serve.ompi_server,
+                  "Open MPI rendezvous for devices (URI or file:F) when you run mpirun yourself with the same "
+                  "--ompi-server; without mpirun, arceus serve starts one itself");
   cmd->add_option("--token", serve.token,
                   "Require 'Authorization: Bearer TOKEN' on every POST request (default: $ARCEUS_TOKEN; "
                   "neither set: no token)")
@@ -1280,7 +1504,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
   return cmd;
 }
 
-int run_serve(Transport& comm, const ServeOptions& options, const TrainOptions& train) {
+int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOptions& train) {
   // Collective: every rank, once, before the workers start waiting for jobs.
   const std::vector<std::string> hosts = comm.all_hosts();
   if (comm.rank() != 0) {
@@ -1288,12 +1512,29 @@ int run_serve(Transport& comm, const ServeOptions& options, const TrainOptions& 
     // stops the job in flight, then sends the shutdown), so the workers ignore it.
     std::signal(SIGINT, SIG_IGN);
     std::signal(SIGTERM, SIG_IGN);
-    return worker_loop(comm, train, /*serve=*/true);
+    std::vector<std::unique_ptr<MpiTransport>> grown;  // one world per device that joined
+    AcceptHook grow = [&](Transport& current, const std::string& port) -> Transport& {
+      grown.push_back(static_cast<MpiTransport&>(current).accept(port));
+      return *grown.back();
+    };
+    return worker_loop(comm, train, /*serve=*/true, grow);
   }
 
   ServeState state;
   state.world = comm.size();
+  state.size = comm.size();
   state.hosts = hosts;
+  const Rendezvous rendezvous = server_rendezvous(options.host, options.ompi_server);
+  if (!rendezvous.uri.empty()) {
+    try {
+      state.mpi_port = MpiTransport::open_port();
+      state.rendezvous = rendezvous.uri;
+      state.rendezvous_mca = rendezvous.mca;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "[serve] devices cannot join (MPI_Open_port failed: %s)\n", e.what());
+    }
+  }
+  Worlds worlds{comm, {}};
   state.token = options.token;
   state.quiet = train.quiet;
   for (const auto& r : options.data_roots.empty() ? default_data_roots() : options.data_roots)
@@ -1340,9 +1581,12 @@ int run_serve(Transport& comm, const ServeOptions& options, const TrainOptions& 
   std::printf("  token: %s\n", state.token.empty() ? "none (any local client may POST; set --token or ARCEUS_TOKEN)"
                                                     : "required on POST (Authorization: Bearer ...)");
   std::printf("  blas: %s\n", train.blas.c_str());
+  std::printf("  devices: %s\n", state.mpi_port.empty()
+                                     ? "none can join (no ompi-server: see GET /api/devices/connect-info)"
+                                     : "arceus device --api-url http://HOST:PORT --job-id ID joins a job");
   std::fflush(stdout);
 
-  run_queue(comm, state, train);
+  run_queue(worlds, state, train);
 
   {
     std::lock_guard<std::mutex> lock(state.mu);
@@ -1362,9 +1606,9 @@ int run_serve(Transport& comm, const ServeOptions& options, const TrainOptions& 
     std::fprintf(stderr, "%s\n", state.broken.c_str());
     server.stop();
     http.join();
-    comm.abort(1);
+    worlds.current().abort(1);
   }
-  shutdown_workers(comm);
+  shutdown_workers(worlds.current());
   server.stop();
   http.join();
   std::printf("arceus serve: stopped\n");

@@ -16,7 +16,7 @@ class App;
 
 namespace arceus {
 
-class Transport;
+class MpiTransport;
 struct TrainOptions;
 
 struct ServeOptions {
@@ -24,6 +24,7 @@ struct ServeOptions {
   int port = 4000;                      // 0 = any free port (printed at start)
   std::string token;                    // non-empty: POST requests need "Authorization: Bearer <token>"
   std::vector<std::string> data_roots;  // dataset_config.root / .source must lie under one; empty = defaults
+  std::string ompi_server;              // devices' rendezvous (URI or file:F) of a user-run ompi-server
 };
 
 // The data roots used when --data-root is not given: the project's data/ directory, the working
@@ -39,6 +40,6 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
 // Every rank calls this (it starts with a collective). Rank 0 serves until POST /api/shutdown
 // or SIGINT/SIGTERM, then ends the workers; returns the process exit code (0 after a clean
 // shutdown, 1 when the address cannot be bound).
-int run_serve(Transport& comm, const ServeOptions& serve, const TrainOptions& train);
+int run_serve(MpiTransport& comm, const ServeOptions& serve, const TrainOptions& train);
 
 }  // namespace arceus

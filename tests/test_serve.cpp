@@ -140,8 +140,12 @@ class Server {
     fs::remove_all(work_);
     fs::create_directories(work_);
     log_ = work_ / "serve.log";
-    std::vector<std::string> args{mpiexec(), "-np", std::to_string(np), "--allow-run-as-root", "--oversubscribe",
-                                  arceus_bin(), "serve"};
+    // np 0: no mpirun at all (the original's `python -m api.server`): arceus serve starts its
+    // ompi-server and runs itself under mpirun -np 1.
+    std::vector<std::string> args = np > 0 ? std::vector<std::string>{mpiexec(), "-np", std::to_string(np),
+                                                                       "--allow-run-as-root", "--oversubscribe",
+                                                                       arceus_bin(), "serve"}
+                                           : std::vector<std::string>{arceus_bin(), "serve"};
     if (std::find(extra.begin(), extra.end(), "--port") == extra.end()) {
       args.push_back("--port");
       args.push_back("0");
@@ -1217,3 +1221,213 @@ TEST(Serve, SeedReadmeWithMnistInTheWorkingDirectory) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Devices that join: `arceus device` (the original's device client) registers with a server
+// started without mpirun, connects over MPI (ompi-server rendezvous) and takes a stage.
+
+namespace {
+
+// `arceus device --api-url ... --job-id ...` processes, killed (with their mpirun) at the end.
+class Devices {
+ public:
+  explicit Devices(const Server& s) : s_(s) {}
+  ~Devices() {
+    for (pid_t p : pids_) {
+      kill(-p, SIGKILL);
+      waitpid(p, nullptr, 0);
+    }
+  }
+  void start(const std::string& job) {
+    const fs::path log = s_.work() / ("device" + std::to_string(pids_.size() + 1) + ".log");
+    logs_.push_back(log);
+    pids_.push_back(spawn({arceus_bin(), "device", "--api-url", "http://127.0.0.1:" + std::to_string(s_.port()),
+                           "--job-id", job, "--threads", "1"},
+                          log, s_.work()));
+  }
+  // Waits (bounded) until `n` devices are connected.
+  ::testing::AssertionResult wait_connected(size_t n, double timeout = 90) {
+    const auto t0 = Clock::now();
+    while (seconds_since(t0) < timeout) {
+      const Reply r = get(s_, "/api/devices");
+      size_t connected = 0;
+      if (r.status == 200)
+        for (const auto& d : r.body["devices"]) connected += d.value("role", "") == "device" && d.value("state", "") == "connected";
+      if (connected >= n) return ::testing::AssertionSuccess();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return ::testing::AssertionFailure() << n << " devices did not connect within " << timeout << " s" << describe();
+  }
+  // Every device process exits 0 within `timeout` (after the server's shutdown).
+  ::testing::AssertionResult wait_exit(double timeout = 60) {
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < pids_.size(); ++i) {
+      int status = 0;
+      while (waitpid(pids_[i], &status, WNOHANG) == 0) {
+        if (seconds_since(t0) > timeout) return ::testing::AssertionFailure() << "device " << i + 1 << " still runs" << describe();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return ::testing::AssertionFailure() << "device " << i + 1 << " exited with status " << status << describe();
+      pids_[i] = -pids_[i];  // reaped
+    }
+    pids_.erase(std::remove_if(pids_.begin(), pids_.end(), [](pid_t p) { return p < 0; }), pids_.end());
+    return ::testing::AssertionSuccess();
+  }
+  std::string describe() const {
+    std::string out;
+    for (const auto& l : logs_) out += "\n  " + l.string() + ":\n" + read_text(l);
+    return out;
+  }
+
+ private:
+  const Server& s_;
+  std::vector<pid_t> pids_;
+  std::vector<fs::path> logs_;
+};
+
+std::vector<double> step_losses_of(const fs::path& summary) {
+  std::vector<double> out;
+  const json j = json::parse(read_text(summary), nullptr, false);
+  if (!j.is_object()) return out;
+  for (const auto& e : j.value("epochs", json::array()))
+    for (const auto& l : e.value("step_losses", json::array())) out.push_back(l.get<double>());
+  return out;
+}
+
+}  // namespace
+
+// The seed README's four steps as written: the server without mpirun, its job body byte for
+// byte, two devices started separately, initialize, train. Then a 32-bit job on two more
+// devices whose per-step losses equal `mpirun -np 3 arceus train` of the same config.
+TEST(Devices, SeedSequenceWithTwoJoiningDevices) {
+  SKIP_WITHOUT_MPI();
+  if (!fs::exists(kFashionDir)) GTEST_SKIP() << kFashionDir << " is missing: no IDX files to stand in for MNIST";
+  if (std::system("command -v ompi-server > /dev/null 2>&1") != 0) GTEST_SKIP() << "no ompi-server (Open MPI's rendezvous)";
+  Server s;
+  // The working directory is created by start(); the server looks for data/MNIST/raw there
+  // only when a job is created, so the files may come after it started.
+  ASSERT_TRUE(s.start(0));
+  const fs::path raw = s.work() / "data" / "MNIST" / "raw";
+  fs::create_directories(raw);
+  for (const char* name : kIdxFiles) fs::copy_file(fs::path(kFashionDir) / name, raw / name);
+
+  Reply r = get(s, "/api/devices/connect-info");
+  ASSERT_EQ(r.status, 200) << show(r) << s.describe();
+  EXPECT_NE(r.body.value("ompi_server", "").find("tcp://127."), std::string::npos) << "loopback only: " << show(r);
+
+  r = post(s, "/api/jobs", kSeedJob);
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_EQ(r.body["job_id"], "1");
+  Devices devices(s);
+  devices.start("1");
+  devices.start("1");
+  ASSERT_TRUE(devices.wait_connected(2));
+
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["devices"], 2) << show(r);
+  ASSERT_EQ(r.body["stages"].size(), 2u) << show(r);
+  EXPECT_EQ(r.body["stages"][0]["rank"], 1) << show(r);
+  EXPECT_EQ(r.body["stages"][1]["rank"], 2) << show(r);
+  r = post(s, "/api/network/train/1", R"({"epochs": 2, "learning_rate": 0.1})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  json job = wait_state(s, 1, {"completed", "failed", "stopped"}, 180);
+  ASSERT_EQ(job["status"], "completed") << job.dump(2) << s.describe() << devices.describe();
+  EXPECT_EQ(job["devices"], 2) << job.dump(2);
+  EXPECT_EQ(job["epochs_completed"], 2) << job.dump(2);
+
+  // 32 bits, a short epoch: the same losses as mpirun -np 3 train of the job's config.
+  std::string body = kSeedJob;
+  body.insert(body.rfind('}'), R"(, "communication": {"quantization_bits": 32}, "training": {"epochs": 1, "max_steps": 20, "learning_rate": 0.1})");
+  r = post(s, "/api/jobs", body);
+  ASSERT_EQ(r.status, 201) << show(r);
+  devices.start("2");
+  devices.start("2");
+  ASSERT_TRUE(devices.wait_connected(4));
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/2").status, 200);
+  r = post(s, "/api/network/train/2", "{}");
+  ASSERT_EQ(r.status, 200) << show(r);
+  job = wait_state(s, 2, {"completed", "failed", "stopped"}, 180);
+  ASSERT_EQ(job["status"], "completed") << job.dump(2) << s.describe() << devices.describe();
+  const fs::path served = s.work() / "runs" / "serve" / "job-2" / "summary.json";
+  const std::vector<double> got = step_losses_of(served);
+  ASSERT_EQ(got.size(), 20u) << served;
+  const json summary = json::parse(read_text(served));
+  const fs::path config = s.work() / "job-2.yaml";
+  { std::ofstream(config) << summary["config"].get<std::string>(); }
+  const fs::path out = s.work() / "mpirun-np3";
+  const fs::path log = s.work() / "mpirun-np3.log";
+  const pid_t p = spawn({mpiexec(), "-np", "3", "--allow-run-as-root", "--oversubscribe", arceus_bin(), "train", config.string(),
+                         "--quiet", "--threads", "1", "--set", "output.dir=" + out.string()},
+                        log, s.work());
+  int status = 0;
+  waitpid(p, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_text(log);
+  const std::vector<double> want = step_losses_of(out / "summary.json");
+  ASSERT_EQ(want.size(), got.size());
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(want[i] - got[i]));
+  EXPECT_LE(worst, 1e-5) << "per-step losses of the devices' job vs mpirun -np 3 train";
+  std::printf("[  serve   ] 2 devices vs mpirun -np 3 train, 20 steps at 32 bits: max loss difference %g\n", worst);
+
+  ASSERT_TRUE(s.shutdown(60));
+  EXPECT_TRUE(devices.wait_exit(60));
+}
+
+// Registration errors (the original's fields), each followed by a healthy server; too many
+// devices for the layers is an error at initialize naming both counts. A registration alone
+// never makes rank 0 wait on MPI (the device announces its connect separately).
+TEST(Devices, RegisterErrorsAndTooManyDevices) {
+  SKIP_WITHOUT_MPI();
+  if (std::system("command -v ompi-server > /dev/null 2>&1") != 0) GTEST_SKIP() << "no ompi-server (Open MPI's rendezvous)";
+  Server s;
+  ASSERT_TRUE(s.start(0));
+  Reply r = post(s, "/api/jobs", R"({"model_config": {"layer_sizes": [16, 12, 10]}, "dataset_config": {"name": "synthetic",
+      "synthetic": {"train_size": 256, "val_size": 64, "features": 16, "classes": 10}}})");
+  ASSERT_EQ(r.status, 201) << show(r);
+  for (const auto& [body, status, phrase] : std::vector<std::tuple<std::string, int, std::string>>{
+           {R"({"port": 5001, "job_id": "1"})", 400, "field 'ip' is missing"},
+           {R"({"ip": "10.0.0.9", "job_id": "1"})", 400, "field 'port' is missing"},
+           {R"({"ip": "10.0.0.9", "port": 5001})", 400, "field 'job_id' is missing"},
+           {R"({"ip": "10.0.0.9", "port": [1], "job_id": "1"})", 400, "field 'port' is an array"},
+           {R"(not json)", 400, "must be a JSON object"},
+           {R"({"ip": "10.0.0.9", "port": 5001, "job_id": "7"})", 404, "no job 7"}}) {
+    r = post(s, "/api/devices/register", body);
+    EXPECT_EQ(r.status, status) << body << " -> " << show(r);
+    EXPECT_NE(error_of(r).find(phrase), std::string::npos) << body << " -> " << show(r);
+    EXPECT_TRUE(healthy(s));
+  }
+  // The original's client body; the same ip:port twice is a conflict.
+  r = post(s, "/api/devices/register", R"({"ip": "10.0.0.9", "port": 5001, "job_id": "1"})");
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(r.body["message"], "Device registered successfully") << show(r);
+  EXPECT_EQ(r.body["device_id"], 1) << show(r);
+  r = post(s, "/api/devices/register", R"({"ip": "10.0.0.9", "port": 5001, "job_id": "1"})");
+  EXPECT_EQ(r.status, 409) << show(r);
+  EXPECT_TRUE(healthy(s));
+  for (int port : {5002, 5003}) {
+    r = post(s, "/api/devices/register", R"({"ip": "10.0.0.9", "port": )" + std::to_string(port) + R"(, "job_id": "1"})");
+    ASSERT_EQ(r.status, 201) << show(r);
+  }
+  // 3 devices for 2 layers.
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_NE(error_of(r).find("has 3 stages (0 world rank(s) + 3 device(s)) but the model has 2 layers"), std::string::npos)
+      << show(r);
+  // Unregister one (by the original's port): 2 devices fit.
+  httplib::Client c = s.client();
+  auto del = c.Delete("/api/devices/5003");
+  ASSERT_TRUE(del) << "no answer";
+  EXPECT_EQ(del->status, 200) << del->body;
+  EXPECT_EQ(c.Delete("/api/devices/5003")->status, 404);
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  EXPECT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["devices"], 2) << show(r);
+  r = get(s, "/api/devices");
+  size_t listed = 0;
+  for (const auto& d : r.body["devices"]) listed += d.value("role", "") == "device";
+  EXPECT_EQ(listed, 3u) << show(r);
+  EXPECT_TRUE(healthy(s));
+  ASSERT_TRUE(s.shutdown(60));
+}
