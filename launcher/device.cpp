@@ -12,6 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+#include <chrono>
+#include <thread>
 
 #include "launcher/blas.h"
 #include "ranks/mpi_transport.h"
@@ -107,8 +109,18 @@ int run_device(MpiTransport& world, const DeviceOptions& d, const TrainOptions& 
   const std::string id = reg.value("device_id", json()).dump();
   std::printf("device %s: registered for job %s, connecting to %s\n", id.c_str(), d.job_id.c_str(), d.api_url.c_str());
   std::fflush(stdout);
-  const json empty = json::object();
-  call(d, "POST", "/api/devices/" + id + "/connect", &empty);
+  // One device connects at a time: the server answers 503 while another one is joining.
+  for (int attempt = 0;; ++attempt) {
+    httplib::Client client(d.api_url);
+    client.set_connection_timeout(10);
+    const auto res = client.Post("/api/devices/" + id + "/connect", auth(d), "{}", "application/json");
+    if (res && res->status == 202) break;
+    if (!res || res->status != 503 || attempt > 600) {
+      fail("[device] POST " + d.api_url + "/api/devices/" + id + "/connect: " +
+           (res ? std::to_string(res->status) + " " + res->body : std::string("no answer")));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
   // Every world this device is part of (the merge with the server, then one per device that
   // joins after it) lives until the process ends.
   std::vector<std::unique_ptr<MpiTransport>> worlds;

@@ -275,6 +275,8 @@ struct ServeState {
   };
   std::vector<Device> devices;
   std::deque<int> pending_accepts;   // devices registered, waiting for rank 0's accept
+  int connecting = 0;                // the one device allowed to connect now (0: none): two
+                                     // connects on one port at once would pair with the wrong accept
   int next_device = 1;
   int size = 1;                      // ranks of the current world (the world + connected devices)
   std::string rendezvous;            // the ompi-server URI handed to devices ("" = none join)
@@ -951,7 +953,7 @@ class Api {
     std::vector<LayerRange> plan;
     const std::vector<int> ranks = job_stage_ranks(s_, job.id);
     const int64_t layers = model_layers(job.config);
-    if (static_cast<int64_t>(ranks.size()) > layers) {
+    if (static_cast<int64_t>(ranks.size()) > layers && static_cast<int64_t>(ranks.size()) > s_.world - 1) {
       throw HttpError(400, "[serve] job " + std::to_string(job.id) + " has " + std::to_string(ranks.size()) +
                                " stages (" + std::to_string(s_.world - 1) + " world rank(s) + " +
                                std::to_string(ranks.size() - size_t(s_.world - 1)) +
@@ -1219,6 +1221,12 @@ class Api {
       if (d.state != "registered" || d.rank >= 0) {
         throw HttpError(409, "[serve] device " + std::to_string(id) + " is " + d.state + ": it connects once, after registering");
       }
+      if (s_.connecting != 0 && s_.connecting != id) {
+        res.set_header("Retry-After", "1");
+        throw HttpError(503, "[serve] device " + std::to_string(s_.connecting) +
+                                 " is connecting: one device joins at a time, try again in a moment");
+      }
+      s_.connecting = id;
       if (std::find(s_.pending_accepts.begin(), s_.pending_accepts.end(), id) == s_.pending_accepts.end())
         s_.pending_accepts.push_back(id);
       s_.cv.notify_all();
@@ -1346,6 +1354,7 @@ void accept_device(Worlds& w, ServeState& s, int id) {
   broadcast_accept(w.current(), port);
   w.grown.push_back(w.current().accept(port));
   std::lock_guard<std::mutex> lock(s.mu);
+  s.connecting = 0;
   for (auto& d : s.devices) {
     if (d.id != id) continue;
     d.rank = w.current().size() - 1;
