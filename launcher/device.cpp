@@ -64,6 +64,10 @@ CLI::App* add_device_command(CLI::App& app, DeviceOptions& device, TrainOptions&
   cmd->add_option("--api-url", device.api_url, "The server, e.g. http://127.0.0.1:4000")->required();
   cmd->add_option("--job-id", device.job_id, "The job to take a stage of (its id from POST /api/jobs)")->required();
   cmd->add_option("--token", device.token, "The server's --token, when it has one");
+  cmd->add_option("--timeout", device.timeout,
+                  "Seconds a wait for a message may last inside a job before this device gives up")
+      ->default_val(120)
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--threads", train.threads, "LibTorch/BLAS threads of this device ('auto' = all its cores)")
       ->default_val("auto")
       ->check(check_threads_option);
@@ -125,10 +129,12 @@ int run_device(MpiTransport& world, const DeviceOptions& d, const TrainOptions& 
   // joins after it) lives until the process ends.
   std::vector<std::unique_ptr<MpiTransport>> worlds;
   worlds.push_back(MpiTransport::connect(port));
+  worlds.back()->set_wait_limit(d.timeout);
   std::printf("device: joined as rank %d of %d\n", worlds.back()->rank(), worlds.back()->size());
   std::fflush(stdout);
   AcceptHook grow = [&](Transport& current, const std::string& next_port) -> Transport& {
     worlds.push_back(static_cast<MpiTransport&>(current).accept(next_port));
+    worlds.back()->set_wait_limit(d.timeout);
     return *worlds.back();
   };
   return worker_loop(*worlds.back(), train, /*serve=*/true, grow);

@@ -21,6 +21,7 @@ struct DeviceOptions {
   std::string api_url;  // http://HOST:PORT of arceus serve
   std::string job_id;   // the job this device takes a stage of
   std::string token;    // the server's --token, when it has one
+  double timeout = 120; // seconds a wait for the server's messages may last in a job
 };
 
 CLI::App* add_device_command(CLI::App& app, DeviceOptions& device, TrainOptions& train);

@@ -1343,7 +1343,7 @@ struct Worlds {
 
 // Accepts device `id` (registered, connecting to rank 0's port): every rank of the current
 // world accepts with rank 0 and the worlds merge. Blocks until the device connects.
-void accept_device(Worlds& w, ServeState& s, int id) {
+void accept_device(Worlds& w, ServeState& s, int id, double wait_limit) {
   std::string port, ip;
   {
     std::lock_guard<std::mutex> lock(s.mu);
@@ -1353,6 +1353,7 @@ void accept_device(Worlds& w, ServeState& s, int id) {
   }
   broadcast_accept(w.current(), port);
   w.grown.push_back(w.current().accept(port));
+  w.grown.back()->set_wait_limit(wait_limit);
   std::lock_guard<std::mutex> lock(s.mu);
   s.connecting = 0;
   for (auto& d : s.devices) {
@@ -1367,7 +1368,7 @@ void accept_device(Worlds& w, ServeState& s, int id) {
 }
 
 // Runs queued jobs one at a time until shutdown; accepts devices between jobs.
-void run_queue(Worlds& w, ServeState& s, const TrainOptions& train) {
+void run_queue(Worlds& w, ServeState& s, const TrainOptions& train, double device_timeout) {
   while (true) {
     std::shared_ptr<JobRecord> job;
     {
@@ -1383,7 +1384,7 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train) {
           const int id = s.pending_accepts.front();
           s.pending_accepts.pop_front();
           lock.unlock();
-          accept_device(w, s, id);
+          accept_device(w, s, id, device_timeout);
           lock.lock();
           continue;
         }
@@ -1420,7 +1421,19 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train) {
       // server keeps answering, but no further job can run on these ranks.
       result.state = "failed";
       result.error = e.what();
-      broken = "[serve] job " + std::to_string(job->id) + " failed during training (" + e.what() +
+      // A device that died is named (its rank in the error).
+      std::string who;
+      {
+        std::smatch m;
+        const std::string what = e.what();
+        if (std::regex_search(what, m, std::regex(R"(rank (\d+) \(tag)"))) {
+          std::lock_guard<std::mutex> lock(s.mu);
+          for (const auto& d : s.devices)
+            if (d.rank == std::stoi(m[1])) who = "; device " + std::to_string(d.id) + " (" + d.ip + ":" + d.port + ")";
+        }
+      }
+      result.error += who;
+      broken = "[serve] job " + std::to_string(job->id) + " failed during training (" + e.what() + who +
                "); the ranks may be out of step, so no further job can run: restart arceus serve";
     }
 
@@ -1492,6 +1505,11 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
   cmd->add_option("--host", serve.host,
                   "Address to listen on: 127.0.0.1 (default) is this machine only; 0.0.0.0 every interface")
       ->default_val("127.0.0.1");
+  cmd->add_option("--device-timeout", serve.device_timeout,
+                  "Seconds a rank waits for a message of a world that devices joined before it fails the job "
+                  "(a device that died leaves MPI waiting)")
+      ->default_val(120)
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--ompi-server", serve.ompi_server,
                   "Open MPI rendezvous for devices (URI or file:F) when you run mpirun yourself with the same "
                   "--ompi-server; without mpirun, arceus serve starts one itself");
@@ -1524,6 +1542,7 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
     std::vector<std::unique_ptr<MpiTransport>> grown;  // one world per device that joined
     AcceptHook grow = [&](Transport& current, const std::string& port) -> Transport& {
       grown.push_back(static_cast<MpiTransport&>(current).accept(port));
+      grown.back()->set_wait_limit(options.device_timeout);
       return *grown.back();
     };
     return worker_loop(comm, train, /*serve=*/true, grow);
@@ -1595,7 +1614,7 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
                                      : "arceus device --api-url http://HOST:PORT --job-id ID joins a job");
   std::fflush(stdout);
 
-  run_queue(worlds, state, train);
+  run_queue(worlds, state, train, options.device_timeout);
 
   {
     std::lock_guard<std::mutex> lock(state.mu);

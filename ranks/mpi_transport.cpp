@@ -162,7 +162,7 @@ bool MpiTransport::test(Request& r) {
 void MpiTransport::wait_raw(void* handle, int peer, int tag) {
   // Collectives wait like point-to-point requests (test + back-off), not in a busy MPI_Wait.
   auto pending = make_request(std::shared_ptr<void>(handle, [](void*) {}), {}, peer, tag, false);
-  wait(pending);
+  wait_unlimited(pending);
 }
 
 void MpiTransport::broadcast(std::vector<uint8_t>& bytes, int root) {

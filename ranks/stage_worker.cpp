@@ -500,10 +500,14 @@ void run_stage(const Job& job, int64_t stage, Transport& transport) {
 void run_idle(Transport& transport) {
   RankStats stats;
   Messenger msg(transport, stats);
+  // Idle for the whole job: no wait limit (it is for peers that should be talking).
+  const double limit = transport.wait_limit();
+  transport.set_wait_limit(0);
   for (uint32_t step = 0;; ++step) {
     const ControlPayload c = msg.receive_one<ControlPayload>(0, MsgKind::Control, step);
-    if (static_cast<Command>(c.command) == Command::Stop) return;
+    if (static_cast<Command>(c.command) == Command::Stop) break;
   }
+  transport.set_wait_limit(limit);
 }
 
 }  // namespace arceus

@@ -76,7 +76,17 @@ void Transport::wait(Request& r) {
   if (test(r)) return;
   const auto start = std::chrono::steady_clock::now();
   Backoff backoff;
-  while (!test(r)) backoff.pause();
+  while (!test(r)) {
+    backoff.pause();
+    if (wait_limit_ > 0) {
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (waited > wait_limit_) {
+        throw TransportError("[transport] rank " + std::to_string(rank_) + " waited " + std::to_string(int(waited)) +
+                             " s for a message " + (r.is_recv_ ? "from" : "to") + " rank " + std::to_string(r.peer_) +
+                             " (tag " + std::to_string(r.tag_) + "): the peer is gone or stuck");
+      }
+    }
+  }
   wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 

@@ -88,6 +88,11 @@ class Transport {
 
   double wait_seconds() const { return wait_seconds_; }
   void reset_wait_seconds() { wait_seconds_ = 0; }
+  // A wait longer than this throws TransportError naming the peer (0 = wait for ever): for
+  // worlds that devices joined, where a peer that died leaves MPI waiting. Collectives (the
+  // job broadcast between jobs) are not limited.
+  void set_wait_limit(double seconds) { wait_limit_ = seconds; }
+  double wait_limit() const { return wait_limit_; }
 
   static constexpr int kMaxSleepMicros = 200;
 
@@ -112,6 +117,21 @@ class Transport {
 
  private:
   double wait_seconds_ = 0;
+  double wait_limit_ = 0;
+
+ protected:
+  // Waits without the limit (collectives).
+  void wait_unlimited(Request& request) {
+    const double limit = wait_limit_;
+    wait_limit_ = 0;
+    try {
+      wait(request);
+    } catch (...) {
+      wait_limit_ = limit;
+      throw;
+    }
+    wait_limit_ = limit;
+  }
 };
 
 }  // namespace arceus
