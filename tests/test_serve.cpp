@@ -1479,3 +1479,26 @@ TEST(Devices, KilledDeviceFailsItsJobAndNothingHangs) {
   EXPECT_TRUE(s.wait_exit(60, 1));
   EXPECT_TRUE(devices.wait_exit(60, /*any_status=*/true));
 }
+
+// With --token, a device must give it: without it the registration is refused (401) and the
+// device exits with the error, never taking a stage; with it, the device joins.
+TEST(Devices, TokenIsRequiredToJoin) {
+  SKIP_WITHOUT_MPI();
+  if (std::system("command -v ompi-server > /dev/null 2>&1") != 0) GTEST_SKIP() << "no ompi-server (Open MPI's rendezvous)";
+  Server s;
+  ASSERT_TRUE(s.start(0, {"--token", "s3cret"}));
+  Reply r = post(s, "/api/jobs", R"({"model_config": {"layer_sizes": [16, 12, 10]}, "dataset_config": {"name": "synthetic",
+      "synthetic": {"train_size": 256, "val_size": 64, "features": 16, "classes": 10}}})", "application/json", "s3cret");
+  ASSERT_EQ(r.status, 201) << show(r);
+  Devices devices(s);
+  devices.start("1");  // no token
+  EXPECT_TRUE(devices.wait_exit(60, /*any_status=*/true));
+  EXPECT_NE(devices.describe().find("401"), std::string::npos) << devices.describe();
+  r = get(s, "/api/devices");
+  for (const auto& d : r.body["devices"]) EXPECT_NE(d.value("role", ""), "device") << show(r);
+  Devices with_token(s);
+  with_token.start("1", {"--token", "s3cret"});
+  EXPECT_TRUE(with_token.wait_connected(1));
+  ASSERT_TRUE(s.shutdown(60, "s3cret"));
+  EXPECT_TRUE(with_token.wait_exit(60));
+}
