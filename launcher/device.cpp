@@ -61,7 +61,10 @@ json call(const DeviceOptions& d, const std::string& method, const std::string& 
 
 CLI::App* add_device_command(CLI::App& app, DeviceOptions& device, TrainOptions& train) {
   auto* cmd = app.add_subcommand("device", "Join a running `arceus serve` as a stage of a job (the original's device client)");
-  cmd->add_option("--api-url", device.api_url, "The server, e.g. http://127.0.0.1:4000")->required();
+  cmd->add_option("--api-url", device.api_url,
+                  "The server: http://HOST:PORT, or the original's bare HOST (port 4000)")
+      ->required()
+      ->transform([](const std::string& v) { return normalize_api_url(v); });
   cmd->add_option("--job-id", device.job_id, "The job to take a stage of (its id from POST /api/jobs)")->required();
   cmd->add_option("--token", device.token, "The server's --token, when it has one");
   cmd->add_option("--timeout", device.timeout,
@@ -72,6 +75,18 @@ CLI::App* add_device_command(CLI::App& app, DeviceOptions& device, TrainOptions&
       ->default_val("auto")
       ->check(check_threads_option);
   return cmd;
+}
+
+std::string normalize_api_url(std::string url) {
+  if (url.find("://") == std::string::npos) url = "http://" + url;  // the original's bare <flask-server-ip>
+  const size_t host = url.find("://") + 3;
+  const size_t slash = url.find('/', host);
+  const std::string authority = url.substr(host, slash == std::string::npos ? std::string::npos : slash - host);
+  if (authority.find(':') == std::string::npos && authority.find(']') == std::string::npos) {
+    url.insert(host + authority.size(), ":4000");  // the original's port
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url;
 }
 
 void device_reexec_if_needed(const DeviceOptions& d, char** argv) {

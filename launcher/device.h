@@ -24,6 +24,10 @@ struct DeviceOptions {
   double timeout = 120; // seconds a wait for the server's messages may last in a job
 };
 
+// "10.0.0.5" -> "http://10.0.0.5:4000"; a URL with a scheme and a port is kept (less any
+// trailing slash).
+std::string normalize_api_url(std::string url);
+
 CLI::App* add_device_command(CLI::App& app, DeviceOptions& device, TrainOptions& train);
 
 // Before MPI starts: a device must run under an mpirun that knows the server's ompi-server.
