@@ -1,5 +1,8 @@
 #include "launcher/rendezvous.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -53,12 +56,34 @@ pid_t spawn(std::vector<std::string> args, bool die_with_parent) {
 
 }  // namespace
 
+// The network (a.b.c.d/prefix) of this machine's interface that holds `host`, "" if none.
+std::string network_of(const std::string& host) {
+  in_addr want{};
+  if (inet_pton(AF_INET, host.c_str(), &want) != 1) return "";
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "";
+  std::string net;
+  for (ifaddrs* i = list; i && net.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || !i->ifa_netmask || i->ifa_addr->sa_family != AF_INET) continue;
+    const auto a = reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr;
+    const auto m = reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr;
+    if (a != want.s_addr) continue;
+    in_addr base{};
+    base.s_addr = a & m;
+    char text[INET_ADDRSTRLEN] = {0};
+    inet_ntop(AF_INET, &base, text, sizeof text);
+    net = std::string(text) + "/" + std::to_string(__builtin_popcount(ntohl(m)));
+  }
+  freeifaddrs(list);
+  return net;
+}
+
 std::vector<std::string> network_mca(const std::string& host) {
   std::string net;
   if (host.rfind("127.", 0) == 0 || host == "localhost") {
     net = "127.0.0.0/8";
   } else if (host != "0.0.0.0" && !host.empty()) {
-    net = host + "/32";
+    net = network_of(host);  // the server's LAN, which the devices' interfaces are on too
   }
   if (net.empty()) return {};
   return {"oob_tcp_if_include=" + net, "btl_tcp_if_include=" + net};

@@ -13,7 +13,8 @@ struct Rendezvous {
 };
 
 // The MCA parameters that keep Open MPI's out-of-band and TCP traffic on the network of the
-// address the server binds (127.0.0.1 -> 127.0.0.0/8; 0.0.0.0 -> no restriction).
+// address the server binds (127.0.0.1 -> 127.0.0.0/8; an interface's address -> that
+// interface's network, e.g. 10.77.0.0/24; 0.0.0.0 or an unknown address -> no restriction).
 std::vector<std::string> network_mca(const std::string& host);
 
 // `arceus serve` started without mpirun (the original's `python -m api.server`): starts

@@ -65,14 +65,19 @@ class Orchestrator::Impl {
     }
     write_summary("running");
     const auto run_start = Clock::now();
-    for (int64_t epoch = resume_epoch_; epoch <= t.epochs && !stopped_; ++epoch) {
-      epoch_ = epoch;
-      run_epoch(epoch);
-      if (stopped_) {
-        checkpoint(epoch - 1, epoch_steps_done_);
-      } else if (epoch == t.epochs || (o.checkpoint_every > 0 && epoch % o.checkpoint_every == 0)) {
-        checkpoint(epoch, 0);
+    try {
+      for (int64_t epoch = resume_epoch_; epoch <= t.epochs && !stopped_; ++epoch) {
+        epoch_ = epoch;
+        run_epoch(epoch);
+        if (stopped_) {
+          checkpoint(epoch - 1, epoch_steps_done_);
+        } else if (epoch == t.epochs || (o.checkpoint_every > 0 && epoch % o.checkpoint_every == 0)) {
+          checkpoint(epoch, 0);
+        }
       }
+    } catch (const TransportError& e) {  // a peer gone: say where the job was
+      throw TransportError(std::string(e.what()) + " (epoch " + std::to_string(epoch_) + ", global step " +
+                           std::to_string(step_) + ")");
     }
     stop_workers();
     if (metrics_) metrics_->flush();

@@ -382,4 +382,62 @@ if problems:
     sys.exit(1)
 EOF
 
+# ---------------------------------------------------------------------------------------
+# Devices that join (the original's workflow): `arceus serve` on host 1 without mpirun, two
+# `arceus device` processes on hosts 2 and 3, the seed README's MNIST job (Fashion-MNIST's
+# files standing in) trained on them, then a shutdown that ends every process.
+in_ns() { local h=$1; shift; ip netns exec "$(ns_of "$h")" "$@"; }
+if [ ! -d /usr/share/datasets/fashion-mnist ] || ! command -v ompi-server >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+  log "devices: SKIPPED (needs /usr/share/datasets/fashion-mnist, ompi-server and curl)"
+else
+  seed=$work/seed
+  mkdir -p "$seed/data/MNIST/raw"
+  cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$seed/data/MNIST/raw/"
+  api=http://$ARCEUS_NETNS_SUBNET.1:4000
+  (cd "$seed" && exec ip netns exec "$(ns_of 1)" timeout -k 10 "$RUN_TIMEOUT" "$BIN" serve \
+      --host "$ARCEUS_NETNS_SUBNET.1" --port 4000 --quiet > "$work/devices-serve.log" 2>&1 9>&-) &
+  serve_pid=$!
+  up=0
+  for _ in $(seq 1 120); do
+    if in_ns 2 curl -sf --max-time 2 "$api/healthz" > /dev/null 2>&1; then up=1; break; fi
+    sleep 0.5
+  done
+  [ "$up" -eq 1 ] || fail "devices: arceus serve on host 1 did not answer; log: $work/devices-serve.log"
+  in_ns 2 curl -sf -X POST "$api/api/jobs" -H "Content-Type: application/json" -d '{
+       "model_config": {"layer_sizes": [784, 128, 64, 10]},
+       "dataset_config": {"name": "MNIST", "batch_size": 256, "val_batch_size": 1000,
+                          "normalize": {"mean": [0.1307], "std": [0.3081]}}}' > "$work/devices-job.json" \
+    || fail "devices: POST /api/jobs failed; log: $work/devices-serve.log"
+  dev_pids=()
+  for h in 2 3; do
+    in_ns "$h" timeout -k 10 "$RUN_TIMEOUT" "$BIN" device --api-url "$api" --job-id 1 --threads 1 \
+      > "$work/device-h$h.log" 2>&1 9>&- &
+    dev_pids+=($!)
+  done
+  connected=0
+  for _ in $(seq 1 180); do
+    connected=$(in_ns 2 curl -s --max-time 2 "$api/api/devices" | python3 -c \
+      'import json,sys; print(sum(d.get("role")=="device" and d.get("state")=="connected" for d in json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
+    [ "$connected" = 2 ] && break
+    sleep 0.5
+  done
+  [ "$connected" = 2 ] || fail "devices: $connected of 2 devices connected; logs: $work/device-h2.log $work/device-h3.log"
+  in_ns 2 curl -sf -X POST "$api/api/network/initialize/1" > /dev/null || fail "devices: initialize failed"
+  in_ns 2 curl -sf -X POST "$api/api/network/train/1" -H "Content-Type: application/json" \
+    -d '{"epochs": 1, "learning_rate": 0.1}' > /dev/null || fail "devices: train failed"
+  state=""
+  for _ in $(seq 1 360); do
+    state=$(in_ns 2 curl -s --max-time 2 "$api/api/jobs/1" | python3 -c \
+      'import json,sys; j=json.load(sys.stdin); print(j["status"], j["devices"], (j.get("final") or {}).get("val_accuracy"))' 2>/dev/null || true)
+    case $state in completed*|failed*|stopped*) break ;; esac
+    sleep 0.5
+  done
+  log "devices: job 1 on the devices of hosts 2 and 3: status, devices, val_accuracy = $state"
+  case $state in "completed 2 "*) ;; *) fail "devices: the job did not complete on 2 devices ($state); log: $work/devices-serve.log" ;; esac
+  in_ns 2 curl -sf -X POST "$api/api/shutdown" > /dev/null || fail "devices: shutdown failed"
+  wait "$serve_pid" || fail "devices: arceus serve exited with status $?; log: $work/devices-serve.log"
+  for p in "${dev_pids[@]}"; do wait "$p" || fail "devices: a device exited with status $?"; done
+  log "devices: the server and both devices exited 0"
+fi
+
 log "PASS in $((SECONDS - t_start)) s (3-host run ${t_netns} s, local run ${t_local} s)"
