@@ -56,6 +56,18 @@ at::Tensor maybe_dropout(const at::Tensor& x, double p, bool training) {
   return p > 0.0 && training ? gpt_dropout(x, p) : x;
 }
 
+// The split backward's record of this thread's forward pass (GptSlice::forward sets it).
+thread_local WeightOps* t_ops = nullptr;
+at::Tensor record(at::Tensor out, std::vector<at::Tensor> params) {
+  if (t_ops) {
+    std::vector<at::Tensor> defined;
+    for (auto& p : params)
+      if (p.defined()) defined.push_back(p);
+    t_ops->ops.push_back({out, std::move(defined)});
+  }
+  return out;
+}
+
 // y = x W^T (+ b); W ~ N(0, 0.02), b = 0.
 class Lin final : public torch::nn::Module {
  public:
@@ -63,7 +75,7 @@ class Lin final : public torch::nn::Module {
     weight = register_parameter("weight", at::empty({out, in}).normal_(0.0, kInitStd));
     if (with_bias) bias = register_parameter("bias", at::zeros({out}));
   }
-  at::Tensor operator()(const at::Tensor& x) const { return at::linear(x, weight, bias); }
+  at::Tensor operator()(const at::Tensor& x) const { return record(at::linear(x, weight, bias), {weight, bias}); }
   at::Tensor weight, bias;
 };
 
@@ -73,7 +85,9 @@ class LayerNorm final : public torch::nn::Module {
     weight = register_parameter("weight", at::ones({n}));
     bias = register_parameter("bias", at::zeros({n}));
   }
-  at::Tensor operator()(const at::Tensor& x) const { return at::layer_norm(x, {n_}, weight, bias, kLayerNormEps); }
+  at::Tensor operator()(const at::Tensor& x) const {
+    return record(at::layer_norm(x, {n_}, weight, bias, kLayerNormEps), {weight, bias});
+  }
   at::Tensor weight, bias;
 
  private:
@@ -94,7 +108,8 @@ class Embed final : public torch::nn::Module {
         position(register_module("position", std::make_shared<Table>(c.context, c.n_emb))) {}
   at::Tensor operator()(const at::Tensor& ids) const {
     const int64_t t = ids.size(1);
-    return at::embedding(token->weight, ids) + position->weight.narrow(0, 0, t);  // [B, T, C] + [T, C]
+    return record(at::embedding(token->weight, ids) + position->weight.narrow(0, 0, t),  // [B, T, C] + [T, C]
+                  {token->weight, position->weight});
   }
   std::shared_ptr<Table> token, position;
 };
@@ -197,31 +212,23 @@ class GptSlice final : public StageModel, public torch::nn::Module {
     mask_ = at::ones({c.context, c.context}, at::kBool).triu(1);
   }
 
-  at::Tensor forward(const at::Tensor& input, std::vector<at::Tensor>* boundaries) override {
+  at::Tensor forward(const at::Tensor& input, WeightOps* ops) override {
     at::Tensor x = input;
     check_input(x);
     const int64_t t = x.size(1);
-    bool started = false;  // a boundary precedes every layer but the slice's first
-    auto boundary = [&] {
-      if (boundaries && started) boundaries->push_back(x);
-      started = true;
-    };
+    struct Recording {  // t_ops for this pass only, also on an exception
+      explicit Recording(WeightOps* ops) { t_ops = ops; }
+      ~Recording() { t_ops = nullptr; }
+    } recording(ops);
     if (embed_) {
-      boundary();
       if (x.scalar_type() != at::kLong) x = x.to(at::kLong);
       x = (*embed_)(x);
     }
     if (!blocks_.empty()) {
       const at::Tensor mask = mask_.narrow(0, 0, t).narrow(1, 0, t);
-      for (const auto& block : blocks_) {
-        boundary();
-        x = (*block)(x, mask);
-      }
+      for (const auto& block : blocks_) x = (*block)(x, mask);
     }
-    if (head_) {
-      boundary();
-      x = (*head_)(x);
-    }
+    if (head_) x = (*head_)(x);
     return x;
   }
 

@@ -37,11 +37,11 @@ class MlpSlice final : public StageModel, public torch::nn::Module {
     out_ = sizes[static_cast<size_t>(range.end())];
   }
 
-  at::Tensor forward(const at::Tensor& x, std::vector<at::Tensor>* boundaries) override {
+  at::Tensor forward(const at::Tensor& x, WeightOps* ops) override {
     at::Tensor h = x;
     for (size_t j = 0; j < linears_.size(); ++j) {
-      if (boundaries && j > 0) boundaries->push_back(h);
       h = linears_[j]->forward(h);
+      if (ops) ops->ops.push_back({h, {linears_[j]->weight, linears_[j]->bias}});
       if (range_.first + static_cast<int64_t>(j) != last_layer_) h = at::relu(h);
     }
     return h;

@@ -17,15 +17,21 @@ class Module;
 
 namespace arceus {
 
+// The parameterized operations of one forward pass: (output, parameters) in order.
+struct WeightOps {
+  std::vector<std::pair<at::Tensor, std::vector<at::Tensor>>> ops;
+};
+
 class StageModel {
  public:
   virtual ~StageModel() = default;
   // MLP: x [rows, in_features()] -> [rows, out_features()] (logits when the slice ends the
-  // model). GPT slices take token ids or [rows, T, n_emb]: see models/gpt.h. With
-  // `boundaries`, the output of every layer of the slice but its last is appended to it (in
-  // layer order): a split backward takes the gradients of these first (I), then each layer's
-  // weight gradients from its own output (W), so no layer's input gradient is computed twice.
-  virtual at::Tensor forward(const at::Tensor& x, std::vector<at::Tensor>* boundaries = nullptr) = 0;
+  // model). GPT slices take token ids or [rows, T, n_emb]: see models/gpt.h. With `ops`, every
+  // parameterized operation of the pass (a Linear, a LayerNorm, the embeddings) appends its
+  // output and the parameters it used, in order: a split backward takes the gradients of
+  // these outputs first (I), then each operation's weight gradients from its own output (W),
+  // so no input gradient is computed twice.
+  virtual at::Tensor forward(const at::Tensor& x, WeightOps* ops = nullptr) = 0;
   // Trainable tensors with their global names (e.g. "layers.2.weight"), the same names
   // whatever the partition, so checkpoints are partition-independent.
   virtual std::vector<std::pair<std::string, at::Tensor>> named_parameters() = 0;

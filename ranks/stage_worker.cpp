@@ -48,12 +48,7 @@ class StageWorker {
       ch.model = make_chunk_model(job, p_.chunks[size_t(index)]);
       ch.first = index == 0;
       ch.last = index == p_.chunk_count() - 1;
-      const LayerRange r = p_.chunks[size_t(index)];
-      ch.layer_params.resize(size_t(r.count));
-      for (auto& [name, t] : ch.model->named_parameters()) {
-        params.push_back(t);
-        ch.layer_params[size_t(layer_of(job, name) - r.first)].push_back(t);
-      }
+      for (auto& [name, t] : ch.model->named_parameters()) params.push_back(t);
       chunks_.push_back(std::move(ch));
     }
     if (c.training.optimizer == "adamw") {
@@ -114,7 +109,6 @@ class StageWorker {
     int64_t index = 0;  // global chunk index
     std::unique_ptr<StageModel> model;
     bool first = false, last = false;  // the model's first / last chunk
-    std::vector<std::vector<at::Tensor>> layer_params;  // per layer of the chunk (for W)
   };
   // One (chunk, micro-batch) of the batch in flight.
   struct Slot {
@@ -122,7 +116,8 @@ class StageWorker {
     at::Tensor local_input;       // the previous chunk's output when it is on this rank
     at::Tensor x, y, loss;        // forward results kept for the backward
     at::Tensor out_grad;          // gradient of y (from the next chunk), kept for W
-    std::vector<at::Tensor> boundaries, boundary_grads;  // split backward: inner layer outputs
+    WeightOps ops;                        // split backward: each operation's output and parameters
+    std::vector<at::Tensor> op_grads;     // the gradients of those outputs (from I)
   };
 
   void reset_stats() {
@@ -204,7 +199,7 @@ class StageWorker {
     {
       at::AutoGradMode grad_mode(train_);
       if (train_ && !ch.first) x.requires_grad_(true);
-      y = ch.model->forward(x, train_ && split_ ? &s.boundaries : nullptr);
+      y = ch.model->forward(x, train_ && split_ ? &s.ops : nullptr);
       if (ch.last) {
         auto v = msg_.finish_raw<int32_t>(s.labels, MsgKind::Labels, step_, i, size_t(rows * seq));
         const at::Tensor labels = at::from_blob(v.data(), {rows * seq}, at::kInt).to(at::kLong);
@@ -281,8 +276,8 @@ class StageWorker {
     s = Slot{};
   }
 
-  // I: the gradients of the chunk's input (sent upstream at once) and of its inner layer
-  // boundaries (kept for W); the graph is retained for W.
+  // I: the gradients of the chunk's input (sent upstream at once) and of every parameterized
+  // operation's output (kept for W); the graph is retained for W.
   void input_grad(int64_t c, int64_t i) {
     Chunk& ch = chunk(c);
     Slot& s = slot(c, i);
@@ -290,33 +285,26 @@ class StageWorker {
     const auto t0 = Clock::now();
     std::vector<at::Tensor> inputs;
     if (!ch.first) inputs.push_back(s.x);
-    inputs.insert(inputs.end(), s.boundaries.begin(), s.boundaries.end());
-    std::vector<at::Tensor> grads;
-    if (!inputs.empty()) {
-      const at::Tensor out = ch.last ? s.loss : s.y;
-      grads = torch::autograd::grad({out}, inputs, ch.last ? std::vector<at::Tensor>{} : std::vector<at::Tensor>{s.out_grad},
-                                    /*retain_graph=*/true);
-    }
+    for (const auto& op : s.ops.ops) inputs.push_back(op.first);
+    const at::Tensor out = ch.last ? s.loss : s.y;
+    const std::vector<at::Tensor> grads = torch::autograd::grad(
+        {out}, inputs, ch.last ? std::vector<at::Tensor>{} : std::vector<at::Tensor>{s.out_grad}, /*retain_graph=*/true);
     count_backward(ch, i, 1.0, t0);
     size_t k = 0;
     if (!ch.first) send_input_grad(c, i, grads[k++]);
-    s.boundary_grads.assign(grads.begin() + static_cast<std::ptrdiff_t>(k), grads.end());
+    s.op_grads.assign(grads.begin() + static_cast<std::ptrdiff_t>(k), grads.end());
   }
 
-  // W: each layer's weight gradients from its own output and that output's gradient (from
+  // W: each operation's weight gradients from its own output and that output's gradient (from
   // I), accumulated into .grad as a full backward would; frees the graph.
   void weight_grad(int64_t c, int64_t i) {
     Chunk& ch = chunk(c);
     Slot& s = slot(c, i);
     const auto t0 = Clock::now();
-    const size_t layers = ch.layer_params.size();
-    for (size_t j = layers; j-- > 0;) {
-      if (ch.layer_params[j].empty()) continue;
-      const bool top = j + 1 == layers;
-      const at::Tensor out = top ? (ch.last ? s.loss : s.y) : s.boundaries[j];
-      const at::Tensor g = top ? s.out_grad : s.boundary_grads[j];
-      torch::autograd::backward({out}, g.defined() ? std::vector<at::Tensor>{g} : std::vector<at::Tensor>{},
-                                /*retain_graph=*/false, /*create_graph=*/false, ch.layer_params[j]);
+    for (size_t j = s.ops.ops.size(); j-- > 0;) {
+      const auto& [out, params] = s.ops.ops[j];
+      if (params.empty()) continue;
+      torch::autograd::backward({out}, {s.op_grads[j]}, /*retain_graph=*/false, /*create_graph=*/false, params);
     }
     count_backward(ch, i, 1.0, t0);
     s = Slot{};
