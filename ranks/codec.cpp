@@ -86,14 +86,17 @@ inline uint32_t hash32(uint32_t x, uint32_t k1, uint32_t k2) {
 template <bool kStochastic, bool kDivide>
 ARCEUS_INLINE void quantize_span(const float* __restrict x, int64_t n, float scale, float qf,
                                  uint32_t k1, uint32_t k2, uint32_t lo0, int8_t* __restrict q) {
-  for (int64_t c = 0; c < n; ++c) {
+  // The hash input gets its own 32-bit induction variable: derived from the 64-bit `c`, GCC
+  // vectorised it as 64-bit lanes narrowed every iteration (about 15% slower with AVX2).
+  uint32_t idx = lo0;
+  for (int64_t c = 0; c < n; ++c, ++idx) {
     float t = kDivide ? x[c] / scale : x[c] * scale;
     t = t < -qf ? -qf : t;  // |t| may exceed qmax by an ulp or two; clamp so no q leaves range
     t = t > qf ? qf : t;
     int32_t v;
     if (kStochastic) {
       // floor(t + u) = floor(t) + (u >= 1 - frac(t)), u = k * 2^-24 with k from the hash.
-      const uint32_t h = hash32(lo0 + static_cast<uint32_t>(c), k1, k2);
+      const uint32_t h = hash32(idx, k1, k2);
       const float u = static_cast<float>(static_cast<int32_t>(h >> 8)) * (1.0f / 16777216.0f);
       const int32_t tr = static_cast<int32_t>(t);                     // toward zero
       const int32_t fl = tr - (t < static_cast<float>(tr) ? 1 : 0);  // floor
