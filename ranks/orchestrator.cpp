@@ -1,6 +1,7 @@
 #include "ranks/orchestrator.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include "datasets/text.h"
 #include "models/gpt.h"
 #include "models/stage_model.h"
+#include "ranks/affinity.h"
 #include "ranks/messenger.h"
 #include "ranks/report.h"
 #include "ranks/stage_state.h"
@@ -125,6 +127,7 @@ class Orchestrator::Impl {
     stats_ = RankStats{};
     stats_.rank = transport_.rank();
     stats_.stage = -1;
+    note_cpu_share(stats_, at::get_num_threads());
   }
 
   std::vector<int> worker_ranks() const {

@@ -16,6 +16,9 @@ struct RankStats {
   double flops = 0;                       // forward + backward
   double forward_flops = 0, backward_flops = 0;
   uint64_t bytes_raw = 0, bytes_wire = 0, messages = 0;
+  int32_t threads = 0;     // intra-op threads of the rank
+  int32_t cpus = 0;        // CPUs it may run on (its cpuset)
+  double cpu_quota = 0;    // its cgroup's CPU limit in cores, 0 = none
 
   double busy() const { return forward + backward + optimizer + codec; }
 };

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "ranks/codec.h"
 #include "ranks/schedule/registry.h"
@@ -47,7 +48,10 @@ json stats_to_json(const RankStats& s, const std::string& host, int rank) {
           {"backward_tflops", s.backward > 0 ? s.backward_flops / s.backward / 1e12 : 0.0},
           {"bytes_raw", s.bytes_raw},
           {"bytes_wire", s.bytes_wire},
-          {"messages", s.messages}};
+          {"messages", s.messages},
+          {"threads", s.threads},
+          {"cpus", s.cpus},
+          {"cpu_quota", s.cpu_quota}};
 }
 
 int reported_rank(const Job& job, const RankStats& s) {
@@ -94,31 +98,54 @@ double simulated_bubble(const Job& job, int64_t micro_batches) {
   return simulate(training_programs(job.config.training.schedule, shape), shape, costs, true).bubble;
 }
 
-// Bytes (float32-equivalent, on the wire) of one training step's messages on all ranks,
-// from the message shapes: inputs, labels, activations and gradients between chunks on
-// different stages, control and metrics. Zero in the in-process run (no network).
-std::pair<double, double> step_message_bytes(const Job& job, int64_t rows) {
-  if (job.world == 1) return {0.0, 0.0};
+std::vector<LinkBytes> step_links(const Job& job, int64_t rows) {
+  std::map<std::pair<int, int>, LinkBytes> links;
+  auto add = [&](int from, int to, double raw, double wire) {
+    LinkBytes& l = links[{from, to}];
+    l.from = from;
+    l.to = to;
+    l.raw += raw;
+    l.wire += wire;
+  };
+  if (job.world == 1) return {};
   const auto& c = job.config;
   const int bits = c.communication.quantization_bits;
   const double h = sizeof(WireHeader);
-  double raw = 0, wire = 0;
   const int64_t seq = job.seq, in = job.features;
+  const Placement& p = job.placement;
+  const int first = p.rank_of_chunk(0), last = p.rank_of_chunk(p.chunk_count() - 1);
   for (int64_t n : micro_batch_sizes(rows, c.training.micro_batches)) {
-    raw += h + 4.0 * n * in;
-    wire += h + (job.gpt ? 4.0 * n * in : double(encoded_size(n, in, bits)));  // token ids: raw int32
-    raw += h + 4.0 * n * seq;  // labels
-    wire += h + 4.0 * n * seq;
-    for (int64_t k = 0; k + 1 < job.placement.chunk_count(); ++k) {
-      if (job.placement.stage_of_chunk(k) == job.placement.stage_of_chunk(k + 1)) continue;  // handed over in memory
+    add(0, first, h + 4.0 * n * in, h + (job.gpt ? 4.0 * n * in : double(encoded_size(n, in, bits))));  // token ids: raw int32
+    add(0, last, h + 4.0 * n * seq, h + 4.0 * n * seq);  // labels
+    for (int64_t k = 0; k + 1 < p.chunk_count(); ++k) {
+      if (p.stage_of_chunk(k) == p.stage_of_chunk(k + 1)) continue;  // handed over in memory
       const int64_t w = boundary_width(job, k);
-      raw += 2 * (h + 4.0 * n * seq * w);
-      wire += 2 * (h + double(encoded_size(n * seq, w, bits)));
+      const double raw = h + 4.0 * n * seq * w, wire = h + double(encoded_size(n * seq, w, bits));
+      add(p.rank_of_chunk(k), p.rank_of_chunk(k + 1), raw, wire);  // activation
+      add(p.rank_of_chunk(k + 1), p.rank_of_chunk(k), raw, wire);  // gradient
     }
   }
-  double fixed = job.placement.stages * (h + sizeof(ControlPayload)) + h + sizeof(MetricsPayload);
-  if (c.training.grad_clip > 0) fixed += 2.0 * job.placement.stages * (h + sizeof(double));
-  return {raw + fixed, wire + fixed};
+  for (int64_t s = 1; s <= p.stages; ++s) {
+    const int r = p.rank_of_stage(s);
+    add(0, r, h + sizeof(ControlPayload), h + sizeof(ControlPayload));
+    if (c.training.grad_clip > 0) {
+      add(r, 0, h + sizeof(double), h + sizeof(double));
+      add(0, r, h + sizeof(double), h + sizeof(double));
+    }
+  }
+  add(last, 0, h + sizeof(MetricsPayload), h + sizeof(MetricsPayload));
+  std::vector<LinkBytes> out;
+  for (const auto& [key, l] : links) out.push_back(l);
+  return out;
+}
+
+std::pair<double, double> step_message_bytes(const Job& job, int64_t rows) {
+  double raw = 0, wire = 0;
+  for (const LinkBytes& l : step_links(job, rows)) {
+    raw += l.raw;
+    wire += l.wire;
+  }
+  return {raw, wire};
 }
 
 json initial_summary(const Job& job, const std::string& blas, const std::vector<std::string>& hosts) {
@@ -162,6 +189,12 @@ json initial_summary(const Job& job, const std::string& blas, const std::vector<
                       {"estimated_cost", cost[static_cast<size_t>(k - 1)]}});
   }
   s["stages"] = stages;
+  // The messages of one training step of batch_size samples, by (sending, receiving) rank:
+  // what a benchmark maps onto hosts to find the busiest link.
+  json links = json::array();
+  for (const LinkBytes& l : step_links(job, c.dataset.batch_size))
+    links.push_back({{"from", l.from}, {"to", l.to}, {"bytes_raw", l.raw}, {"bytes_wire", l.wire}});
+  s["step_links"] = links;
   s["epochs"] = json::array();
   return s;
 }

@@ -40,6 +40,13 @@ double simulated_bubble(const Job& job, int64_t micro_batches);
 // different stages, control and metrics. Zero in the in-process run (no network).
 std::pair<double, double> step_message_bytes(const Job& job, int64_t rows);
 
+// The same messages by (sending, receiving) transport rank.
+struct LinkBytes {
+  int from = 0, to = 0;
+  double raw = 0, wire = 0;
+};
+std::vector<LinkBytes> step_links(const Job& job, int64_t rows);
+
 // summary.json before the first epoch: run shape, ranks with roles and hosts, stages with
 // layers, parameters and estimated cost. `hosts` by transport rank.
 nlohmann::json initial_summary(const Job& job, const std::string& blas, const std::vector<std::string>& hosts);

@@ -17,6 +17,7 @@
 #include "common/splitmix.h"
 #include "models/stage_model.h"
 #include "ranks/executor.h"
+#include "ranks/affinity.h"
 #include "ranks/messenger.h"
 #include "ranks/schedule/registry.h"
 #include "ranks/stage_state.h"
@@ -124,6 +125,7 @@ class StageWorker {
     stats_ = RankStats{};
     stats_.rank = transport_.rank();
     stats_.stage = static_cast<int32_t>(stage_);
+    note_cpu_share(stats_, at::get_num_threads());
   }
 
   Chunk& chunk(int64_t c) { return chunks_[size_t(c / p_.stages)]; }

@@ -3,10 +3,10 @@
 #
 #   tests/netns/run.sh [--bin PATH] [--rate RATE] [--wifi] [--timeout SECONDS] [--keep]
 #
-# Builds arceus-h1..arceus-h3 (each: lo + one veth `arc0` with 10.77.0.N/24, IPv6 off, its
-# own host name), joined by the bridge `arceus-br` that lives in a fourth namespace
-# `arceus-sw` (nothing is added to the machine's own network namespace, and the namespaces have
-# no route anywhere but 10.77.0.0/24). Then, from arceus-h1:
+# Builds arceus-h1..arceus-h3 with tests/netns/cluster (each: lo + one veth `arc0` with
+# 10.77.0.N/24, IPv6 off, its own host name), joined by the bridge `arceus-br` that lives in a
+# fourth namespace `arceus-sw` (nothing is added to the machine's own network namespace, and
+# the namespaces have no route anywhere but 10.77.0.0/24). Then, from arceus-h1:
 #
 #   mpirun --hostfile {10.77.0.1,10.77.0.2,10.77.0.3 slots=1} -np 3
 #          --mca plm_rsh_agent tests/netns/netns-agent   (enters a namespace instead of ssh)
@@ -62,7 +62,6 @@ export ARCEUS_NETNS_PREFIX=arceus-h
 export ARCEUS_NETNS_SUBNET=10.77.0
 HOSTS=(1 2 3)
 SWITCH=arceus-sw
-BRIDGE=arceus-br
 ns_of() { echo "$ARCEUS_NETNS_PREFIX$1"; }
 
 log() { echo "[netns] $*"; }
@@ -86,25 +85,10 @@ exec 9>"$lockdir/arceus-netns.lock"
 flock -w 60 9 || fail "another tests/netns/run.sh holds $lockdir/arceus-netns.lock"
 
 # ---------------------------------------------------------------------------------------
-# Clean-up: kill whatever still runs inside our namespaces (by PID), then delete them; the
-# veths and the bridge live inside them and go with them.
+# The hosts are built and removed by tests/netns/cluster (namespaces, bridge, veths, rate).
+cluster=$here/cluster
 all_ns() { for h in "${HOSTS[@]}"; do ns_of "$h"; done; echo "$SWITCH"; }
-cleanup_net() {
-  local ns pids
-  for ns in $(all_ns); do
-    [ -e "/run/netns/$ns" ] || continue
-    pids=$(ip netns pids "$ns" 2>/dev/null || true)
-    if [ -n "$pids" ]; then
-      # shellcheck disable=SC2086
-      kill -TERM $pids 2>/dev/null || true
-      sleep 1
-      pids=$(ip netns pids "$ns" 2>/dev/null || true)
-      # shellcheck disable=SC2086
-      [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
-    fi
-    ip netns del "$ns" 2>/dev/null || true
-  done
-}
+cleanup_net() { "$cluster" down; }
 
 work=""
 status=1
@@ -131,54 +115,19 @@ trap 'exit 143' TERM
 t_start=$SECONDS
 cleanup_net  # a previous run that was killed may have left its namespaces
 
-# Can we create namespaces here at all (containers often cannot)?
-if ! err=$(ip netns add "$SWITCH" 2>&1); then
-  skip "cannot create a network namespace ('ip netns add' said: $err)"
-fi
-
 work=$(mktemp -d /tmp/arceus-netns.XXXXXX)
 export ARCEUS_NETNS_TMP=$work/tmp
 
 # ---------------------------------------------------------------------------------------
-# The network.
-# shellcheck disable=SC2016  # (expanded by the inner shell)
-no_ipv6() { ip netns exec "$1" sh -c 'for f in /proc/sys/net/ipv6/conf/all/disable_ipv6 /proc/sys/net/ipv6/conf/default/disable_ipv6; do [ -w "$f" ] && echo 1 > "$f"; done; true'; }
-no_ipv6 "$SWITCH"
-ip -n "$SWITCH" link set lo up
-if ! err=$(ip -n "$SWITCH" link add "$BRIDGE" type bridge 2>&1); then
-  skip "cannot create a Linux bridge ($err)"
-fi
-ip -n "$SWITCH" link set "$BRIDGE" up
-for h in "${HOSTS[@]}"; do
-  ns=$(ns_of "$h")
-  ip netns add "$ns"
-  no_ipv6 "$ns"
-  ip -n "$ns" link set lo up
-  # veth pair created in the switch, one end moved straight into the host namespace.
-  if ! err=$(ip -n "$SWITCH" link add "h$h" type veth peer name arc0 netns "$ns" 2>&1); then
-    skip "cannot create a veth pair ($err)"
-  fi
-  ip -n "$SWITCH" link set "h$h" master "$BRIDGE" up
-  ip -n "$ns" addr add "$ARCEUS_NETNS_SUBNET.$h/24" dev arc0
-  ip -n "$ns" link set arc0 up
-  if [ -n "$RATE" ]; then
-    # tbf shapes egress: arc0 = the host's upload, the switch port = its download.
-    tc -n "$ns" qdisc add dev arc0 root tbf rate "$RATE" burst 32kbit latency 50ms
-    tc -n "$SWITCH" qdisc add dev "h$h" root tbf rate "$RATE" burst 32kbit latency 50ms
-  fi
-done
+# The network (the cluster script checks that the hosts have only loopback and
+# $ARCEUS_NETNS_SUBNET.x addresses; exit 77 when this machine cannot build it).
+rc=0
+"$cluster" up --hosts "${#HOSTS[@]}" ${RATE:+--rate "$RATE"} || rc=$?
+[ "$rc" -eq 0 ] || { [ "$rc" -eq "$SKIP" ] && exit "$SKIP"; fail "tests/netns/cluster up failed (status $rc)"; }
 
-# Every address inside the host namespaces must be loopback or 10.77.0.x.
 for h in "${HOSTS[@]}"; do
   ns=$(ns_of "$h")
-  addrs=$(ip -n "$ns" -o addr show | awk '{print $4}' | tr '\n' ' ')
-  log "$ns: addresses: $addrs"
-  for a in $addrs; do
-    case $a in
-      127.0.0.1/*|::1/*|"$ARCEUS_NETNS_SUBNET".*) ;;
-      *) fail "$ns has address $a (only loopback and $ARCEUS_NETNS_SUBNET.x allowed)" ;;
-    esac
-  done
+  log "$ns: addresses: $(ip -n "$ns" -o addr show | awk '{print $4}' | tr '\n' ' ')"
   routes=$(ip -n "$ns" route show | tr '\n' ';')
   log "$ns: routes: $routes"
 done
@@ -201,7 +150,7 @@ EOF
 
 # veth byte counters, seen from inside each host: "rx tx".
 # shellcheck disable=SC2016
-counters() { ip netns exec "$(ns_of "$1")" sh -c 'echo $(cat /sys/class/net/arc0/statistics/rx_bytes) $(cat /sys/class/net/arc0/statistics/tx_bytes)'; }
+counters() { "$cluster" counters "$1"; }
 declare -A before
 for h in "${HOSTS[@]}"; do before[$h]=$(counters "$h"); done
 
