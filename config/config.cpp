@@ -47,7 +47,7 @@ const std::map<std::string, std::vector<std::string>>& schema() {
        {"epochs", "learning_rate", "optimizer", "momentum", "weight_decay", "micro_batches",
         "schedule", "seed", "max_steps", "lr_schedule", "warmup_steps", "min_learning_rate",
         "grad_clip"}},
-      {"communication", {"quantization_bits", "stochastic_rounding"}},
+      {"communication", {"quantization_bits", "stochastic_rounding", "error_feedback"}},
       {"partition", {"method", "stages", "layers", "chunks_per_rank"}},
       {"output",
        {"dir", "checkpoint_every", "checkpoint_every_steps", "metrics", "sample_tokens",
@@ -780,6 +780,7 @@ void read_training(const Section& s, TrainingConfig& t) {
 void read_communication(const Section& s, CommunicationConfig& c) {
   s.int_choice("quantization_bits", c.quantization_bits, {32, 16, 8, 4});
   s.boolean("stochastic_rounding", c.stochastic_rounding);
+  s.boolean("error_feedback", c.error_feedback);
 }
 
 void read_partition(const Section& s, PartitionConfig& p, const TrainingConfig& t) {
@@ -999,6 +1000,7 @@ std::string to_yaml(const Config& c) {
   out << YAML::Key << "quantization_bits" << YAML::Value
       << std::to_string(c.communication.quantization_bits);
   out << YAML::Key << "stochastic_rounding" << YAML::Value << c.communication.stochastic_rounding;
+  out << YAML::Key << "error_feedback" << YAML::Value << c.communication.error_feedback;
   out << YAML::EndMap;
 
   const PartitionConfig& p = c.partition;

@@ -76,6 +76,10 @@ struct TrainingConfig {
 struct CommunicationConfig {
   int quantization_bits = 8;        // 32 | 16 | 8 | 4
   bool stochastic_rounding = true;  // gradients only (unbiased rounding)
+  // Gradients below 32 bits: add each gradient message's quantization error (what the
+  // receiver did not get) to the next step's message of the same chunk and micro-batch
+  // (error feedback, as in 1-bit Adam). Costs one float per gradient element sent, per stage.
+  bool error_feedback = false;
 };
 
 struct PartitionConfig {

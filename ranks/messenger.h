@@ -27,8 +27,10 @@ class Messenger {
 
   // A float tensor [rows, cols...] as codec rows [rows, numel / rows] at `bits`. `chunk`: the
   // chunk that receives it (activations, gradients), 0 otherwise.
+  // With `residual` (error feedback): t + *residual is sent (when *residual has t's shape),
+  // and *residual becomes what the receiver will not get: (t + *residual) - decode(encoded).
   Request send_tensor(const at::Tensor& t, int dest, MsgKind kind, uint32_t step, int64_t mb, int bits,
-                      bool stochastic, uint64_t seed, int64_t chunk = 0);
+                      bool stochastic, uint64_t seed, int64_t chunk = 0, at::Tensor* residual = nullptr);
   Request post_tensor(int source, MsgKind kind, int64_t mb, int bits, int64_t rows, int64_t cols, int64_t chunk = 0);
   // Waits for a posted tensor, checks its header, decodes it: [rows, cols] float32.
   at::Tensor finish_tensor(Request& r, MsgKind kind, uint32_t step, int64_t mb, int bits, int64_t rows,

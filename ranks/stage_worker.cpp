@@ -251,8 +251,11 @@ class StageWorker {
     }
     const uint64_t seed = splitmix64(splitmix64(job_.config.training.seed, step_),
                                      static_cast<uint64_t>(c) * kSeedLanesPerChunk + static_cast<uint64_t>(i));
+    at::Tensor* residual = nullptr;
+    if (job_.config.communication.error_feedback && bits_ < 32) residual = &residuals_[{c, i}];
     sends_.push_back(msg_.send_tensor(dx.reshape({-1, dx.size(-1)}), p_.rank_of_chunk(c - 1), MsgKind::Gradient,
-                                      step_, i, bits_, job_.config.communication.stochastic_rounding, seed, c - 1));
+                                      step_, i, bits_, job_.config.communication.stochastic_rounding, seed, c - 1,
+                                      residual));
   }
 
   void count_backward(const Chunk& ch, int64_t i, double share, Clock::time_point t0) {
@@ -478,6 +481,9 @@ class StageWorker {
   std::vector<std::vector<Slot>> slots_;  // [chunk of this stage][micro-batch]
   std::vector<Request> sends_;
   MetricsPayload metrics_;
+  // Error feedback: per (chunk, micro-batch) the quantization error of its last gradient
+  // message, added to the next step's. Not checkpointed: a resumed run starts them at zero.
+  std::map<std::pair<int64_t, int64_t>, at::Tensor> residuals_;
 };
 
 }  // namespace

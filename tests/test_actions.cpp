@@ -90,8 +90,8 @@ int64_t peak_held(const Program& p, ActionKind from, std::vector<ActionKind> unt
 // Registry.
 
 TEST(ScheduleRegistry, NamesAndFlagsInOrder) {
-  EXPECT_EQ(schedule_names(), "sequential, gpipe, 1f1b, interleaved, zb1p, looped_bfs");
-  ASSERT_EQ(schedules().size(), 6u);
+  EXPECT_EQ(schedule_names(), "sequential, gpipe, 1f1b, eager1f1b, interleaved, zb1p, looped_bfs");
+  ASSERT_EQ(schedules().size(), 7u);
   for (const ScheduleInfo& info : schedules()) {
     EXPECT_EQ(info.multi_chunk, info.name == "interleaved" || info.name == "looped_bfs") << info.name;
     EXPECT_EQ(info.split_backward, info.name == "zb1p") << info.name;
@@ -107,7 +107,7 @@ TEST(ScheduleRegistry, UnknownNameListsTheSchedules) {
   } catch (const ScheduleError& e) {
     EXPECT_EQ(std::string(e.what()),
               "[schedule] unknown schedule 'pipedream' (expected sequential, gpipe, 1f1b, "
-              "interleaved, zb1p, looped_bfs)");
+              "eager1f1b, interleaved, zb1p, looped_bfs)");
   }
   EXPECT_THROW(training_programs("1F1B", shape(2, 1, 2)), ScheduleError);
 }
@@ -493,6 +493,29 @@ TEST(ScheduleMemory, ZeroBubbleH1HoldsNoMoreThan1F1B) {
       }
       // Rank 0 keeps exactly 1F1B's bound also between F and W.
       EXPECT_EQ(peak_held(zb[0], ActionKind::Forward, {ActionKind::WeightGrad}), std::min(S, M));
+    }
+  }
+}
+
+// Eager 1F1B: rank k warms up 2(S-1-k)+1 forwards (capped at M), so it holds up to
+// min(2(S-k), M) micro-batches between F and B; the same bubble as 1F1B when messages are free.
+TEST(ScheduleMemory, EagerOneFOneBWarmsUpTwiceAsDeep) {
+  for (int64_t S = 1; S <= 6; ++S) {
+    for (int64_t M = 1; M <= 16; ++M) {
+      const PipelineShape shape{S, 1, M};
+      const auto eager = training_programs("eager1f1b", shape);
+      const auto base = training_programs("1f1b", shape);
+      for (int64_t k = 0; k < S; ++k) {
+        int64_t warm = 0;
+        while (warm < static_cast<int64_t>(eager[k].size()) && eager[k][warm].kind == ActionKind::Forward) ++warm;
+        EXPECT_EQ(warm, std::min(M, 2 * (S - 1 - k) + 2))  // the warm-up, then the first pair's F
+            << "S=" << S << " M=" << M << " rank " << k;
+        EXPECT_EQ(peak_held(eager[k], ActionKind::Forward, {ActionKind::Backward}), std::min(M, 2 * (S - k)))
+            << "S=" << S << " M=" << M << " rank " << k;
+      }
+      EXPECT_NEAR(simulate(eager, shape, ActionCosts{}, true).bubble, simulate(base, shape, ActionCosts{}, true).bubble,
+                  1e-9)
+          << "S=" << S << " M=" << M;
     }
   }
 }

@@ -54,6 +54,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(a.training.grad_clip, b.training.grad_clip);
   EXPECT_EQ(a.communication.quantization_bits, b.communication.quantization_bits);
   EXPECT_EQ(a.communication.stochastic_rounding, b.communication.stochastic_rounding);
+  EXPECT_EQ(a.communication.error_feedback, b.communication.error_feedback);
   EXPECT_EQ(a.partition.method, b.partition.method);
   EXPECT_EQ(a.partition.stages, b.partition.stages);
   EXPECT_EQ(a.partition.layers, b.partition.layers);
@@ -323,7 +324,7 @@ TEST(ConfigValidation, EachBadValueIsNamed) {
       {"training: {weight_decay: -1e-4}", "training.weight_decay", "-1e-4", "non-negative"},
       {"training: {micro_batches: 0}", "training.micro_batches", "0", "positive integer"},
       {"training: {schedule: pipedream}", "training.schedule", "'pipedream'",
-       "one of 'sequential', 'gpipe', '1f1b', 'interleaved', 'zb1p'"},
+       "one of 'sequential', 'gpipe', '1f1b', 'eager1f1b', 'interleaved', 'zb1p'"},
       {"training: {seed: -1}", "training.seed", "-1", "non-negative integer"},
       {"training: {seed: 18446744073709551616}", "training.seed", "18446744073709551616",
        "at most 18446744073709551615"},

@@ -96,6 +96,27 @@ std::vector<Program> generate_1f1b(const PipelineShape& shape) {
   return programs;
 }
 
+// Eager 1F1B (Qi et al., "Pipeline Parallelism with Controllable Memory", 2024): rank k warms
+// up with 2(S-1-k) + 1 forwards instead of S-1-k, so that each activation and gradient is
+// sent one forward (or backward) before it is needed and its transfer overlaps with compute.
+// The last rank, too, runs its next forward before each backward. This is what a link that
+// needs about as long to carry a micro-batch as a stage needs to compute it asks for: plain
+// 1F1B then waits for every transfer. Costs memory: rank k holds up to 2(S-k) micro-batches
+// between their F and B, against S-k.
+std::vector<Program> generate_eager1f1b(const PipelineShape& shape) {
+  require_one_chunk("eager1f1b", shape);
+  std::vector<Program> programs;
+  for (int64_t k = 0; k < shape.ranks; ++k) {
+    std::vector<Action> forwards, backwards;
+    for (int64_t m = 0; m < shape.micro_batches; ++m) {
+      forwards.push_back(act(ActionKind::Forward, k, m));
+      backwards.push_back(act(ActionKind::Backward, k, m));
+    }
+    programs.push_back(one_forward_one_backward(forwards, backwards, 2 * (shape.ranks - 1 - k) + 1));
+  }
+  return programs;
+}
+
 // Megatron-LM's interleaved 1F1B. The micro-batches are taken in rounds; within a round a rank
 // runs the forwards of its chunks in ascending order, each chunk over all the round's micro-
 // batches, and the backwards in the same way with the chunks descending. Rank r warms up with

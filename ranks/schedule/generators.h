@@ -12,6 +12,7 @@ namespace arceus {
 std::vector<Program> generate_sequential(const PipelineShape& shape);
 std::vector<Program> generate_gpipe(const PipelineShape& shape);
 std::vector<Program> generate_1f1b(const PipelineShape& shape);
+std::vector<Program> generate_eager1f1b(const PipelineShape& shape);
 std::vector<Program> generate_interleaved(const PipelineShape& shape);
 std::vector<Program> generate_zb1p(const PipelineShape& shape);
 std::vector<Program> generate_looped_bfs(const PipelineShape& shape);

@@ -14,6 +14,8 @@ const std::vector<ScheduleInfo>& schedules() {
        false, generate_gpipe},
       {"1f1b", "warm-up forwards, then one forward one backward (at most S-k held on rank k)",
        false, false, generate_1f1b},
+      {"eager1f1b", "1F1B warming up 2(S-1-k)+1 forwards, so transfers overlap with compute (up to 2(S-k) held)",
+       false, false, generate_eager1f1b},
       {"interleaved", "Megatron-LM's interleaved 1F1B over v chunks per rank (bubble about 1/v)",
        true, false, generate_interleaved},
       {"zb1p", "zero-bubble ZB-H1: B split into I and W, the W's filling 1F1B's bubbles", false,
