@@ -223,9 +223,9 @@ def scaling_suite(args, cluster, results):
     lines = ["| model | hosts x CPU | link | schedule | bits | rate | speed-up vs 1 host | compute bound | "
              "link bound | bound | efficiency | busiest stage busy % |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    shares = [(1.0, [2]), (0.45, [2, 3, 4])]
-    if args.quick:
-        shares = [(1.0, [2]), (0.45, [4])]
+    fraction_hosts = [4] if args.quick else [int(h) for h in args.fraction_hosts.split(",")]
+    shares = [(1.0, [2]), (0.45, fraction_hosts)]
+    shares = [(c, h) for c, h in shares if f"{c:g}" in args.shares.split(",")]
     for model in args.models:
         m = MODELS[model]
         unit = m["unit"]
@@ -330,6 +330,8 @@ def main():
     ap.add_argument("--bits-steps", type=int, default=60, help="training steps of each bits-table run")
     ap.add_argument("--bits-schedule", default="eager1f1b", help="schedule of the bits-table runs")
     ap.add_argument("--quick", action="store_true", help="hosts 2 x 1 core and 4 x 0.45 core only")
+    ap.add_argument("--shares", default="1,0.45", help="CPU shares per host to run: 1 (hosts 1, 2), 0.45 (hosts 1..4)")
+    ap.add_argument("--fraction-hosts", default="2,3,4", help="host counts at 0.45 core (besides the one-host row)")
     ap.add_argument("--out", help="also write the tables (markdown) to this file")
     ap.add_argument("--json", help="write every row as JSON to this file")
     args = ap.parse_args()
