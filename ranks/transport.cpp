@@ -10,13 +10,21 @@ namespace arceus {
 
 namespace {
 
-// Spin a little (latency), then sleep with a doubling back-off (CPU).
+// Spin a little (latency), then sleep with a doubling back-off (CPU). A wait that has
+// already lasted kLongWaitMicros (a stage waiting out a transfer or a bubble, rank 0 waiting
+// for a step) sleeps kLongSleepMicros at a time: on a host with a fraction of a core, every
+// wake-up is quota the computing rank beside it needs.
 class Backoff {
  public:
-  void pause() {
+  void pause(std::chrono::steady_clock::time_point start) {
     if (spins_ < 64) {
       ++spins_;
       std::this_thread::yield();
+      return;
+    }
+    if (sleep_us_ == Transport::kMaxSleepMicros &&
+        std::chrono::steady_clock::now() - start > std::chrono::microseconds(Transport::kLongWaitMicros)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(Transport::kLongSleepMicros));
       return;
     }
     std::this_thread::sleep_for(std::chrono::microseconds(sleep_us_));
@@ -77,7 +85,7 @@ void Transport::wait(Request& r) {
   const auto start = std::chrono::steady_clock::now();
   Backoff backoff;
   while (!test(r)) {
-    backoff.pause();
+    backoff.pause(start);
     if (wait_limit_ > 0) {
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > wait_limit_) {

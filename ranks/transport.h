@@ -10,7 +10,8 @@
 // between one (source, tag) pair are delivered in the order sent (MPI's non-overtaking
 // rule); receives are matched by exact source and tag, never a wildcard. Waiting never
 // busy-polls for long: wait() spins briefly, then sleeps with a growing back-off (capped at
-// kMaxSleepMicros), so a waiting rank leaves its core to the ranks that compute.
+// kMaxSleepMicros; kLongSleepMicros once the wait has lasted kLongWaitMicros), so a waiting
+// rank leaves its core to the ranks that compute.
 #pragma once
 
 #include <cstddef>
@@ -95,6 +96,8 @@ class Transport {
   double wait_limit() const { return wait_limit_; }
 
   static constexpr int kMaxSleepMicros = 200;
+  static constexpr int kLongWaitMicros = 5000;   // after this long, sleep kLongSleepMicros
+  static constexpr int kLongSleepMicros = 1000;
 
  protected:
   // For implementations: a new active request, and its completion.
