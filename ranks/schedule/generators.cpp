@@ -50,16 +50,17 @@ Program one_forward_one_backward(const std::vector<Action>& forwards,
   return p;
 }
 
-// Rank k of 1F1B: min(S-1-k, M) forwards to warm up, so that at most S-k micro-batches are
-// between their F and their B on rank k.
-Program one_f_one_b_rank(const PipelineShape& shape, int64_t k) {
+// Rank k of 1F1B with `warmup` forwards before the first backward. Plain 1F1B warms up
+// min(S-1-k, M), so that at most S-k micro-batches are between their F and their B on rank k.
+Program one_f_one_b_rank(const PipelineShape& shape, int64_t k, int64_t warmup) {
   std::vector<Action> forwards, backwards;
   for (int64_t m = 0; m < shape.micro_batches; ++m) {
     forwards.push_back(act(ActionKind::Forward, k, m));
     backwards.push_back(act(ActionKind::Backward, k, m));
   }
-  return one_forward_one_backward(forwards, backwards, shape.ranks - 1 - k);
+  return one_forward_one_backward(forwards, backwards, warmup);
 }
+Program one_f_one_b_rank(const PipelineShape& shape, int64_t k) { return one_f_one_b_rank(shape, k, shape.ranks - 1 - k); }
 
 }  // namespace
 
@@ -106,14 +107,7 @@ std::vector<Program> generate_1f1b(const PipelineShape& shape) {
 std::vector<Program> generate_eager1f1b(const PipelineShape& shape) {
   require_one_chunk("eager1f1b", shape);
   std::vector<Program> programs;
-  for (int64_t k = 0; k < shape.ranks; ++k) {
-    std::vector<Action> forwards, backwards;
-    for (int64_t m = 0; m < shape.micro_batches; ++m) {
-      forwards.push_back(act(ActionKind::Forward, k, m));
-      backwards.push_back(act(ActionKind::Backward, k, m));
-    }
-    programs.push_back(one_forward_one_backward(forwards, backwards, 2 * (shape.ranks - 1 - k) + 1));
-  }
+  for (int64_t k = 0; k < shape.ranks; ++k) programs.push_back(one_f_one_b_rank(shape, k, 2 * (shape.ranks - 1 - k) + 1));
   return programs;
 }
 
