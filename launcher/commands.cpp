@@ -3,10 +3,14 @@
 #include <ATen/Parallel.h>
 
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 
 #include "models/gpt.h"
 #include "models/stage_model.h"
+#include "ranks/inference.h"
 #include "ranks/job.h"
 #include "ranks/stage_state.h"
 #include "ranks/vocab.h"
@@ -56,27 +60,66 @@ int run_eval(Transport& transport, const TrainOptions& options, const std::strin
 
 int run_generate(const GenerateOptions& options) {
   try {
-    const CheckpointData ck = read_checkpoint(options.checkpoint);
-    const Config config = parse_config(ck.config_yaml, {}, options.checkpoint + " (config attribute)");
-    if (!is_gpt(config)) {
-      throw ConfigError("[generate] '" + options.checkpoint + "' holds a model_config.type '" + config.model.type +
-                        "' model: generate needs a transformer checkpoint");
-    }
-    auto it = ck.attributes.find("vocab_code_points");
-    if (it == ck.attributes.end()) {
-      throw StorageError("[generate] '" + options.checkpoint + "' has no vocab_code_points attribute");
-    }
-    const CharVocab vocab = vocab_from_attribute(it->second, options.checkpoint);
-    check_checkpoint_matches(ck, config, vocab.size(), options.checkpoint);
     at::set_num_threads(std::max(1, options.threads));
-    auto model = whole_gpt(gpt_config_of(config, vocab.size()), config.training.seed, ck.parameters);
+    CheckpointModel model;
     std::string text;
     try {
-      text = gpt_generate(*model, vocab, options.prompt, options.tokens, options.temperature, options.seed);
+      text = model.generate(options.checkpoint, options.prompt, options.tokens, options.temperature, options.seed);
     } catch (const std::invalid_argument& e) {
       throw ConfigError(std::string("[generate] ") + e.what());
     }
     std::printf("%s%s\n", options.prompt.c_str(), text.c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
+
+int run_predict(const PredictOptions& options) {
+  try {
+    std::string text = options.pixels;
+    if (!text.empty() && text[0] == '@') {
+      std::ifstream in(text.substr(1), std::ios::binary);
+      if (!in) throw ConfigError("[predict] cannot read '" + text.substr(1) + "'");
+      std::ostringstream all;
+      all << in.rdbuf();
+      text = all.str();
+    }
+    nlohmann::json input;
+    try {
+      input = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw ConfigError(std::string("[predict] --pixels is not JSON: ") + e.what());
+    }
+    if (input.is_object()) input = input.value("pixels", nlohmann::json());
+    std::vector<double> values;
+    if (input.is_array()) {
+      for (const auto& row : input) {
+        if (row.is_array()) {
+          for (const auto& v : row) values.push_back(v.get<double>());
+        } else {
+          values.push_back(row.get<double>());
+        }
+      }
+    } else {
+      throw ConfigError("[predict] --pixels: expected a JSON list of numbers or of rows of numbers");
+    }
+    CheckpointModel model;
+    const CheckpointModel::Info info = model.load(options.checkpoint);
+    if (input_is_pixels(info.config)) {
+      for (size_t i = 0; i < values.size(); ++i)
+        if (!(values[i] >= 0.0 && values[i] <= 1.0))
+          throw ConfigError("[predict] pixel " + std::to_string(i) + " = " + std::to_string(values[i]) +
+                            ": expected a pixel intensity in [0, 1]");
+    }
+    Prediction p;
+    try {
+      p = model.predict(options.checkpoint, values);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError(std::string("[predict] ") + e.what());
+    }
+    std::printf("%s\n", nlohmann::json({{"probabilities", p.probabilities}, {"class", p.label}}).dump().c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -30,4 +30,12 @@ struct GenerateOptions {
 // Prints the prompt followed by the generated text (errors on stderr).
 int run_generate(const GenerateOptions& options);
 
+// `arceus predict`: the class probabilities of one input (the same computation as POST
+// /api/jobs/<id>/predict), printed as JSON {"probabilities": [...], "class": k}.
+struct PredictOptions {
+  std::string checkpoint;
+  std::string pixels;  // JSON (a list, rows of columns, or {"pixels": ...}); "@FILE" reads FILE
+};
+int run_predict(const PredictOptions& options);
+
 }  // namespace arceus

@@ -16,6 +16,7 @@
 #include "launcher/commands.h"
 #include "launcher/device.h"
 #include "launcher/rendezvous.h"
+#include "launcher/run_report.h"
 #include "ranks/mpi_transport.h"
 #include "storage/storage.h"
 
@@ -101,6 +102,19 @@ int main(int argc, char** argv) {
   generate->add_option("--seed", gen.seed, "Seed of the sampling")->default_val(1);
   generate->add_option("--threads", gen.threads, "LibTorch/BLAS threads")->default_val(1)->check(CLI::PositiveNumber);
 
+  arceus::PredictOptions pred;
+  auto* predict = app.add_subcommand("predict", "Class probabilities of one input from an MLP checkpoint (one process)");
+  predict->add_option("--checkpoint", pred.checkpoint, "checkpoint.h5 of an MLP job")->required();
+  predict->add_option("--pixels", pred.pixels,
+                      "The input as JSON: 28 rows of 28 pixels in [0, 1] or a flat list of the input width, "
+                      "or @FILE to read it from a file (the body of POST /api/jobs/<id>/predict also works)")
+      ->required();
+
+  arceus::ReportOptions report;
+  auto* report_cmd = app.add_subcommand("report", "One self-contained HTML file with a run's charts (no server)");
+  report_cmd->add_option("run_dir", report.run_dir, "A run's output.dir (summary.json, metrics.h5)")->required();
+  report_cmd->add_option("-o,--output", report.output, "The HTML file to write (default RUN_DIR/report.html)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -113,6 +127,12 @@ int main(int argc, char** argv) {
     arceus::set_blas_threads(gen.threads);
     return arceus::run_generate(gen);
   }
+
+  if (predict->parsed()) {  // no MPI needed
+    arceus::set_blas_threads(1);
+    return arceus::run_predict(pred);
+  }
+  if (report_cmd->parsed()) return arceus::run_report(report);  // no MPI, no torch
 
   if (inspect->parsed()) {  // no MPI needed
     try {

@@ -41,9 +41,14 @@
 #include <utility>
 #include <vector>
 
+#include "common/utc.h"
 #include "config/config.h"
 #include "partition/partition.h"
+#include "launcher/assets.h"
+#include "launcher/events.h"
 #include "launcher/rendezvous.h"
+#include "ranks/inference.h"
+#include "ranks/job.h"
 #include "ranks/mpi_transport.h"
 #include "ranks/placement.h"
 #include "ranks/transport.h"
@@ -67,6 +72,12 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxBodyBytes = 1 << 20;  // larger request bodies are refused with 413
 constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for idle connections
 constexpr int kMaxNesting = 64;            // a job document nests 3 levels; parsers recurse
+constexpr int kHttpThreads = 64;           // request threads: each event stream holds one while open
+constexpr int kEventWaitMillis = 250;      // an event stream checks for shutdown this often
+constexpr int kEventPingMillis = 15000;    // and sends a comment line after this long without events
+constexpr int64_t kMaxGenerateTokens = 2000;  // generate: characters per request
+constexpr size_t kMaxPromptBytes = 4096;      // generate: prompt length
+constexpr double kMaxFeature = 1e6;           // predict: |feature| of a synthetic job
 
 // The original's train endpoint: a body without epochs / learning_rate meant 10 epochs at 0.1.
 constexpr int64_t kOriginalEpochs = 10;
@@ -102,15 +113,6 @@ class HttpError : public std::runtime_error {
  private:
   int status_;
 };
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -246,7 +248,29 @@ struct JobRecord {
   Clock::time_point start_time;
   double seconds = 0;
   std::atomic<bool> stop{false};  // POST /api/jobs/<id>/stop
+  EventHub* events = nullptr;     // the server's: steps, epochs, log lines and states go out as they happen
 };
+
+bool final_state(const std::string& state) { return state == "completed" || state == "failed" || state == "stopped"; }
+
+// One event to the job's watchers (caller holds the lock, so events leave in the order the
+// job's lists grow).
+void publish(JobRecord& job, const char* kind, const json& data) {
+  if (job.events) job.events->publish(job.id, sse_frame(kind, data.dump()));
+}
+json step_event(const json& step, size_t index) {
+  json e = step;
+  e["index"] = index;
+  return e;
+}
+json state_event(const JobRecord& job) {
+  return {{"state", job.state}, {"error", job.error.empty() ? json(nullptr) : json(job.error)}};
+}
+// After every change of job.state; a final state ends the job's event streams.
+void publish_state(JobRecord& job) {
+  publish(job, "state", state_event(job));
+  if (job.events && final_state(job.state)) job.events->end(job.id);
+}
 
 struct ServeState {
   std::mutex mu;
@@ -285,11 +309,14 @@ struct ServeState {
   std::vector<fs::path> data_roots;
   std::string token;
   bool quiet = false;
+  EventHub events;         // GET /api/jobs/<id>/events
+  CheckpointModel models;  // predict / generate: the latest checkpoint's model, reused while unchanged
 };
 
 // The server's own line in a job's log (caller holds the lock); also printed on rank 0.
 void note(JobRecord& job, const std::string& line) {
   job.logs.push_back("[serve] " + line);
+  publish(job, "log", {{"index", job.logs.size() - 1}, {"line", job.logs.back()}});
   std::printf("[serve] job %d: %s\n", job.id, line.c_str());
   std::fflush(stdout);
 }
@@ -302,14 +329,17 @@ class RecordingObserver : public JobObserver {
   void on_log(const std::string& line) override {
     std::lock_guard<std::mutex> lock(state_.mu);
     job_->logs.push_back(line);
+    publish(*job_, "log", {{"index", job_->logs.size() - 1}, {"line", line}});
   }
   void on_step(const json& step) override {
     std::lock_guard<std::mutex> lock(state_.mu);
     job_->steps.push_back(step);
+    publish(*job_, "step", step_event(step, job_->steps.size() - 1));
   }
   void on_epoch(const json& epoch) override {
     std::lock_guard<std::mutex> lock(state_.mu);
     job_->epochs.push_back(epoch);
+    publish(*job_, "epoch", epoch);
   }
   bool stop_requested() override { return job_->stop.load() || state_.stopping.load() || g_signal != 0; }
 
@@ -407,12 +437,6 @@ int64_t mlp_layer_parameters(const Config& c, const LayerRange& r) {
 
 // A transformer's partition layers by the prefix of their parameters' names (models/gpt.h):
 // 0 "embed", 1..n_blocks "blocks.<b>" (b from 0), n_blocks + 1 "head".
-std::string transformer_layer_name(const Config& c, int64_t layer) {
-  if (layer == 0) return "embed";
-  if (layer == c.model.n_blocks + 1) return "head";
-  return "blocks." + std::to_string(layer - 1);
-}
-
 std::string rank_role(int rank, int world, size_t stages) { return role_of(rank, world, static_cast<int64_t>(stages)); }
 
 // Where a job's stages may run, in stage order: the world's stage ranks (1..N-1), then the
@@ -655,6 +679,14 @@ class Api {
     get("/api/teraflops", &Api::teraflops);
     get("/api/previous_teraflops", &Api::previous_teraflops);
     post("/api/shutdown", &Api::shutdown);
+    // The dashboard (launcher/dashboard/, compiled in), its presets (the shipped configs), the
+    // live events and the trained model answering.
+    get("/", &Api::page);
+    get(R"(/dashboard/([A-Za-z0-9_.-]+))", &Api::dashboard_file);
+    get("/api/presets", &Api::presets);
+    get(R"(/api/jobs/([^/]+)/events)", &Api::events);
+    post(R"(/api/jobs/([^/]+)/predict)", &Api::predict);
+    post(R"(/api/jobs/([^/]+)/generate)", &Api::generate);
   }
 
  private:
@@ -843,6 +875,7 @@ class Api {
     if (s_.shutdown) throw HttpError(503, "[serve] the server is shutting down");
     auto job = std::make_shared<JobRecord>();
     job->id = s_.next_id++;
+    job->events = &s_.events;
     if (!body.sets_output_dir) config.output.dir = "runs/serve/job-" + std::to_string(job->id);
     job->config = config;
     job->format = body.format;
@@ -926,6 +959,7 @@ class Api {
       job->error = "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop before it started";
       job->finished_at = utc_now();
       note(*job, "stopped while queued");
+      publish_state(*job);
       send(res, 200, {{"message", "Job stopped (it had not started)"},
                       {"job_id", job_id_json(job->id)},
                       {"status", job->state},
@@ -984,6 +1018,7 @@ class Api {
     }
     note(job, what + " on " + std::to_string(s_.world) + " rank(s) and " +
                   std::to_string(ranks.size() - (s_.world > 1 ? size_t(s_.world - 1) : 0)) + " device(s): " + summary);
+    publish_state(job);
   }
 
   void initialize(const httplib::Request& req, httplib::Response& res) {
@@ -1092,6 +1127,7 @@ class Api {
     note(*job, "train requested: " + std::to_string(config.training.epochs) + " epoch(s), learning rate " +
                    json(config.training.learning_rate).dump() +
                    (ahead.empty() ? std::string() : ", queued behind job " + std::to_string(ahead.front())));
+    publish_state(*job);
     s_.cv.notify_all();
     json reply = {{"message", ahead.empty() ? std::string("Training started")
                                             : "Training queued: job " + std::to_string(ahead.front()) +
@@ -1313,6 +1349,256 @@ class Api {
                     {"error", or_null(s_.broken)}});
   }
 
+  // --- dashboard -------------------------------------------------------------------------------
+
+  static void send_asset(httplib::Response& res, const std::string& name) {
+    const Asset* a = find_asset(name);
+    if (!a) throw HttpError(404, "[serve] no such file: " + name + " (the dashboard has index.html, app.js, style.css)");
+    res.set_content(std::string(a->data), std::string(a->content_type).c_str());
+    res.set_header("Cache-Control", "no-cache");
+  }
+  void page(const httplib::Request&, httplib::Response& res) { send_asset(res, "launcher/dashboard/index.html"); }
+  void dashboard_file(const httplib::Request& req, httplib::Response& res) {
+    send_asset(res, "launcher/dashboard/" + req.matches[1].str());
+  }
+
+  void presets(const httplib::Request&, httplib::Response& res) {
+    json list = json::array();
+    for (const Asset& a : assets()) {
+      if (a.name.substr(0, 8) != "configs/") continue;
+      list.push_back({{"name", std::string(a.name.substr(8))}, {"yaml", std::string(a.data)}});
+    }
+    send(res, 200, {{"presets", list}});
+  }
+
+  // GET /api/jobs/<id>/events[?since=K]: server-sent events. First the job's state, then its
+  // steps from index K on (none without `since`), then every step, epoch, log line and state
+  // change as it happens; the stream ends after the job's final state. Each client has its own
+  // bounded queue (EventHub): the trainer never waits for a client.
+  void events(const httplib::Request& req, httplib::Response& res) {
+    std::shared_ptr<EventHub::Subscriber> sub;
+    int id = 0;
+    {
+      std::lock_guard<std::mutex> lock(s_.mu);
+      const auto job = find_job(req.matches[1]);
+      id = job->id;
+      size_t since = job->steps.size();
+      if (req.has_param("since")) {
+        const std::string v = req.get_param_value("since");
+        if (v.empty() || v.size() > 12 || !std::all_of(v.begin(), v.end(), [](unsigned char c) { return std::isdigit(c); }))
+          throw HttpError(400, "[serve] since: expected a non-negative integer (steps the client has), got '" + v + "'");
+        since = std::min<size_t>(std::stoull(v), job->steps.size());
+      }
+      std::vector<std::string> replay = {sse_frame("state", state_event(*job).dump())};
+      for (size_t i = since; i < job->steps.size(); ++i)
+        replay.push_back(sse_frame("step", step_event(job->steps[i], i).dump()));
+      sub = s_.events.subscribe(id, replay, final_state(job->state));
+      if (!sub) {
+        throw HttpError(503, "[serve] " + std::to_string(s_.events.max_subscribers()) +
+                                 " event streams are open, the limit: poll GET /api/jobs/" + std::to_string(id) +
+                                 "/metrics and /logs instead");
+      }
+    }
+    res.set_header("Cache-Control", "no-cache");
+    auto idle = std::make_shared<int>(0);
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, sub, idle](size_t, httplib::DataSink& sink) {
+          std::string frame;
+          switch (sub->next(&frame, std::chrono::milliseconds(kEventWaitMillis))) {
+            case EventHub::Next::Event:
+              *idle = 0;
+              return sink.write(frame.data(), frame.size());  // false: the client is gone
+            case EventHub::Next::End:
+              sink.done();
+              return true;
+            case EventHub::Next::Timeout:
+              break;
+          }
+          if (s_.stopping) {
+            sink.done();
+            return true;
+          }
+          if (++*idle * kEventWaitMillis >= kEventPingMillis) {  // a comment line keeps proxies from timing out
+            *idle = 0;
+            static const std::string ping = ": ping\n\n";
+            return sink.write(ping.data(), ping.size());
+          }
+          return true;
+        },
+        [this, sub, id](bool) { s_.events.unsubscribe(id, sub); });
+  }
+
+  // A small JSON object body (predict, generate); `example` shows the expected form.
+  static json object_body(const httplib::Request& req, const std::string& what, const std::string& example) {
+    if (blank(req.body)) throw HttpError(400, "[serve] empty " + what + " body: expected " + example);
+    if (json_nesting(req.body) > kMaxNesting)
+      throw HttpError(400, "[serve] the " + what + " body nests more than " + std::to_string(kMaxNesting) + " levels");
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      throw HttpError(400, "[serve] malformed JSON " + what + " body: " + e.what() + "; expected " + example);
+    }
+    if (!body.is_object()) throw HttpError(400, "[serve] the " + what + " body must be a JSON object like " + example + ", got " + json_type(body));
+    for (const auto& [key, value] : body.items()) {
+      if (!std::regex_search(example, std::regex("\"" + key + "\""))) {
+        throw HttpError(400, "[serve] unknown key '" + key + "' in the " + what + " body: expected " + example);
+      }
+    }
+    return body;
+  }
+
+  // The input values of a predict body: `pixels` as rows of columns or one flat list of the
+  // model's input width; pixels in [0, 1] for an MNIST-format job.
+  static std::vector<double> input_values(const json& pixels, int64_t width, bool are_pixels) {
+    const std::string expected =
+        width == 784 ? "28 rows of 28 values, or a flat list of 784" : "a flat list of " + std::to_string(width) + " values";
+    if (!pixels.is_array() || pixels.empty())
+      throw HttpError(400, "[serve] pixels: expected " + expected + ", got " + json_type(pixels));
+    std::vector<double> out;
+    auto take = [&](const json& v, const std::string& where) {
+      if (!v.is_number()) throw HttpError(400, "[serve] " + where + ": expected a number, got " + json_type(v));
+      const double x = v.get<double>();
+      if (are_pixels ? !(x >= 0.0 && x <= 1.0) : !(std::isfinite(x) && std::fabs(x) <= kMaxFeature)) {
+        throw HttpError(400, "[serve] " + where + " = " + v.dump() + ": expected " +
+                                 (are_pixels ? std::string("a pixel intensity in [0, 1] (the IDX byte / 255)")
+                                             : "a finite feature value within +-" + fixed(kMaxFeature, 0)));
+      }
+      out.push_back(x);
+    };
+    if (pixels[0].is_array()) {
+      const size_t cols = pixels[0].size();
+      for (size_t r = 0; r < pixels.size(); ++r) {
+        if (!pixels[r].is_array() || pixels[r].size() != cols) {
+          throw HttpError(400, "[serve] pixels[" + std::to_string(r) + "]: expected a row of " + std::to_string(cols) +
+                                   " values like pixels[0], got " +
+                                   (pixels[r].is_array() ? std::to_string(pixels[r].size()) + " values" : json_type(pixels[r])));
+        }
+        if (static_cast<int64_t>(pixels.size() * cols) > width) break;  // named below
+        for (size_t c = 0; c < cols; ++c)
+          take(pixels[r][c], "pixels[" + std::to_string(r) + "][" + std::to_string(c) + "]");
+      }
+      if (static_cast<int64_t>(pixels.size() * cols) != width) {
+        throw HttpError(400, "[serve] pixels: " + std::to_string(pixels.size()) + " rows of " + std::to_string(cols) +
+                                 " = " + std::to_string(pixels.size() * cols) + " values, but the model takes " +
+                                 std::to_string(width) + " (" + expected + ")");
+      }
+      return out;
+    }
+    if (static_cast<int64_t>(pixels.size()) != width) {
+      throw HttpError(400, "[serve] pixels: " + std::to_string(pixels.size()) + " values, but the model takes " +
+                               std::to_string(width) + " (" + expected + ")");
+    }
+    for (size_t i = 0; i < pixels.size(); ++i) take(pixels[i], "pixels[" + std::to_string(i) + "]");
+    return out;
+  }
+
+  // A job's id, config and latest checkpoint path.
+  struct JobCheckpoint {
+    int id = 0;
+    Config config;
+    std::string path;
+  };
+  JobCheckpoint job_checkpoint(const std::string& id_text) const {
+    std::lock_guard<std::mutex> lock(s_.mu);
+    const auto job = find_job(id_text);
+    const Config& c = effective_config(*job);
+    return {job->id, c, (fs::path(c.output.dir) / "checkpoint.h5").string()};
+  }
+
+  // Loads the checkpoint's model: 409 while the job has none yet.
+  CheckpointModel::Info load_model(int id, const std::string& path) {
+    try {
+      return s_.models.load(path);
+    } catch (const std::exception& e) {
+      throw HttpError(409, "[serve] job " + std::to_string(id) + " has no usable checkpoint: " + e.what());
+    }
+  }
+
+  // POST /api/jobs/<id>/predict: class probabilities from the job's latest checkpoint.
+  void predict(const httplib::Request& req, httplib::Response& res) {
+    const json body = object_body(req, "predict", R"({"pixels": [[28 rows of 28 values in 0..1]]})");
+    const JobCheckpoint ck = job_checkpoint(req.matches[1]);
+    const int id = ck.id;
+    if (is_transformer(ck.config)) {
+      throw HttpError(400, "[serve] job " + std::to_string(id) + " is a transformer: POST /api/jobs/" + std::to_string(id) +
+                               "/generate with {\"prompt\": ..., \"tokens\": N} instead");
+    }
+    if (!body.contains("pixels")) throw HttpError(400, "[serve] the predict body has no 'pixels'");
+    const std::vector<double> input =
+        input_values(body["pixels"], ck.config.model.layer_sizes.front(), input_is_pixels(ck.config));
+    const CheckpointModel::Info info = load_model(id, ck.path);
+    Prediction p;
+    try {
+      p = s_.models.predict(ck.path, input);
+    } catch (const std::invalid_argument& e) {
+      throw HttpError(400, std::string("[serve] pixels: ") + e.what());
+    }
+    send(res, 200, {{"job_id", job_id_json(id)},
+                    {"probabilities", p.probabilities},
+                    {"class", p.label},
+                    {"checkpoint", {{"path", ck.path}, {"epoch", info.epoch}, {"step", info.step}}}});
+  }
+
+  // POST /api/jobs/<id>/generate: text from the job's latest transformer checkpoint.
+  void generate(const httplib::Request& req, httplib::Response& res) {
+    const std::string example = R"({"prompt": "text", "tokens": 200, "temperature": 0.8, "seed": 1})";
+    const json body = object_body(req, "generate", example);
+    const JobCheckpoint ck = job_checkpoint(req.matches[1]);
+    const int id = ck.id;
+    if (!is_transformer(ck.config)) {
+      throw HttpError(400, "[serve] job " + std::to_string(id) + " is an MLP: POST /api/jobs/" + std::to_string(id) +
+                               "/predict with {\"pixels\": ...} instead");
+    }
+    std::string prompt;
+    if (body.contains("prompt")) {
+      if (!body["prompt"].is_string()) throw HttpError(400, "[serve] prompt: expected a string, got " + json_type(body["prompt"]));
+      prompt = body["prompt"].get<std::string>();
+      if (prompt.size() > kMaxPromptBytes) {
+        throw HttpError(400, "[serve] prompt: " + std::to_string(prompt.size()) + " bytes, more than the limit of " +
+                                 std::to_string(kMaxPromptBytes));
+      }
+    }
+    int64_t tokens = 200;
+    if (body.contains("tokens")) {
+      const json& t = body["tokens"];
+      if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > kMaxGenerateTokens) {
+        throw HttpError(400, "[serve] tokens = " + t.dump() + ": expected an integer in 1.." +
+                                 std::to_string(kMaxGenerateTokens));
+      }
+      tokens = t.get<int64_t>();
+    }
+    double temperature = 0.8;
+    if (body.contains("temperature")) {
+      const json& t = body["temperature"];
+      if (!t.is_number() || !(t.get<double>() >= 0.0 && t.get<double>() <= 10.0))
+        throw HttpError(400, "[serve] temperature = " + t.dump() + ": expected a number in [0, 10] (0 = argmax)");
+      temperature = t.get<double>();
+    }
+    uint64_t seed = 1;
+    if (body.contains("seed")) {
+      const json& t = body["seed"];
+      if (!t.is_number_integer() || t.get<int64_t>() < 0)
+        throw HttpError(400, "[serve] seed = " + t.dump() + ": expected a non-negative integer");
+      seed = t.get<uint64_t>();
+    }
+    const CheckpointModel::Info info = load_model(id, ck.path);
+    std::string text;
+    try {
+      text = s_.models.generate(ck.path, prompt, tokens, temperature, seed);
+    } catch (const std::invalid_argument& e) {
+      throw HttpError(400, std::string("[serve] prompt: ") + e.what());
+    }
+    send(res, 200, {{"job_id", job_id_json(id)},
+                    {"prompt", prompt},
+                    {"text", text},
+                    {"tokens", tokens},
+                    {"temperature", temperature},
+                    {"seed", seed},
+                    {"checkpoint", {{"path", ck.path}, {"epoch", info.epoch}, {"step", info.step}}}});
+  }
+
   void shutdown(const httplib::Request&, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(s_.mu);
     if (!s_.shutdown) {
@@ -1403,6 +1689,7 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train, double devic
       s.current = job->id;
       s.started.push_back(job->id);
       note(*job, "training started");
+      publish_state(*job);
     }
 
     RecordingObserver observer(s, job);
@@ -1480,6 +1767,7 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train, double devic
     }
     if (!job->error.empty()) line += ": " + job->error;
     note(*job, line);
+    publish_state(*job);
   }
 }
 
@@ -1571,6 +1859,7 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
 
   install_signal_handlers();
   httplib::Server server;
+  server.new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
   Api api(state, server);
   api.install();
   int port = options.port;
@@ -1633,11 +1922,13 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   if (!state.broken.empty()) {
     // The workers are not waiting for a broadcast: end the world the hard way.
     std::fprintf(stderr, "%s\n", state.broken.c_str());
+    state.events.close();
     server.stop();
     http.join();
     worlds.current().abort(1);
   }
   shutdown_workers(worlds.current());
+  state.events.close();
   server.stop();
   http.join();
   std::printf("arceus serve: stopped\n");

@@ -7,6 +7,12 @@
 
 namespace arceus {
 
+std::string transformer_layer_name(const Config& c, int64_t layer) {
+  if (layer == 0) return "embed";
+  if (layer == c.model.n_blocks + 1) return "head";
+  return "blocks." + std::to_string(layer - 1);
+}
+
 bool is_gpt(const Config& c) { return c.model.type == "transformer"; }
 
 GptConfig gpt_config_of(const Config& c, int64_t vocab) {

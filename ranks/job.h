@@ -33,6 +33,8 @@ struct Job {
 };
 
 bool is_gpt(const Config& c);
+// A transformer's layer by its index: "embed", "blocks.<i>", "head".
+std::string transformer_layer_name(const Config& c, int64_t layer);
 GptConfig gpt_config_of(const Config& c, int64_t vocab);
 void finish_job(Job& job);  // gpt, gpt_config, seq
 
