@@ -164,9 +164,18 @@ std::string report_data_json(const std::string& run_dir, std::string* warning) {
                   {"bytes_raw", summary.value("bytes_raw", 0.0)},
                   {"bytes_wire", summary.value("bytes_wire", 0.0)},
                   {"wire_ratio", summary.value("wire_ratio", 1.0)}};
+  // A batch run keeps its log in the launcher's output, not in the run directory: the epochs'
+  // lines stand in for it.
   json logs = json::array();
-  for (const json& e : epochs)
-    if (e.contains("sample")) logs.push_back("sample after epoch " + std::to_string(e.value("epoch", 0)));
+  for (const json& e : epochs) {
+    char line[256];
+    std::snprintf(line, sizeof(line), "epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f %s/s",
+                  (long long)e.value("epoch", 0), (long long)c.training.epochs, e.value("train_loss", 0.0),
+                  100 * e.value("train_accuracy", 0.0), e.value("val_loss", 0.0), 100 * e.value("val_accuracy", 0.0),
+                  e.value("seconds", 0.0), is_gpt(c) ? e.value("tokens_per_second", 0.0) : e.value("samples_per_second", 0.0),
+                  is_gpt(c) ? "tokens" : "samples");
+    logs.push_back(line);
+  }
   const json data = {{"report", true}, {"run_dir", run_dir}, {"generated_at", utc_now()},
                      {"job", job},     {"metrics", metrics}, {"logs", logs}};
   return data.dump();

@@ -24,7 +24,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <cmath>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1501,4 +1503,251 @@ TEST(Devices, TokenIsRequiredToJoin) {
   EXPECT_TRUE(with_token.wait_connected(1));
   ASSERT_TRUE(s.shutdown(60, "s3cret"));
   EXPECT_TRUE(with_token.wait_exit(60));
+}
+
+// ---------------------------------------------------------------------------------------
+// The dashboard: its files, server-sent events, and the trained model answering.
+
+namespace {
+
+// stdout of a command (no shell: arguments quoted for popen's sh).
+std::string output_of(const std::vector<std::string>& args) {
+  std::string cmd;
+  for (const auto& a : args) {
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    cmd += q + "' ";
+  }
+  cmd += "2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+    pclose(p);
+  }
+  return out;
+}
+
+// One event of a text/event-stream body.
+struct Event {
+  std::string kind;
+  json data;
+};
+std::vector<Event> parse_events(const std::string& stream) {
+  std::vector<Event> out;
+  size_t pos = 0;
+  while (true) {
+    const size_t end = stream.find("\n\n", pos);
+    if (end == std::string::npos) break;
+    const std::string frame = stream.substr(pos, end - pos);
+    pos = end + 2;
+    Event e;
+    std::istringstream lines(frame);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("event: ", 0) == 0) e.kind = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) e.data = json::parse(line.substr(6));
+    }
+    if (!e.kind.empty()) out.push_back(e);  // ": ping" comments have no event
+  }
+  return out;
+}
+
+// GET path as a stream until the server ends it (bounded by the read timeout).
+std::string read_stream(const Server& s, const std::string& path, int* status) {
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_read_timeout(60, 0);
+  std::string body;
+  auto r = c.Get(path, [&](const char* data, size_t n) {
+    body.append(data, n);
+    return true;
+  });
+  *status = r ? r->status : -1;
+  return body;
+}
+
+}  // namespace
+
+TEST(Dashboard, PageFilesAndPresets) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(1, {"--data-root", TEST_CONFIG_DIR}));
+  auto page = s.client().Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->get_header_value("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(page->body.find("id=\"app\""), std::string::npos) << page->body;
+  EXPECT_NE(page->body.find("/dashboard/app.js"), std::string::npos) << page->body;
+  EXPECT_EQ(page->body.find("http"), std::string::npos) << "the page names no outside address: " << page->body;
+  const fs::path source = fs::path(TEST_CONFIG_DIR) / "../../launcher/dashboard";
+  for (const char* f : {"app.js", "style.css"}) {
+    auto r = s.client().Get(std::string("/dashboard/") + f);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << f;
+    EXPECT_EQ(r->body, read_text(source / f)) << f << " is served as it is in the repository";
+  }
+  Reply r = get(s, "/dashboard/missing.js");
+  EXPECT_EQ(r.status, 404) << show(r);
+  EXPECT_NE(error_of(r).find("missing.js"), std::string::npos) << show(r);
+
+  r = get(s, "/api/presets");
+  ASSERT_EQ(r.status, 200) << show(r);
+  std::set<std::string> names;
+  for (const json& p : r.body["presets"]) {
+    names.insert(p["name"].get<std::string>());
+    EXPECT_EQ(p["yaml"].get<std::string>(), read_text(fs::path(TEST_CONFIG_DIR) / "../../configs" / p["name"].get<std::string>()));
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"fashion_mnist_mlp.yaml", "fashion_mnist_wide.yaml", "gpt_char.yaml",
+                                          "synthetic_mlp.yaml"}));
+}
+
+// A client that connects mid-job gets the job's state, then every remaining step in order
+// (each equal to GET .../metrics' step of that index), epochs and log lines, and the stream
+// ends after the final state. A client connecting afterwards with ?since=0 gets every step.
+TEST(Dashboard, EventsFromMidJobArriveInOrder) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3));
+  // About 600 steps: seconds of training, so that the stream opens while it runs.
+  const std::string job =
+      R"({"model_config":{"layer_sizes":[256,256,256,10]},"dataset_config":{"name":"synthetic","batch_size":32,)"
+      R"("synthetic":{"train_size":6400,"val_size":256,"features":256,"classes":10}},"training":{"epochs":3,"micro_batches":2}})";
+  const int id = create_initialized(s, job);
+  const std::string base = "/api/jobs/" + std::to_string(id);
+  Reply r = get(s, base + "/events?since=x");
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_NE(error_of(r).find("since"), std::string::npos) << show(r);
+  ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(id), "{}").status, 200);
+  const auto t0 = Clock::now();
+  while (seconds_since(t0) < 60 && get(s, base + "/metrics").body.value("steps", json::array()).size() < 3)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+
+  int status = 0;
+  const std::vector<Event> events = parse_events(read_stream(s, base + "/events", &status));
+  EXPECT_EQ(status, 200);
+  const json metrics = get(s, base + "/metrics").body;
+  const json& steps = metrics["steps"];
+  ASSERT_EQ(metrics["state"], "completed") << metrics.dump().substr(0, 400);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().kind, "state");
+  EXPECT_EQ(events.front().data["state"], "training");
+  EXPECT_EQ(events.back().kind, "state");
+  EXPECT_EQ(events.back().data["state"], "completed");
+  std::vector<size_t> indices;
+  int epochs = 0, logs = 0;
+  for (const Event& e : events) {
+    if (e.kind == "step") {
+      const size_t i = e.data["index"].get<size_t>();
+      indices.push_back(i);
+      ASSERT_LT(i, steps.size());
+      json expected = steps[i];
+      expected["index"] = i;
+      EXPECT_EQ(e.data, expected) << "step " << i;
+    }
+    epochs += e.kind == "epoch";
+    logs += e.kind == "log";
+    EXPECT_NE(e.kind, "dropped") << "a reading client loses nothing";
+  }
+  ASSERT_FALSE(indices.empty()) << "the stream opened after the job's last step";
+  EXPECT_GT(indices.front(), 0u) << "connected mid-job: no replay without ?since";
+  for (size_t k = 0; k < indices.size(); ++k) ASSERT_EQ(indices[k], indices.front() + k) << "in order, none missing";
+  EXPECT_EQ(indices.back(), steps.size() - 1);
+  EXPECT_GE(epochs, 1);
+  EXPECT_GE(logs, 3) << "epoch lines, checkpoints, the final line";
+  std::printf("[  serve   ] events: connected at step %zu of %zu, %zu step events, %d epochs, %d log lines\n",
+              indices.front(), steps.size(), indices.size(), epochs, logs);
+
+  // After the end: the whole history with ?since=0, then the stream ends at once.
+  const std::vector<Event> again = parse_events(read_stream(s, base + "/events?since=0", &status));
+  size_t replayed = 0;
+  for (const Event& e : again) replayed += e.kind == "step";
+  EXPECT_EQ(replayed, steps.size());
+  ASSERT_FALSE(again.empty());
+  EXPECT_EQ(again.front().data["state"], "completed");
+}
+
+// predict and generate answer from the job's latest checkpoint exactly as `arceus predict` and
+// `arceus generate` do on that file; bad inputs get 400 naming the field; none before a checkpoint.
+TEST(Dashboard, PredictAndGenerateMatchTheCommandLine) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3, {"--data-root", TEST_CONFIG_DIR}));
+  const int id = create_initialized(s);  // 32 features, 10 classes
+  const std::string base = "/api/jobs/" + std::to_string(id);
+  json input = json::array();
+  for (int i = 0; i < 32; ++i) input.push_back(std::sin(0.37 * i) * 1.5);
+  const json body = {{"pixels", input}};
+
+  Reply r = post(s, base + "/predict", body.dump());
+  EXPECT_EQ(r.status, 409) << "no checkpoint before training: " << show(r);
+  EXPECT_NE(error_of(r).find("checkpoint"), std::string::npos) << show(r);
+
+  ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(id), R"({"epochs": 2})").status, 200);
+  wait_state(s, id, {"completed", "failed"}, 120);
+  r = post(s, base + "/predict", body.dump());
+  ASSERT_EQ(r.status, 200) << show(r);
+  const json probabilities = r.body["probabilities"];
+  ASSERT_EQ(probabilities.size(), 10u) << show(r);
+  double sum = 0;
+  for (const json& p : probabilities) sum += p.get<double>();
+  EXPECT_NEAR(sum, 1.0, 1e-9);
+  EXPECT_EQ(r.body["checkpoint"]["epoch"], 2) << show(r);
+
+  const fs::path checkpoint = s.work() / "runs/serve/job-1/checkpoint.h5";
+  const std::string cli = output_of({arceus_bin(), "predict", "--checkpoint", checkpoint.string(), "--pixels", body.dump()});
+  json answer;
+  ASSERT_NO_THROW(answer = json::parse(cli)) << cli;
+  EXPECT_EQ(answer["probabilities"], probabilities) << "REST and `arceus predict` on the same checkpoint";
+  EXPECT_EQ(answer["class"], r.body["class"]);
+
+  // Bad inputs: 400 naming the field.
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"pixels": [1, 2, 3]})", "3 values, but the model takes 32"},
+      {R"({"pixels": [[1, 2], [3]]})", "pixels[1]"},
+      {R"({"pixels": "abc"})", "pixels: expected"},
+      {R"({"image": [1]})", "unknown key 'image'"},
+      {R"({"pixels": [1e300, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]})",
+       "pixels[0]"},
+      {"[1, 2]", "JSON object"},
+      {"{", "malformed JSON"},
+  };
+  for (const auto& [text, needle] : bad) {
+    r = post(s, base + "/predict", text);
+    EXPECT_EQ(r.status, 400) << text << " -> " << show(r);
+    EXPECT_NE(error_of(r).find(needle), std::string::npos) << text << " -> " << show(r);
+  }
+  r = post(s, base + "/generate", R"({"prompt": "a"})");
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_NE(error_of(r).find("/predict"), std::string::npos) << show(r);
+
+  // A transformer job: generate equals `arceus generate` with the same seed and temperature.
+  r = post(s, "/api/jobs", tiny_gpt_job(kHelloText));
+  ASSERT_EQ(r.status, 201) << show(r);
+  const int gpt = job_id_of(r);
+  ASSERT_EQ(post(s, "/api/network/train/" + std::to_string(gpt), "{}").status, 200);
+  wait_state(s, gpt, {"completed", "failed"}, 120);
+  const std::string gbase = "/api/jobs/" + std::to_string(gpt);
+  r = post(s, gbase + "/generate", R"({"prompt": "hel", "tokens": 30, "temperature": 0.7, "seed": 5})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  const std::string text = r.body["text"].get<std::string>();
+  const fs::path gck = s.work() / ("runs/serve/job-" + std::to_string(gpt)) / "checkpoint.h5";
+  const std::string cli_text = output_of({arceus_bin(), "generate", "--checkpoint", gck.string(), "--prompt", "hel",
+                                          "--tokens", "30", "--temperature", "0.7", "--seed", "5"});
+  EXPECT_EQ(cli_text, "hel" + text + "\n") << "REST and `arceus generate` on the same checkpoint";
+  const std::vector<std::pair<std::string, std::string>> bad_gen = {
+      {R"({"tokens": 0})", "tokens = 0"},
+      {R"({"tokens": 100000})", "tokens = 100000"},
+      {R"({"temperature": -1})", "temperature = -1"},
+      {R"({"prompt": 5})", "prompt: expected a string"},
+      {R"({"prompt": "zzz\u00e9"})", "prompt"},
+      {R"({"seed": -3})", "seed = -3"},
+  };
+  for (const auto& [t, needle] : bad_gen) {
+    r = post(s, gbase + "/generate", t);
+    EXPECT_EQ(r.status, 400) << t << " -> " << show(r);
+    EXPECT_NE(error_of(r).find(needle), std::string::npos) << t << " -> " << show(r);
+  }
+  r = post(s, gbase + "/predict", body.dump());
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_NE(error_of(r).find("/generate"), std::string::npos) << show(r);
 }
