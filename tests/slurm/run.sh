@@ -294,6 +294,13 @@ print(f"[slurm] {sys.argv[2]}: summary.json state={s.get('state')} world_size={s
       f"val_accuracy={s.get('final', {}).get('val_accuracy')} seconds={s.get('seconds', 0):.1f}")
 sys.exit(0 if ok else 1)
 EOF
+  # The job's last step: arceus report beside the summary.
+  local report=$SUBMIT/runs/slurm-$id/report.html
+  if [ -f "$report" ] && grep -q 'id="arceus-report"' "$report"; then
+    log "$label: report.html written ($(wc -c < "$report") bytes)"
+  else
+    problems+=("$label: no report.html with the run's data in runs/slurm-$id")
+  fi
 }
 
 # 1. train.sbatch with mpirun.
