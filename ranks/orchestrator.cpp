@@ -417,6 +417,7 @@ class Orchestrator::Impl {
   int64_t resume_epoch_ = 1, resume_step_ = 0;
   int64_t epoch_steps_done_ = 0;
   std::unique_ptr<MetricsFile> metrics_;
+  ProgressFile progress_file_;
   std::deque<Request> pending_sends_;
   std::map<int, uint32_t> control_step_;
   std::vector<double> grad_norms_;  // this epoch's global gradient norms (when clipping)
@@ -460,6 +461,7 @@ void Orchestrator::Impl::run_epoch(int64_t epoch) {
            const auto bytes = step_message_bytes(job_, m.count / job_.seq);
            metrics_->append(StepRow{epoch, k, loss, acc, sps, bytes.first, bytes.second});
          }
+         progress_file_.step(epoch, k, steps);
          if (observer_) {
            observer_->on_step({{"epoch", epoch},
                                {"step", k},

@@ -68,4 +68,19 @@ class Progress {
   Clock::time_point last_ = Clock::now() - std::chrono::seconds(1);
 };
 
+// With ARCEUS_PROGRESS_FILE set (by `arceus run`, the restart supervisor), rank 0 overwrites
+// that file after every training step with one fixed-width line "epoch step steps_per_epoch":
+// where a run that fails had got to. One pwrite per step; nothing without the variable.
+class ProgressFile {
+ public:
+  ProgressFile();
+  ~ProgressFile();
+  ProgressFile(const ProgressFile&) = delete;
+  ProgressFile& operator=(const ProgressFile&) = delete;
+  void step(int64_t epoch, int64_t step, int64_t steps_per_epoch);
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace arceus

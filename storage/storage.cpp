@@ -255,19 +255,6 @@ h5::Group open_member_group(const h5::Ctx& ctx, hid_t root, const char* name) {
   return h5::Group(ctx.check(H5Gopen2(root, name, H5P_DEFAULT), "H5Gopen2", gpath));
 }
 
-// fsync `path` (a file: failures are errors) or a directory (best effort).
-void fsync_path(const h5::Ctx& ctx, const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC));
-  if (fd < 0) {
-    if (directory) return;
-    ctx.fail(": cannot open for fsync: " + std::string(std::strerror(errno)));
-  }
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && !directory) ctx.fail(": fsync failed: " + std::string(std::strerror(err)));
-}
-
 std::string norm_text(const std::vector<float>& data) {
   double sum = 0;
   for (float v : data) sum += static_cast<double>(v) * static_cast<double>(v);
@@ -364,7 +351,7 @@ void write_checkpoint_file(const std::string& path, const CheckpointData& data) 
     ctx.check_status(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", "the file");
     ctx.check_status(file.close(), "H5Fclose", "the file");
   }
-  fsync_path(ctx, path, false);
+  h5::fsync_path(ctx, path, false);
 }
 
 void write_checkpoint(const std::string& path, const CheckpointData& data) {
@@ -381,13 +368,7 @@ void write_checkpoint(const std::string& path, const CheckpointData& data) {
     std::filesystem::remove(tmp, ec);
     throw;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::filesystem::remove(tmp, ec);
-    ctx.fail(": cannot rename '" + tmp + "' over it: " + std::strerror(err));
-  }
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  fsync_path(ctx, parent.empty() ? std::string(".") : parent.string(), true);
+  h5::replace_file(ctx, tmp, path);
 }
 
 CheckpointData read_checkpoint(const std::string& path) {
