@@ -239,9 +239,10 @@ std::string describe(const YAML::Node& node) {
 
 class Context {
  public:
-  explicit Context(std::string source) : source_(std::move(source)) {}
+  Context(std::string source, const Limits& limits) : source_(std::move(source)), limits_(limits) {}
 
   void add_override(const Override& o) { overrides_.push_back(o); }
+  const Limits& limits() const { return limits_; }
 
   // "[config] <source>: <path>: <what><location><extra>"
   [[noreturn]] void fail(const std::string& path, const YAML::Mark& mark, const std::string& what,
@@ -272,6 +273,7 @@ class Context {
   }
 
   std::string source_;
+  const Limits& limits_;
   std::vector<Override> overrides_;
 };
 
@@ -331,6 +333,18 @@ class Section {
   [[noreturn]] void fail(const std::string& key, const std::string& what) const {
     const Entry* e = find(key);
     ctx_.fail(join_path(path_, key), e ? e->mark : YAML::Mark::null_mark(), what);
+  }
+
+  const Limits& limits() const { return ctx_.limits(); }
+
+  // Fails when `value` is above `limit` (the field `name` of Limits): "<path><index>: <what>,
+  // above the limit <name> = <limit> (line N); raise it with ARCEUS_LIMIT_<NAME> ...".
+  void check_limit(const std::string& key, int64_t value, const char* name, int64_t limit,
+                   const std::string& what, const std::string& index = "") const {
+    if (value <= limit) return;
+    const Entry* e = find(key);
+    ctx_.fail(join_path(path_, key) + index, e ? e->mark : YAML::Mark::null_mark(),
+              what + ", " + above_limit(name, limit), raise_hint(name));
   }
 
   Section section(const std::string& key) const {
@@ -562,6 +576,46 @@ class Section {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Nesting, checked on each loaded tree before anything else walks it: describe(), the emitter and
+// the section readers recurse. (yaml-cpp's parser itself stops at depth 2000.)
+
+// Node visits of one check; each use of an alias counts, so a document of aliases of aliases
+// (which would take exponential time to walk) stops here. A config has a few hundred nodes.
+constexpr size_t kMaxNodes = size_t{1} << 20;
+
+// Fails when `root` nests maps and lists more than max_nesting levels deep (a top-level map is
+// level 1, so `model_config: {layer_sizes: [..]}` is 3). `what` names the tree in messages.
+void check_nesting(const Context& ctx, const YAML::Node& root, const std::string& what) {
+  const int64_t limit = ctx.limits().max_nesting;
+  std::vector<std::pair<YAML::Node, int64_t>> stack{{root, 0}};
+  size_t visits = 0;
+  while (!stack.empty()) {
+    const YAML::Node node = stack.back().first;
+    const int64_t depth = stack.back().second + 1;
+    stack.pop_back();
+    if (!node.IsDefined() || !(node.IsMap() || node.IsSequence())) continue;
+    if (depth > limit) {
+      ctx.fail("", node.Mark(),
+               what + " nests maps and lists more than " + with_commas(limit) + " levels deep, " +
+                   above_limit("max_nesting", limit),
+               raise_hint("max_nesting"));
+    }
+    for (const auto& item : node) {
+      if ((visits += 2) > kMaxNodes) {
+        ctx.fail_general(what + " has more than " + with_commas(static_cast<int64_t>(kMaxNodes)) +
+                         " values (each use of an alias counted): not a job config");
+      }
+      if (node.IsMap()) {
+        stack.emplace_back(item.first, depth);
+        stack.emplace_back(item.second, depth);
+      } else {
+        stack.emplace_back(static_cast<const YAML::Node&>(item), depth);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Overrides: applied to the YAML tree before validation.
 
 std::vector<std::string> split_path(const std::string& key) {
@@ -631,6 +685,7 @@ void apply_override(const Context& ctx, YAML::Node& root, const Override& o) {
   } catch (const YAML::Exception& e) {
     ctx.fail_general("--set " + o.key + "=" + o.value + ": invalid YAML value: " + e.msg);
   }
+  check_nesting(ctx, value, "--set " + o.key + "=" + o.value + ": the value");
   if (!root.IsDefined() || root.IsNull()) {
     root.reset(YAML::Node(YAML::NodeType::Map));
   } else if (!root.IsMap()) {
@@ -650,6 +705,42 @@ std::vector<std::string> schedule_choices(bool multi_chunk_only = false) {
     if (!multi_chunk_only || info.multi_chunk) names.push_back(info.name);
   }
   return names;
+}
+
+// The model's size against the operator's limits: layers, each width, parameters in total. The
+// widths are checked first, so the products below stay far from int64 overflow.
+void check_model_limits(const Section& s, const ModelConfig& m) {
+  const Limits& l = s.limits();
+  if (m.type == "transformer") {
+    s.check_limit("n_blocks", m.n_blocks + 2, "max_layers", l.max_layers,
+                  with_commas(m.n_blocks) + " blocks make " + with_commas(m.n_blocks + 2) +
+                      " layers (embeddings, blocks, head)");
+    s.check_limit("n_emb", m.n_emb, "max_layer_width", l.max_layer_width, "width " + with_commas(m.n_emb));
+    s.check_limit("context", m.context, "max_layer_width", l.max_layer_width,
+                  "context " + with_commas(m.context) + " (the position embedding's rows)");
+    // Without the token embedding and the head: their size is the text's vocabulary.
+    const int64_t c = m.n_emb;
+    const int64_t params = m.context * c + m.n_blocks * (12 * c * c + 10 * c) + 2 * c;
+    const char* key = s.has("n_emb") ? "n_emb" : s.has("n_blocks") ? "n_blocks" : "context";
+    s.check_limit(key, params, "max_parameters", l.max_parameters,
+                  with_commas(params) + " parameters without the token embedding and head (context " +
+                      with_commas(m.context) + ", n_emb " + with_commas(c) + ", n_blocks " +
+                      with_commas(m.n_blocks) + ")");
+    return;
+  }
+  const int64_t layers = static_cast<int64_t>(m.layer_sizes.size()) - 1;
+  s.check_limit("layer_sizes", layers, "max_layers", l.max_layers,
+                with_commas(layers + 1) + " widths make " + with_commas(layers) + " layers");
+  for (size_t i = 0; i < m.layer_sizes.size(); ++i) {
+    s.check_limit("layer_sizes", m.layer_sizes[i], "max_layer_width", l.max_layer_width,
+                  "width " + with_commas(m.layer_sizes[i]), "[" + std::to_string(i) + "]");
+  }
+  int64_t params = 0;
+  for (size_t i = 0; i + 1 < m.layer_sizes.size(); ++i) {
+    params += m.layer_sizes[i] * m.layer_sizes[i + 1] + m.layer_sizes[i + 1];  // weight + bias
+  }
+  s.check_limit("layer_sizes", params, "max_parameters", l.max_parameters,
+                with_commas(params) + " parameters in total");
 }
 
 void read_model(const Section& s, ModelConfig& m) {
@@ -682,6 +773,7 @@ void read_model(const Section& s, ModelConfig& m) {
     if (s.has("n_emb") && !s.has("n_heads")) s.fail("n_emb", "expected a multiple of n_heads: " + what);
     s.fail("n_heads", "expected a divisor of n_emb: " + what);
   }
+  check_model_limits(s, m);
 }
 
 void read_dataset(const Section& s, DatasetConfig& d, const ModelConfig& m) {
@@ -716,6 +808,13 @@ void read_dataset(const Section& s, DatasetConfig& d, const ModelConfig& m) {
   }
   s.integer<int64_t>("batch_size", d.batch_size, 1, "a positive integer");
   s.integer<int64_t>("val_batch_size", d.val_batch_size, 1, "a positive integer");
+  const Limits& l = s.limits();
+  s.check_limit("batch_size", d.batch_size, "max_batch_size", l.max_batch_size,
+                "batch size " + with_commas(d.batch_size));
+  s.check_limit("val_batch_size", d.val_batch_size, "max_batch_size", l.max_batch_size,
+                "batch size " + with_commas(d.val_batch_size));
+  s.check_limit("windows_per_epoch", d.windows_per_epoch, "max_windows_per_epoch", l.max_windows_per_epoch,
+                with_commas(d.windows_per_epoch) + " windows");
   s.boolean("shuffle", d.shuffle);
   s.integer<int64_t>("max_train_samples", d.max_train_samples, 0,
                      "a non-negative integer (0 = all)");
@@ -744,6 +843,23 @@ void read_dataset(const Section& s, DatasetConfig& d, const ModelConfig& m) {
   syn.integer<int64_t>("classes", y.classes, 1, "a positive integer");
   syn.number(
       "noise", y.noise, [](double v) { return v >= 0; }, "a non-negative finite number");
+  if (d.name == "synthetic") {
+    // Generated at start-up: class centres [classes, features], then [samples, features].
+    syn.check_limit("features", y.features, "max_layer_width", l.max_layer_width, "width " + with_commas(y.features));
+    syn.check_limit("classes", y.classes, "max_layer_width", l.max_layer_width, "width " + with_commas(y.classes));
+    int64_t samples = 0, values = 0;
+    if (__builtin_add_overflow(y.train_size, y.val_size, &samples) ||
+        __builtin_mul_overflow(samples, y.features, &values)) {
+      values = INT64_MAX;
+    }
+    s.check_limit("synthetic", values, "max_synthetic_values", l.max_synthetic_values,
+                  "(train_size " + with_commas(y.train_size) + " + val_size " + with_commas(y.val_size) +
+                      ") x features " + with_commas(y.features) + " = " +
+                      (values == INT64_MAX ? std::string("more than 2^63") : with_commas(values)) + " values");
+    s.check_limit("synthetic", y.classes * y.features, "max_synthetic_values", l.max_synthetic_values,
+                  "classes " + with_commas(y.classes) + " x features " + with_commas(y.features) + " = " +
+                      with_commas(y.classes * y.features) + " values (the class centres)");
+  }
 }
 
 void read_training(const Section& s, TrainingConfig& t) {
@@ -883,8 +999,8 @@ Override parse_override(const std::string& assignment) {
 }
 
 Config parse_config(const std::string& yaml_text, const std::vector<Override>& overrides,
-                    const std::string& source) {
-  Context ctx(source);
+                    const std::string& source, const Limits& limits) {
+  Context ctx(source, limits);
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(yaml_text);
@@ -902,6 +1018,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<Override>& o
   }
   try {
     YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
+    check_nesting(ctx, root, "the document");
     for (const Override& o : overrides) {
       ctx.add_override(o);
       apply_override(ctx, root, o);
@@ -913,7 +1030,8 @@ Config parse_config(const std::string& yaml_text, const std::vector<Override>& o
   }
 }
 
-Config load_config_file(const std::string& path, const std::vector<Override>& overrides) {
+Config load_config_file(const std::string& path, const std::vector<Override>& overrides,
+                        const Limits& limits) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) {
     throw ConfigError("[config] cannot read '" + path + "': " + std::strerror(errno));
@@ -928,7 +1046,7 @@ Config load_config_file(const std::string& path, const std::vector<Override>& ov
   if (failed) {
     throw ConfigError("[config] cannot read '" + path + "': " + std::strerror(read_errno));
   }
-  return parse_config(text, overrides, path);
+  return parse_config(text, overrides, path, limits);
 }
 
 std::string to_yaml(const Config& c) {

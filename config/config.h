@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "config/limits.h"
 #include "ranks/schedule/registry.h"
 
 namespace arceus {
@@ -120,11 +121,14 @@ struct Override {
 };
 Override parse_override(const std::string& assignment);  // "a.b=v" -> {a.b, v}; ConfigError if no '='
 
-// Parses YAML text, applies overrides (same validation as the file), validates everything.
-// `source` names the text in messages (a file path, "<rest body>").
+// Parses YAML text, applies overrides (same validation as the file), validates everything,
+// including the sizes in `limits` (config/limits.h: layers, widths, parameters, batch sizes,
+// windows, synthetic values, nesting). `source` names the text in messages (a file path,
+// "<rest body>").
 Config parse_config(const std::string& yaml_text, const std::vector<Override>& overrides = {},
-                    const std::string& source = "<config>");
-Config load_config_file(const std::string& path, const std::vector<Override>& overrides = {});
+                    const std::string& source = "<config>", const Limits& limits = operator_limits());
+Config load_config_file(const std::string& path, const std::vector<Override>& overrides = {},
+                        const Limits& limits = operator_limits());
 
 // Canonical YAML of a validated config: parse_config(to_yaml(c)) == c.
 std::string to_yaml(const Config& config);

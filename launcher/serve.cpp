@@ -14,7 +14,6 @@
 #include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -46,6 +45,7 @@
 #include "partition/partition.h"
 #include "launcher/assets.h"
 #include "launcher/events.h"
+#include "launcher/request_body.h"
 #include "launcher/rendezvous.h"
 #include "ranks/inference.h"
 #include "ranks/job.h"
@@ -71,21 +71,15 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxBodyBytes = 1 << 20;  // larger request bodies are refused with 413
 constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for idle connections
-constexpr int kMaxNesting = 64;            // a job document nests 3 levels; parsers recurse
 constexpr int kHttpThreads = 64;           // request threads: each event stream holds one while open
 constexpr int kEventWaitMillis = 250;      // an event stream checks for shutdown this often
 constexpr int kEventPingMillis = 15000;    // and sends a comment line after this long without events
 constexpr int64_t kMaxGenerateTokens = 2000;  // generate: characters per request
 constexpr size_t kMaxPromptBytes = 4096;      // generate: prompt length
-constexpr double kMaxFeature = 1e6;           // predict: |feature| of a synthetic job
 
 // The original's train endpoint: a body without epochs / learning_rate meant 10 epochs at 0.1.
 constexpr int64_t kOriginalEpochs = 10;
 constexpr double kOriginalLearningRate = 0.1;
-
-// The dataset names this build reads (config's dataset_config.name). The original handed any
-// name to torchvision, which downloads it; nothing is downloaded here.
-const std::vector<std::string> kDatasetNames = {"MNIST", "FashionMNIST", "synthetic", "text"};
 
 // SIGINT/SIGTERM on rank 0: a graceful shutdown, polled by the main thread and the observer.
 // SA_RESETHAND: a second signal ends the process the default way.
@@ -102,38 +96,15 @@ void install_signal_handlers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers.
+// Small helpers (the text helpers are shared with the request bodies: launcher/request_body.h).
 
-// A request that cannot be served: answered with `status` and {"error": message}.
-class HttpError : public std::runtime_error {
- public:
-  HttpError(int status, const std::string& message) : std::runtime_error(message), status_(status) {}
-  int status() const { return status_; }
-
- private:
-  int status_;
-};
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-bool blank(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
-}
-
-std::string join(const std::vector<std::string>& items, const std::string& sep = ", ") {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : sep) + i;
-  return out;
-}
-
-std::string fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
+using rest::blank;
+using rest::fixed;
+using rest::HttpError;
+using rest::join;
+using rest::json_type;
+using rest::lower;
+using rest::resolve_path;
 
 json or_null(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
 
@@ -155,77 +126,12 @@ int job_id_from(const std::string& text) {
   return id;
 }
 
-std::string json_type(const json& j) {
-  if (j.is_array()) return "an array";
-  if (j.is_string()) return "a string (" + j.dump() + ")";
-  if (j.is_boolean()) return j.dump();
-  if (j.is_null()) return "null";
-  if (j.is_number()) return j.dump();
-  return "an object";
-}
-
-// The deepest nesting of [ and { in JSON text, outside strings. JSON nested deeper than any
-// config is refused before it is parsed: nlohmann's serializer recurses, and a 1 MiB body of
-// brackets would overflow the HTTP thread's stack. (YAML bodies: yaml-cpp stops at depth 2000.)
-int json_nesting(const std::string& text) {
-  int depth = 0, deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if (c == ']' || c == '}') {
-      depth = std::max(0, depth - 1);
-    }
-  }
-  return deepest;
-}
-
 // Constant-time comparison of the Authorization header with the expected one.
 bool same_secret(const std::string& given, const std::string& expected) {
   if (given.size() != expected.size()) return false;
   unsigned char diff = 0;
   for (size_t i = 0; i < given.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
   return diff == 0;
-}
-
-// Whether `section.key` exists in a YAML document, and its scalar. (yaml-cpp throws on type
-// queries of a missing key's node, so every step checks IsDefined first.)
-bool yaml_lookup(const YAML::Node& doc, const char* section, const char* key, std::string* scalar) {
-  if (!doc.IsDefined() || !doc.IsMap()) return false;
-  const YAML::Node s = doc[section];
-  if (!s.IsDefined() || !s.IsMap()) return false;
-  const YAML::Node v = s[key];
-  if (!v.IsDefined()) return false;
-  if (scalar && v.IsScalar()) *scalar = v.Scalar();
-  return true;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Data roots: a dataset directory must lie under one of them (symlinks and '..' resolved).
-
-fs::path resolve_path(const std::string& p) {
-  std::error_code ec;
-  fs::path abs = fs::absolute(fs::path(p), ec);
-  if (ec) abs = fs::path(p);
-  fs::path canon = fs::weakly_canonical(abs, ec);
-  if (ec) canon = abs.lexically_normal();
-  std::string s = canon.string();
-  while (s.size() > 1 && s.back() == '/') s.pop_back();
-  return fs::path(s);
-}
-
-bool is_under(const fs::path& path, const fs::path& root) {
-  auto p = path.begin();
-  for (auto r = root.begin(); r != root.end(); ++r, ++p) {
-    if (p == path.end() || *p != *r) return false;
-  }
-  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -737,103 +643,11 @@ class Api {
 
   // --- jobs ----------------------------------------------------------------------------------
 
-  // A job body as it came.
-  struct JobBody {
-    Config config;
-    std::string format;            // "json" or "yaml"
-    bool sets_output_dir = false;  // output.dir given
-    bool has_training = false;     // a training section given
-  };
-
-  // Refuses dataset names this build has no loader for (400 listing the ones it has). A name
-  // that differs only in case is left to the config parser, which suggests the spelling.
-  static void check_dataset_name(const std::string& name) {
-    for (const auto& known : kDatasetNames)
-      if (lower(known) == lower(name)) return;
-    throw HttpError(400, "[serve] dataset_config.name = '" + name + "' is not available: this build reads " +
-                             join(kDatasetNames) +
-                             " (MNIST and FashionMNIST from their IDX files, synthetic generated, text for a "
-                             "transformer). The original handed any torchvision name to torchvision, which downloads "
-                             "it; nothing is downloaded here");
-  }
-
-  // A job body: JSON (the original's) or YAML (Content-Type: application/yaml, a `train` file).
-  JobBody parse_job_body(const httplib::Request& req) const {
-    JobBody out;
-    const bool yaml = lower(req.get_header_value("Content-Type")).find("yaml") != std::string::npos;
-    out.format = yaml ? "yaml" : "json";
-    if (blank(req.body)) {
-      throw HttpError(400, "[serve] empty request body: expected a job with model_config and dataset_config, e.g. "
-                           R"({"model_config":{"layer_sizes":[784,128,64,10]},"dataset_config":{"name":"FashionMNIST"}})"
-                           " or "
-                           R"({"model_config":{"type":"transformer"},"dataset_config":{"source":"data/input.txt"}})"
-                           " (or the YAML of a train config with Content-Type: application/yaml)");
-    }
-    std::string text = req.body;
-    if (!yaml) {
-      if (json_nesting(req.body) > kMaxNesting) {
-        throw HttpError(400, "[serve] the JSON body nests more than " + std::to_string(kMaxNesting) +
-                                 " levels of [ ] or { }: not a job document");
-      }
-      json body;
-      try {
-        body = json::parse(req.body);
-      } catch (const json::parse_error& e) {
-        throw HttpError(400, std::string("[serve] malformed JSON body: ") + e.what() +
-                                 " (a YAML body needs Content-Type: application/yaml)");
-      }
-      if (!body.is_object()) {
-        throw HttpError(400, "[serve] the job body must be a JSON object with model_config, dataset_config, training, "
-                             "... sections, got " + json_type(body));
-      }
-      const json output = body.value("output", json::object());
-      out.sets_output_dir = output.is_object() && output.contains("dir");
-      out.has_training = body.contains("training");
-      const json dataset = body.value("dataset_config", json::object());
-      if (dataset.is_object() && dataset.contains("name") && dataset["name"].is_string())
-        check_dataset_name(dataset["name"].get<std::string>());
-      // The body itself keeps the line numbers in the parser's messages; compact JSON is the
-      // fallback for JSON that is not also valid YAML (e.g. indented with tabs).
-      try {
-        YAML::Load(req.body);
-      } catch (const YAML::Exception&) {
-        text = body.dump();
-      }
-    } else {
-      YAML::Node doc;
-      try {
-        doc = YAML::Load(req.body);
-      } catch (const YAML::Exception&) {
-        // parse_config below reports it with the line and column
-      }
-      out.sets_output_dir = yaml_lookup(doc, "output", "dir", nullptr);
-      out.has_training = doc.IsDefined() && doc.IsMap() && doc["training"].IsDefined();
-      std::string name;
-      if (yaml_lookup(doc, "dataset_config", "name", &name) && !name.empty()) check_dataset_name(name);
-    }
-    try {
-      out.config = parse_config(text, {}, "<request body>");
-    } catch (const ConfigError& e) {
-      throw HttpError(400, e.what());
-    }
-    return out;
-  }
-
-  std::string data_roots_text() const {
-    std::vector<std::string> r;
-    for (const auto& p : s_.data_roots) r.push_back(p.string());
-    return join(r);
-  }
+  std::string data_roots_text() const { return rest::roots_text(s_.data_roots); }
 
   // Throws 400 unless `path` (the value of `key`), resolved, lies under an allowed data root.
   void check_allowed(const std::string& key, const std::string& path) const {
-    const fs::path resolved = resolve_path(path);
-    for (const auto& allowed : s_.data_roots)
-      if (is_under(resolved, allowed)) return;
-    throw HttpError(400, "[serve] " + key + " = '" + path + "'" +
-                             (resolved.string() != path ? " (" + resolved.string() + ")" : std::string()) +
-                             " is outside the allowed data roots (" + data_roots_text() +
-                             "); start arceus serve with --data-root DIR to allow another directory");
+    rest::check_allowed(key, path, s_.data_roots);
   }
 
   // What a job will read must lie under an allowed data root: the text file of a transformer
@@ -859,7 +673,7 @@ class Api {
   }
 
   void create_job(const httplib::Request& req, httplib::Response& res) {
-    JobBody body = parse_job_body(req);
+    rest::JobBody body = rest::parse_job_body(req.body, req.get_header_value("Content-Type"));
     Config& config = body.config;
     check_data_root(config);
     // The original's JSON body has no training section; its train endpoint defaulted to 10
@@ -1057,38 +871,7 @@ class Api {
 
   void train(const httplib::Request& req, httplib::Response& res) {
     // The body: {"epochs": N, "learning_rate": x}, both optional (an empty body keeps the job's).
-    json body = json::object();
-    if (!blank(req.body)) {
-      if (json_nesting(req.body) > kMaxNesting)
-        throw HttpError(400, "[serve] the train body nests more than " + std::to_string(kMaxNesting) + " levels");
-      try {
-        body = json::parse(req.body);
-      } catch (const json::parse_error& e) {
-        throw HttpError(400, std::string("[serve] malformed JSON body: ") + e.what());
-      }
-      if (!body.is_object()) {
-        throw HttpError(400, "[serve] the train body must be a JSON object like {\"epochs\": 10, \"learning_rate\": 0.1}, got " +
-                                 json_type(body));
-      }
-    }
-    std::vector<Override> overrides;
-    for (const auto& [key, value] : body.items()) {
-      if (key == "epochs") {
-        if (!value.is_number_integer() || value.get<int64_t>() < 1)
-          throw HttpError(400, "[serve] epochs: expected a positive integer, got " + json_type(value));
-        overrides.push_back({"training.epochs", value.dump()});
-      } else if (key == "learning_rate") {
-        if (!value.is_number() || !(value.get<double>() > 0) || !std::isfinite(value.get<double>()))
-          throw HttpError(400, "[serve] learning_rate: expected a positive number, got " + json_type(value));
-        overrides.push_back({"training.learning_rate", value.dump()});
-      } else {
-        std::string hint = (key == "epoch" || key == "num_epochs") ? "; did you mean 'epochs'?"
-                           : (key == "lr" || key == "learningRate") ? "; did you mean 'learning_rate'?"
-                                                                    : "";
-        throw HttpError(400, "[serve] " + key + ": unknown key in the train body" + hint +
-                                 " (allowed: epochs, learning_rate; other settings go in the job body)");
-      }
-    }
+    const std::vector<Override> overrides = rest::parse_train_body(req.body);
 
     std::lock_guard<std::mutex> lock(s_.mu);
     const auto job = find_job(req.matches[1]);
@@ -1429,71 +1212,6 @@ class Api {
         [this, sub, id](bool) { s_.events.unsubscribe(id, sub); });
   }
 
-  // A small JSON object body (predict, generate); `example` shows the expected form.
-  static json object_body(const httplib::Request& req, const std::string& what, const std::string& example) {
-    if (blank(req.body)) throw HttpError(400, "[serve] empty " + what + " body: expected " + example);
-    if (json_nesting(req.body) > kMaxNesting)
-      throw HttpError(400, "[serve] the " + what + " body nests more than " + std::to_string(kMaxNesting) + " levels");
-    json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const json::parse_error& e) {
-      throw HttpError(400, "[serve] malformed JSON " + what + " body: " + e.what() + "; expected " + example);
-    }
-    if (!body.is_object()) throw HttpError(400, "[serve] the " + what + " body must be a JSON object like " + example + ", got " + json_type(body));
-    for (const auto& [key, value] : body.items()) {
-      if (!std::regex_search(example, std::regex("\"" + key + "\""))) {
-        throw HttpError(400, "[serve] unknown key '" + key + "' in the " + what + " body: expected " + example);
-      }
-    }
-    return body;
-  }
-
-  // The input values of a predict body: `pixels` as rows of columns or one flat list of the
-  // model's input width; pixels in [0, 1] for an MNIST-format job.
-  static std::vector<double> input_values(const json& pixels, int64_t width, bool are_pixels) {
-    const std::string expected =
-        width == 784 ? "28 rows of 28 values, or a flat list of 784" : "a flat list of " + std::to_string(width) + " values";
-    if (!pixels.is_array() || pixels.empty())
-      throw HttpError(400, "[serve] pixels: expected " + expected + ", got " + json_type(pixels));
-    std::vector<double> out;
-    auto take = [&](const json& v, const std::string& where) {
-      if (!v.is_number()) throw HttpError(400, "[serve] " + where + ": expected a number, got " + json_type(v));
-      const double x = v.get<double>();
-      if (are_pixels ? !(x >= 0.0 && x <= 1.0) : !(std::isfinite(x) && std::fabs(x) <= kMaxFeature)) {
-        throw HttpError(400, "[serve] " + where + " = " + v.dump() + ": expected " +
-                                 (are_pixels ? std::string("a pixel intensity in [0, 1] (the IDX byte / 255)")
-                                             : "a finite feature value within +-" + fixed(kMaxFeature, 0)));
-      }
-      out.push_back(x);
-    };
-    if (pixels[0].is_array()) {
-      const size_t cols = pixels[0].size();
-      for (size_t r = 0; r < pixels.size(); ++r) {
-        if (!pixels[r].is_array() || pixels[r].size() != cols) {
-          throw HttpError(400, "[serve] pixels[" + std::to_string(r) + "]: expected a row of " + std::to_string(cols) +
-                                   " values like pixels[0], got " +
-                                   (pixels[r].is_array() ? std::to_string(pixels[r].size()) + " values" : json_type(pixels[r])));
-        }
-        if (static_cast<int64_t>(pixels.size() * cols) > width) break;  // named below
-        for (size_t c = 0; c < cols; ++c)
-          take(pixels[r][c], "pixels[" + std::to_string(r) + "][" + std::to_string(c) + "]");
-      }
-      if (static_cast<int64_t>(pixels.size() * cols) != width) {
-        throw HttpError(400, "[serve] pixels: " + std::to_string(pixels.size()) + " rows of " + std::to_string(cols) +
-                                 " = " + std::to_string(pixels.size() * cols) + " values, but the model takes " +
-                                 std::to_string(width) + " (" + expected + ")");
-      }
-      return out;
-    }
-    if (static_cast<int64_t>(pixels.size()) != width) {
-      throw HttpError(400, "[serve] pixels: " + std::to_string(pixels.size()) + " values, but the model takes " +
-                               std::to_string(width) + " (" + expected + ")");
-    }
-    for (size_t i = 0; i < pixels.size(); ++i) take(pixels[i], "pixels[" + std::to_string(i) + "]");
-    return out;
-  }
-
   // A job's id, config and latest checkpoint path.
   struct JobCheckpoint {
     int id = 0;
@@ -1518,7 +1236,7 @@ class Api {
 
   // POST /api/jobs/<id>/predict: class probabilities from the job's latest checkpoint.
   void predict(const httplib::Request& req, httplib::Response& res) {
-    const json body = object_body(req, "predict", R"({"pixels": [[28 rows of 28 values in 0..1]]})");
+    const json body = rest::object_body(req.body, "predict", R"({"pixels": [[28 rows of 28 values in 0..1]]})");
     const JobCheckpoint ck = job_checkpoint(req.matches[1]);
     const int id = ck.id;
     if (is_transformer(ck.config)) {
@@ -1527,7 +1245,7 @@ class Api {
     }
     if (!body.contains("pixels")) throw HttpError(400, "[serve] the predict body has no 'pixels'");
     const std::vector<double> input =
-        input_values(body["pixels"], ck.config.model.layer_sizes.front(), input_is_pixels(ck.config));
+        rest::input_values(body["pixels"], ck.config.model.layer_sizes.front(), input_is_pixels(ck.config));
     const CheckpointModel::Info info = load_model(id, ck.path);
     Prediction p;
     try {
@@ -1544,7 +1262,7 @@ class Api {
   // POST /api/jobs/<id>/generate: text from the job's latest transformer checkpoint.
   void generate(const httplib::Request& req, httplib::Response& res) {
     const std::string example = R"({"prompt": "text", "tokens": 200, "temperature": 0.8, "seed": 1})";
-    const json body = object_body(req, "generate", example);
+    const json body = rest::object_body(req.body, "generate", example);
     const JobCheckpoint ck = job_checkpoint(req.matches[1]);
     const int id = ck.id;
     if (!is_transformer(ck.config)) {

@@ -305,7 +305,8 @@ int worker_loop(Transport& world, const TrainOptions& options, bool serve, const
     }
     Job job;
     job.config_yaml = message["config"].get<std::string>();
-    job.config = parse_config(job.config_yaml, {}, "<from rank 0>");
+    // Rank 0 checked the limits its environment sets; this host's may not raise them alike.
+    job.config = parse_config(job.config_yaml, {}, "<from rank 0>", no_limits());
     job.placement = placement_from_json(message["placement"]);
     job.features = message["features"].get<int64_t>();
     job.classes = message["classes"].get<int64_t>();

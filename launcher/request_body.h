@@ -1,0 +1,78 @@
+// The REST shim's request bodies, without the network: a job body (JSON or YAML) -> Config and
+// flags, a train body -> --set overrides, a predict body -> input values, and the data-root
+// check of a path. Every refusal is an HttpError carrying the status serve.cpp answers with and
+// the message of its {"error": ...} body. Torch-free, MPI-free and httplib-free, so that
+// tests/fuzz/fuzz_rest_body.cpp drives exactly the code the server runs.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "config/limits.h"
+
+namespace arceus::rest {
+
+// A request that cannot be served: answered with `status` and {"error": message}.
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(int status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
+// Small text helpers the shim's messages share.
+std::string lower(std::string s);
+bool blank(const std::string& s);
+std::string join(const std::vector<std::string>& items, const std::string& sep = ", ");
+std::string fixed(double v, int digits);  // "%.*f"
+// How a JSON value reads in a message: "an array", "a string (\"x\")", "null", 3, ...
+std::string json_type(const nlohmann::json& j);
+
+// The deepest nesting of [ and { in JSON text, outside strings.
+int json_nesting(const std::string& text);
+
+// A job body as it came.
+struct JobBody {
+  Config config;
+  std::string format;            // "json" or "yaml"
+  bool sets_output_dir = false;  // output.dir given
+  bool has_training = false;     // a training section given
+};
+
+// A job body: JSON (the original's) or YAML (a Content-Type containing "yaml": a `train`
+// file). 400 for an empty, malformed, too deeply nested (limits.max_nesting) or invalid body,
+// or a dataset name this build has no loader for.
+JobBody parse_job_body(const std::string& body, const std::string& content_type,
+                       const Limits& limits = operator_limits());
+
+// The train body: {"epochs": N, "learning_rate": x}, both optional (an empty body keeps the
+// job's), as overrides of training.epochs and training.learning_rate. 400 otherwise.
+std::vector<Override> parse_train_body(const std::string& body, const Limits& limits = operator_limits());
+
+// A small JSON object body (predict, generate) whose keys all appear in `example` (the expected
+// form, quoted in messages). 400 otherwise.
+nlohmann::json object_body(const std::string& body, const std::string& what, const std::string& example,
+                           const Limits& limits = operator_limits());
+
+// The input values of a predict body: `pixels` as rows of columns or one flat list of the
+// model's input width; pixels in [0, 1] for an MNIST-format job, else finite features within
+// +-kMaxFeature. 400 otherwise.
+inline constexpr double kMaxFeature = 1e6;
+std::vector<double> input_values(const nlohmann::json& pixels, int64_t width, bool are_pixels);
+
+// Data roots: a dataset directory or text file must lie under one of them (symlinks and '..'
+// resolved).
+std::filesystem::path resolve_path(const std::string& p);
+bool is_under(const std::filesystem::path& path, const std::filesystem::path& root);
+std::string roots_text(const std::vector<std::filesystem::path>& roots);
+// 400 unless `path` (the value of `key`), resolved, lies under one of `roots`.
+void check_allowed(const std::string& key, const std::string& path, const std::vector<std::filesystem::path>& roots);
+
+}  // namespace arceus::rest
