@@ -17,6 +17,7 @@
 #include "launcher/device.h"
 #include "launcher/rendezvous.h"
 #include "launcher/run_report.h"
+#include "launcher/supervisor.h"
 #include "ranks/mpi_transport.h"
 #include "storage/storage.h"
 
@@ -87,8 +88,9 @@ int main(int argc, char** argv) {
       ->check(arceus::check_threads_option);
 
   std::string inspect_path;
-  auto* inspect = app.add_subcommand("inspect", "Print a checkpoint's config, epoch/step and tensors (name, shape, norm)");
-  inspect->add_option("checkpoint", inspect_path, "checkpoint.h5")->required();
+  auto* inspect = app.add_subcommand(
+      "inspect", "Print a checkpoint's config, epoch/step and tensors (name, shape, norm), or a metrics.h5's tables");
+  inspect->add_option("file", inspect_path, "checkpoint.h5 or metrics.h5")->required();
 
   arceus::GenerateOptions gen;
   auto* generate = app.add_subcommand("generate", "Sample text from a transformer checkpoint (one process)");
@@ -115,6 +117,19 @@ int main(int argc, char** argv) {
   report_cmd->add_option("run_dir", report.run_dir, "A run's output.dir (summary.json, metrics.h5)")->required();
   report_cmd->add_option("-o,--output", report.output, "The HTML file to write (default RUN_DIR/report.html)");
 
+  arceus::SuperviseOptions supervise;
+  auto* run_cmd = app.add_subcommand(
+      "run", "Run a training command, restarting it from its latest checkpoint when it fails (a supervisor outside MPI)");
+  run_cmd->add_option("--max-restarts", supervise.max_restarts, "Restarts at most")
+      ->default_val(3)
+      ->check(CLI::NonNegativeNumber);
+  run_cmd->add_option("--pause", supervise.pause, "Seconds between a failure and the restart")
+      ->default_val(3)
+      ->check(CLI::NonNegativeNumber);
+  run_cmd->add_option("command", supervise.command, "-- then the command, e.g. mpirun -np 3 build/arceus train CONFIG")
+      ->required();
+  run_cmd->prefix_command();  // everything after the options (and `--`) is the command
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -133,10 +148,19 @@ int main(int argc, char** argv) {
     return arceus::run_predict(pred);
   }
   if (report_cmd->parsed()) return arceus::run_report(report);  // no MPI, no torch
+  if (run_cmd->parsed()) return arceus::run_supervised(supervise);  // outside MPI
 
   if (inspect->parsed()) {  // no MPI needed
     try {
-      arceus::print_checkpoint(arceus::read_checkpoint(inspect_path), std::cout);
+      try {
+        arceus::print_checkpoint(arceus::read_checkpoint(inspect_path), std::cout);
+      } catch (const arceus::StorageError& e) {
+        // metrics.h5 is HDF5 too: its tables instead.
+        if (std::string(e.what()).find("is not an arceus checkpoint (format attribute is 'arceus-metrics'") ==
+            std::string::npos)
+          throw;
+        arceus::print_metrics(inspect_path, std::cout);
+      }
       return 0;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());

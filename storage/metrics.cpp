@@ -308,6 +308,28 @@ int64_t MetricsFile::truncate_after(int64_t epochs_done, int64_t step_in_next_ep
 
 int64_t MetricsFile::rows(const std::string& table) const { return static_cast<int64_t>(impl_->table(table).rows); }
 
+void print_metrics(const std::string& path, std::ostream& out) {
+  h5::QuietErrors quiet;
+  MetricsFile::Impl m(path);
+  m.load();
+  out << "metrics: " << path << "\n";
+  for (const Table& t : m.tables) {
+    out << "  " << t.name << ": " << t.rows << " rows";
+    if (t.rows > 0) {
+      out << "; last:";
+      for (const Column& c : t.columns) {
+        out << " " << c.name << "=";
+        if (c.is_int) {
+          out << c.ivals.back();
+        } else {
+          out << c.dvals.back();
+        }
+      }
+    }
+    out << "\n";
+  }
+}
+
 std::vector<double> read_metrics_column(const std::string& path, const std::string& table, const std::string& column) {
   h5::QuietErrors quiet;
   const h5::Ctx ctx{"metrics", path};

@@ -116,9 +116,14 @@ class MetricsFile {
   int64_t rows(const std::string& table) const;
 
  private:
+  friend void print_metrics(const std::string& path, std::ostream& out);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// `arceus inspect metrics.h5`: each table's row count and its last row, one line per table.
+// StorageError when the file is missing, unreadable or not a metrics file.
+void print_metrics(const std::string& path, std::ostream& out);
 
 // Reads one column of a metrics table (tests, tools).
 std::vector<double> read_metrics_column(const std::string& path, const std::string& table, const std::string& column);

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -119,14 +120,20 @@ struct RunResult {
 // Runs `mpirun -np N --allow-run-as-root --oversubscribe arceus train CONFIG --quiet
 // --set output.dir=DIR SETS...` with stdout+stderr going to DIR.log; kills every process of
 // the run after `timeout` seconds.
+// `prefix` goes before mpirun (e.g. the supervisor: arceus run --max-restarts 1 --); `watch`,
+// when given, is called every 20 ms with the run's processes seen so far (to inject faults).
 RunResult run_arceus(const fs::path& work, int np, const std::string& config, const std::vector<std::string>& sets,
-                     double timeout) {
+                     double timeout, const std::vector<std::string>& prefix = {},
+                     const std::function<void(const Processes&)>& watch = nullptr) {
   RunResult r;
   r.np = np;
   r.out_dir = work;
   const fs::path log = work.string() + ".log";
-  std::vector<std::string> args{mpiexec(), "-np", std::to_string(np), "--allow-run-as-root", "--oversubscribe",
-                                arceus_bin(), "train", config, "--quiet", "--set", "output.dir=" + work.string()};
+  std::vector<std::string> args = prefix;
+  for (const std::string& a : {mpiexec(), std::string("-np"), std::to_string(np), std::string("--allow-run-as-root"),
+                               std::string("--oversubscribe"), arceus_bin(), std::string("train"), config,
+                               std::string("--quiet"), std::string("--set"), "output.dir=" + work.string()})
+    args.push_back(a);
   for (const auto& s : sets) {
     args.push_back("--set");
     args.push_back(s);
@@ -182,7 +189,10 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
       }
       break;
     }
-    if (Clock::now() - last_observe > std::chrono::milliseconds(200)) {
+    if (watch) {
+      observe();
+      watch(seen);
+    } else if (Clock::now() - last_observe > std::chrono::milliseconds(200)) {
       observe();
       last_observe = Clock::now();
     }
@@ -1099,4 +1109,112 @@ TEST_F(Gpt, TextErrorsEndEveryRank) {
                                  {"dataset_config.source=" + (dir / "other.txt").string(), "training.epochs=2", "resume=true"},
                                  run_timeout());
   EXPECT_TRUE(FailsCleanly(r, {"different vocabulary", "U+0074 't'"}));
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults: `arceus run`, the restart supervisor.
+
+namespace faults {
+
+// The MPI rank of a process (Open MPI puts it in each rank's environment), or -1.
+int mpi_rank_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string key = std::string("OMPI_COMM_WORLD_RANK=");
+  size_t pos = 0;
+  while (pos < env.size()) {
+    const size_t end = env.find('\0', pos);
+    const std::string item = env.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    if (item.rfind(key, 0) == 0) return std::atoi(item.c_str() + key.size());
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return -1;
+}
+
+// The global training step in the run's progress file (ARCEUS_PROGRESS_FILE of `arceus run`).
+int64_t progress_step(const fs::path& file) {
+  std::ifstream in(file);
+  int64_t epoch = 0, step = 0, steps = 0;
+  if (!(in >> epoch >> step >> steps)) return -1;
+  return (epoch - 1) * steps + step;
+}
+
+}  // namespace faults
+
+// A stage rank killed with SIGKILL at a chosen step of a 4-rank run under `arceus run
+// --max-restarts 1`: the supervisor restarts the job from the step checkpoint before the kill,
+// the job finishes, and at 32 bits its parameters equal an uninterrupted run's exactly;
+// summary.json records the restart (rank, step reached, step resumed from, steps redone).
+TEST_F(Checkpoint, KilledStageRankIsRestartedFromTheLastCheckpoint) {
+  const fs::path straight = scratch_ / "straight", faulty = scratch_ / "faulty";
+  Job s = sets(straight, 2, false);
+  s.sets.push_back("output.checkpoint_every_steps=4");
+  const RunResult a = run(4, s);
+  ASSERT_TRUE(Completed(a));
+
+  Job f = sets(faulty, 2, false);
+  f.sets.push_back("output.checkpoint_every_steps=4");
+  constexpr int64_t kKillAt = kSyntheticSteps + 6;  // epoch 2, step 6: after the checkpoint at step 4
+  bool killed = false;
+  pid_t victim = 0;
+  const RunResult b = run_arceus(
+      faulty, 4, config_path(kSynthetic), f.sets, run_timeout(),
+      {arceus_bin(), "run", "--max-restarts", "1", "--pause", "0.5", "--"}, [&](const Processes& seen) {
+        if (killed || faults::progress_step(faulty / ".progress") < kKillAt) return;
+        for (const auto& [pid, start] : seen) {
+          if (still_running(pid, start) && faults::mpi_rank_of(pid) == 2 && ::kill(pid, SIGKILL) == 0) {
+            victim = pid;
+            killed = true;
+            return;
+          }
+        }
+      });
+  ASSERT_TRUE(killed) << "no rank 2 process found to kill" << b.describe();
+  ASSERT_TRUE(Completed(b));
+  EXPECT_NE(b.output.find("[run] rank 2 on "), std::string::npos) << b.describe();
+  EXPECT_NE(b.output.find("restarting in"), std::string::npos) << b.describe();
+  ASSERT_TRUE(b.summary.contains("restarts")) << b.describe();
+  ASSERT_EQ(b.summary["restarts"].size(), 1u) << b.summary.dump(1);
+  const json& r = b.summary["restarts"][0];
+  EXPECT_EQ(r["failed_rank"], 2) << r.dump();
+  EXPECT_EQ(r["resumed_from"]["epoch"], 1) << r.dump();  // 1 epoch done + 4 steps of epoch 2
+  EXPECT_EQ(r["resumed_from"]["step"], 4) << r.dump();
+  const int64_t reached = (r["reached"]["epoch"].get<int64_t>() - 1) * kSyntheticSteps + r["reached"]["step"].get<int64_t>();
+  EXPECT_GE(reached, kKillAt) << r.dump();
+  EXPECT_EQ(r["steps_redone"].get<int64_t>(), reached - (kSyntheticSteps + 4)) << r.dump();
+  EXPECT_EQ(b.summary["steps_redone"], r["steps_redone"]);
+
+  std::string where;
+  const double d = checkpoints::max_difference(checkpoints::tensors(straight / "checkpoint.h5", true),
+                                               checkpoints::tensors(faulty / "checkpoint.h5", true), &where);
+  EXPECT_EQ(d, 0.0) << "uninterrupted vs killed and restarted differ by " << d << " at " << where;
+  const double acc_a = a.summary["final"]["val_accuracy"].get<double>(), acc_b = b.summary["final"]["val_accuracy"].get<double>();
+  EXPECT_NEAR(acc_b, acc_a, 0.005);
+  std::printf("[  faults  ] rank 2 (pid %d) killed at step %lld; restarted from step %d; %lld steps redone; val "
+              "accuracy %.4f vs %.4f uninterrupted\n",
+              int(victim), (long long)reached, kSyntheticSteps + 4, (long long)r["steps_redone"].get<int64_t>(), acc_b,
+              acc_a);
+}
+
+// A config error is not retried: `arceus run --max-restarts 3` exits 1 after one try.
+TEST_F(Checkpoint, ConfigErrorIsNotRetried) {
+  const fs::path dir = scratch_ / "bad";
+  const RunResult r = run_arceus(dir, 3, config_path(kSynthetic), {"model_config.layer_sizes=[32,10,0]"}, run_timeout(),
+                                 {arceus_bin(), "run", "--max-restarts", "3", "--pause", "0", "--"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.output.find("layer_sizes"), std::string::npos) << "the job's own message: " << r.describe();
+  EXPECT_NE(r.output.find("not retried"), std::string::npos) << r.describe();
+  EXPECT_EQ(r.output.find("restarting"), std::string::npos) << r.describe();
+
+  // A data error found when the job starts (the config is valid): one try too.
+  const RunResult d = run_arceus(scratch_ / "data", 3, config_path(kSynthetic),
+                                 {"model_config.layer_sizes=[31,10]"}, run_timeout(),
+                                 {arceus_bin(), "run", "--max-restarts", "3", "--pause", "0", "--"});
+  EXPECT_EQ(d.exit_code, 1) << d.describe();
+  size_t attempts = 0;
+  for (size_t p = d.output.find("[run] attempt "); p != std::string::npos; p = d.output.find("[run] attempt ", p + 1))
+    ++attempts;
+  EXPECT_EQ(attempts, 1u) << d.describe();
+  EXPECT_NE(d.output.find("not retried"), std::string::npos) << d.describe();
 }
