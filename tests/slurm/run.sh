@@ -190,7 +190,7 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$MUNGE_SOCKET
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
 StateSaveLocation=$S/state
 SlurmdSpoolDir=$S/spool/slurmd-%n
 SlurmctldPidFile=$S/slurmctld.pid
@@ -320,7 +320,33 @@ st=$W_STATE ec=$W_EXIT secs=$W_SECS
 log "bad-key job $id: JobState=$st ExitCode=$ec after ${secs} s (expected FAILED 1:0)"
 [ "$st" = FAILED ] && [ "$ec" = 1:0 ] || problems+=("bad-key job $id: JobState=$st ExitCode=$ec, expected FAILED 1:0")
 
-# 4. serve.sbatch, when the binary has the serve command.
+# 4. Requeue: `scontrol requeue` once the job has a checkpoint; SLURM starts the script again
+#    (SLURM_RESTART_COUNT=1), which resumes from the run directory's checkpoint.
+REQUEUE_JOB=(configs/synthetic_mlp.yaml --set "model_config.layer_sizes=[64,512,512,10]"
+             --set "dataset_config.synthetic={train_size: 65536, val_size: 512, features: 64, classes: 10, noise: 2.0}"
+             --set training.epochs=2 --set output.checkpoint_every_steps=64 --quiet)
+id=$(submit "$root/launcher/slurm/train.sbatch" "${REQUEUE_JOB[@]}")
+log "submitted train.sbatch for the requeue: job $id"
+ck=$SUBMIT/runs/slurm-$id/checkpoint.h5
+for _ in $(seq 1 240); do
+  [ -f "$ck" ] && break
+  st=$(job_info "$id" | field JobState)
+  case $st in PENDING|RUNNING|CONFIGURING|"") sleep 0.25 ;; *) break ;; esac
+done
+if [ ! -f "$ck" ]; then
+  problems+=("requeue: job $id wrote no checkpoint to requeue from (JobState=$(job_info "$id" | field JobState))")
+else
+  log "requeue: job $id has $ck: scontrol requeue $id"
+  scontrol requeue "$id" || problems+=("requeue: scontrol requeue $id failed")
+  check_train_job "$id" "train.sbatch requeued"
+  out=$SUBMIT/runs/slurm-$id.out
+  restarts=$(job_info "$id" | field Restarts)
+  log "requeue: job $id Restarts=$restarts"
+  grep -q "requeued (restart 1): resuming from" "$out" || problems+=("requeue: $out lacks the script's 'requeued (restart 1): resuming from' line")
+  grep -q "resumed from epoch" "$out" || problems+=("requeue: $out lacks the trainer's 'resumed from epoch' line")
+fi
+
+# 5. serve.sbatch, when the binary has the serve command.
 # (`arceus serve --help` exits 0 even without the subcommand: look for it in the list.)
 if "$BIN" --help 2>/dev/null | grep -Eq '^[[:space:]]+serve([[:space:]]|$)'; then
   if [ -n "$(ss -Hltn "sport = :$SERVE_PORT" 2>/dev/null)" ]; then
