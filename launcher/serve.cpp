@@ -71,7 +71,13 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxBodyBytes = 1 << 20;  // larger request bodies are refused with 413
 constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for idle connections
-constexpr int kHttpThreads = 64;           // request threads: each event stream holds one while open
+// Request threads. A connection holds one while it is open: a keep-alive client between its
+// requests (up to kKeepAliveSeconds idle), an event stream for its whole life (at most
+// EventHub's 32), a client that sends its request slowly until it is complete or silent for
+// kReadTimeoutSeconds. More connections than threads wait in the accept queue.
+constexpr int kHttpThreads = 128;
+constexpr time_t kReadTimeoutSeconds = 5;   // a connection silent this long is closed
+constexpr time_t kWriteTimeoutSeconds = 5;  // a client that reads nothing this long is dropped
 constexpr int kEventWaitMillis = 250;      // an event stream checks for shutdown this often
 constexpr int kEventPingMillis = 15000;    // and sends a comment line after this long without events
 constexpr int64_t kMaxGenerateTokens = 2000;  // generate: characters per request
@@ -155,6 +161,14 @@ struct JobRecord {
   double seconds = 0;
   std::atomic<bool> stop{false};  // POST /api/jobs/<id>/stop
   EventHub* events = nullptr;     // the server's: steps, epochs, log lines and states go out as they happen
+  // The steps again, serialized by the trainer's thread outside the lock, so that requests copy
+  // text under it instead of building JSON: `steps` as JSON text without the brackets (GET
+  // .../metrics) and each step's SSE frame (the replay of GET .../events).
+  std::string steps_text;
+  std::vector<std::string> step_frames;
+  // How long the trainer's thread waited for the server's lock (held by request handlers).
+  double lock_wait_total = 0, lock_wait_max = 0;
+  int64_t lock_waits = 0;
 };
 
 bool final_state(const std::string& state) { return state == "completed" || state == "failed" || state == "stopped"; }
@@ -163,6 +177,9 @@ bool final_state(const std::string& state) { return state == "completed" || stat
 // job's lists grow).
 void publish(JobRecord& job, const char* kind, const json& data) {
   if (job.events) job.events->publish(job.id, sse_frame(kind, data.dump()));
+}
+void publish_frame(JobRecord& job, const std::string& frame) {
+  if (job.events) job.events->publish(job.id, frame);
 }
 json step_event(const json& step, size_t index) {
   json e = step;
@@ -232,24 +249,44 @@ class RecordingObserver : public JobObserver {
  public:
   RecordingObserver(ServeState& state, std::shared_ptr<JobRecord> job) : state_(state), job_(std::move(job)) {}
 
+  // Only this thread appends to the job's lists, so it reads their sizes without the lock and
+  // serializes outside it; under the lock it only appends.
   void on_log(const std::string& line) override {
-    std::lock_guard<std::mutex> lock(state_.mu);
+    const std::string frame = sse_frame("log", json{{"index", job_->logs.size()}, {"line", line}}.dump());
+    std::unique_lock<std::mutex> lock = locked();
     job_->logs.push_back(line);
-    publish(*job_, "log", {{"index", job_->logs.size() - 1}, {"line", line}});
+    publish_frame(*job_, frame);
   }
   void on_step(const json& step) override {
-    std::lock_guard<std::mutex> lock(state_.mu);
+    const size_t index = job_->steps.size();
+    const std::string text = step.dump();
+    const std::string frame = sse_frame("step", step_event(step, index).dump());
+    std::unique_lock<std::mutex> lock = locked();
     job_->steps.push_back(step);
-    publish(*job_, "step", step_event(step, job_->steps.size() - 1));
+    if (index) job_->steps_text += ',';
+    job_->steps_text += text;
+    job_->step_frames.push_back(frame);
+    publish_frame(*job_, frame);
   }
   void on_epoch(const json& epoch) override {
-    std::lock_guard<std::mutex> lock(state_.mu);
+    const std::string frame = sse_frame("epoch", epoch.dump());
+    std::unique_lock<std::mutex> lock = locked();
     job_->epochs.push_back(epoch);
-    publish(*job_, "epoch", epoch);
+    publish_frame(*job_, frame);
   }
   bool stop_requested() override { return job_->stop.load() || state_.stopping.load() || g_signal != 0; }
 
  private:
+  // The server's lock, timing the wait (GET /api/jobs/<id> shows it: `trainer_lock_wait`).
+  std::unique_lock<std::mutex> locked() {
+    const auto t0 = Clock::now();
+    std::unique_lock<std::mutex> lock(state_.mu);
+    const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    job_->lock_wait_total += waited;
+    job_->lock_wait_max = std::max(job_->lock_wait_max, waited);
+    ++job_->lock_waits;
+    return lock;
+  }
   ServeState& state_;
   std::shared_ptr<JobRecord> job_;
 };
@@ -469,6 +506,7 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   j["output_dir"] = c.output.dir;
   j["summary_path"] = (fs::path(c.output.dir) / "summary.json").string();
   j["log_lines"] = job.logs.size();
+  j["trainer_lock_wait"] = {{"total_s", job.lock_wait_total}, {"max_s", job.lock_wait_max}, {"events", job.lock_waits}};
   return j;
 }
 
@@ -506,7 +544,11 @@ class Api {
   void install() {
     server_.set_payload_max_length(kMaxBodyBytes);
     server_.set_keep_alive_timeout(kKeepAliveSeconds);
-    server_.set_read_timeout(10, 0);
+    server_.set_read_timeout(kReadTimeoutSeconds, 0);
+    server_.set_write_timeout(kWriteTimeoutSeconds, 0);
+    // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    // client's delayed ACK hold a small answer back ~40 ms.
+    server_.set_tcp_nodelay(true);
     // Framework errors (unknown path, body too large, bad request line) in the same shape.
     server_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
@@ -725,25 +767,29 @@ class Api {
   }
 
   void metrics(const httplib::Request& req, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(s_.mu);
-    const auto job = find_job(req.matches[1]);
+    // Copies under the lock (the steps as text), builds the answer outside it.
+    std::string steps;
+    json epochs = json::array(), rest;
+    {
+      std::lock_guard<std::mutex> lock(s_.mu);
+      const auto job = find_job(req.matches[1]);
+      steps = job->steps_text;
+      epochs = job->epochs;
+      rest = {{"job_id", job_id_json(job->id)}, {"status", job->state}, {"state", job->state}, {"final", final_json(*job)}};
+    }
     uint64_t raw = 0, wire = 0;
-    json epochs = json::array();
-    for (const json& e : job->epochs) {
+    for (const json& e : epochs) {
       raw += e.value("bytes_raw", uint64_t{0});
       wire += e.value("bytes_wire", uint64_t{0});
-      epochs.push_back(e);
     }
-    send(res, 200,
-         {{"job_id", job_id_json(job->id)},
-          {"status", job->state},
-          {"state", job->state},
-          {"steps", job->steps},
-          {"epochs", epochs},
-          {"final", final_json(*job)},
-          {"bytes_raw", raw},
-          {"bytes_wire", wire},
-          {"wire_ratio", raw ? double(wire) / double(raw) : 1.0}});
+    rest["epochs"] = std::move(epochs);
+    rest["bytes_raw"] = raw;
+    rest["bytes_wire"] = wire;
+    rest["wire_ratio"] = raw ? double(wire) / double(raw) : 1.0;
+    std::string body = rest.dump();  // {"bytes_raw":...}: the steps go in first
+    body.insert(1, "\"steps\":[" + steps + "],");
+    res.status = 200;
+    res.set_content(body + "\n", "application/json");
   }
 
   void logs(const httplib::Request& req, httplib::Response& res) {
@@ -1173,8 +1219,7 @@ class Api {
         since = std::min<size_t>(std::stoull(v), job->steps.size());
       }
       std::vector<std::string> replay = {sse_frame("state", state_event(*job).dump())};
-      for (size_t i = since; i < job->steps.size(); ++i)
-        replay.push_back(sse_frame("step", step_event(job->steps[i], i).dump()));
+      replay.insert(replay.end(), job->step_frames.begin() + static_cast<std::ptrdiff_t>(since), job->step_frames.end());
       sub = s_.events.subscribe(id, replay, final_state(job->state));
       if (!sub) {
         throw HttpError(503, "[serve] " + std::to_string(s_.events.max_subscribers()) +
