@@ -77,6 +77,8 @@ constexpr time_t kKeepAliveSeconds = 2;    // bounds how long stop() waits for i
 // kReadTimeoutSeconds. More connections than threads wait in the accept queue.
 constexpr int kHttpThreads = 128;
 constexpr time_t kReadTimeoutSeconds = 5;   // a connection silent this long is closed
+constexpr int kListenBacklog = 256;         // connections waiting to be accepted
+constexpr size_t kKeepAliveRequests = 1000;  // requests per keep-alive connection (the library's default: 5)
 constexpr time_t kWriteTimeoutSeconds = 5;  // a client that reads nothing this long is dropped
 constexpr int kEventWaitMillis = 250;      // an event stream checks for shutdown this often
 constexpr int kEventPingMillis = 15000;    // and sends a comment line after this long without events
@@ -544,6 +546,7 @@ class Api {
   void install() {
     server_.set_payload_max_length(kMaxBodyBytes);
     server_.set_keep_alive_timeout(kKeepAliveSeconds);
+    server_.set_keep_alive_max_count(kKeepAliveRequests);
     server_.set_read_timeout(kReadTimeoutSeconds, 0);
     server_.set_write_timeout(kWriteTimeoutSeconds, 0);
     // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
@@ -1623,6 +1626,14 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   install_signal_handlers();
   httplib::Server server;
   server.new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
+  // The library listens with a backlog of 5 (compiled in): 50 dashboards reconnecting at once
+  // would see SYNs dropped and wait a second for the retry. Linux lets listen() be called again
+  // on the bound socket to raise it.
+  int listen_fd = -1;
+  server.set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   Api api(state, server);
   api.install();
   int port = options.port;
@@ -1633,6 +1644,7 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   } else {
     bound = server.bind_to_port(options.host, port);
   }
+  if (bound && listen_fd >= 0) ::listen(listen_fd, kListenBacklog);
   if (!bound) {
     std::fprintf(stderr, "error: [serve] cannot listen on %s:%d (address in use or not available here); choose "
                  "another --port or --host\n", options.host.c_str(), options.port);
