@@ -6,6 +6,7 @@
 // full key path, the value as written and what was expected.
 #include "config/config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -616,6 +617,45 @@ void check_nesting(const Context& ctx, const YAML::Node& root, const std::string
 }
 
 // ---------------------------------------------------------------------------------------------
+// Documents. yaml-cpp 0.7's LoadAll never returns for a ',' outside [ ] and { } (e.g. the text
+// ","): each call of Parser::HandleNextDocument makes an empty document without consuming the
+// token, and LoadAll keeps them all until memory runs out (found by tests/fuzz/fuzz_config).
+// So documents are counted here, up to two, with an event handler that keeps nothing.
+
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  int documents = 0;
+  YAML::Mark second;  // where the second document starts
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents == 2) second = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// The first document of `text` (a null node when there is none); fails unless it is the only one.
+YAML::Node load_single_document(const Context& ctx, const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+  }
+  if (counter.documents > 1) {
+    ctx.fail_general("expected a single YAML document, found 2 or more (the second starts at line " +
+                     std::to_string(counter.second.line + 1) + ", column " + std::to_string(counter.second.column + 1) +
+                     ": after a '---', or at a ',' outside [ ] and { })");
+  }
+  return counter.documents == 0 ? YAML::Node() : YAML::Load(text);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Overrides: applied to the YAML tree before validation.
 
 std::vector<std::string> split_path(const std::string& key) {
@@ -1001,9 +1041,9 @@ Override parse_override(const std::string& assignment) {
 Config parse_config(const std::string& yaml_text, const std::vector<Override>& overrides,
                     const std::string& source, const Limits& limits) {
   Context ctx(source, limits);
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(yaml_text);
+    root = load_single_document(ctx, yaml_text);
   } catch (const YAML::Exception& e) {
     std::string where;
     if (!e.mark.is_null()) {
@@ -1012,12 +1052,7 @@ Config parse_config(const std::string& yaml_text, const std::vector<Override>& o
     }
     ctx.fail_general("invalid YAML" + where + ": " + e.msg);
   }
-  if (documents.size() > 1) {
-    ctx.fail_general("expected a single YAML document, found " +
-                     std::to_string(documents.size()) + " (separated by '---')");
-  }
   try {
-    YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
     check_nesting(ctx, root, "the document");
     for (const Override& o : overrides) {
       ctx.add_override(o);

@@ -147,10 +147,11 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& p
 
 }  // namespace
 
-std::vector<uint8_t> read_file_maybe_gzip(const std::string& path) {
-  std::vector<uint8_t> raw = read_raw(path);
-  if (!is_gzip(raw.data(), raw.size())) return raw;
-  return gunzip(raw, path);
+std::vector<uint8_t> read_file_maybe_gzip(const std::string& path) { return maybe_gunzip(read_raw(path), path); }
+
+std::vector<uint8_t> maybe_gunzip(std::vector<uint8_t> bytes, const std::string& name) {
+  if (!is_gzip(bytes.data(), bytes.size())) return bytes;
+  return gunzip(bytes, name);
 }
 
 IdxArray parse_idx(const std::vector<uint8_t>& bytes, const std::string& name) {

@@ -23,6 +23,9 @@ struct IdxArray {
 
 // Whole file, transparently gunzipped when it starts with the gzip magic (1f 8b).
 std::vector<uint8_t> read_file_maybe_gzip(const std::string& path);
+// The same for bytes in memory: gunzipped when they start with the gzip magic, else as they
+// are; `name` is used in error messages.
+std::vector<uint8_t> maybe_gunzip(std::vector<uint8_t> bytes, const std::string& name);
 
 // Parses IDX bytes; `name` is used in error messages.
 IdxArray parse_idx(const std::vector<uint8_t>& bytes, const std::string& name);

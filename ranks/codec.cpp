@@ -268,12 +268,22 @@ size_t encoded_size(int64_t rows, int64_t cols, int bits) {
   check_bits(bits);
   check_dims(rows, cols);
   const size_t r = static_cast<size_t>(rows), c = static_cast<size_t>(cols);
-  switch (bits) {
-    case 32: return r * c * 4;
-    case 16: return r * c * 2;
-    case 8: return r * 4 + r * c;
-    default: return r * 4 + r * ((c + 1) / 2);
+  // The decoded floats must be addressable too (rows * cols * 4 bytes), whatever the encoding.
+  size_t floats = 0, size = 0;
+  bool overflow = __builtin_mul_overflow(r, c, &floats) || __builtin_mul_overflow(floats, sizeof(float), &floats);
+  if (!overflow) {
+    switch (bits) {
+      case 32: size = floats; break;
+      case 16: size = floats / 2; break;
+      case 8: overflow = __builtin_mul_overflow(r, 4 + c, &size); break;  // scales, then int8 values
+      default: overflow = __builtin_mul_overflow(r, 4 + (c + 1) / 2, &size); break;
+    }
   }
+  if (overflow) {
+    throw CodecError("[codec] matrix shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "] at " +
+                     std::to_string(bits) + " bits is too large: its size in bytes overflows 64 bits");
+  }
+  return size;
 }
 
 void encode(const float* x, int64_t rows, int64_t cols, int bits, bool stochastic, uint64_t seed,
@@ -341,6 +351,16 @@ void decode(const uint8_t* in, int64_t rows, int64_t cols, int bits, float* out)
     if (bits == 8) dequant8_row(reinterpret_cast<const int8_t*>(dr), cols, s, o);
     else dequant4_row(dr, cols, s, o);
   }
+}
+
+void decode(const uint8_t* in, size_t in_bytes, int64_t rows, int64_t cols, int bits, float* out) {
+  const size_t need = encoded_size(rows, cols, bits);
+  if (in_bytes != need) {
+    throw CodecError("[codec] payload of " + std::to_string(in_bytes) + " bytes for a [" + std::to_string(rows) +
+                     ", " + std::to_string(cols) + "] matrix at " + std::to_string(bits) + " bits, which takes " +
+                     std::to_string(need));
+  }
+  decode(in, rows, cols, bits, out);
 }
 
 double max_roundtrip_error(double absmax, int bits) {

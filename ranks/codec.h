@@ -26,7 +26,8 @@ class CodecError : public std::runtime_error {
 // Throws CodecError unless bits is 32, 16, 8 or 4.
 void check_bits(int bits);
 
-// Bytes of the encoded payload.
+// Bytes of the encoded payload. CodecError when it, or the decoded rows * cols floats, would
+// not fit in 64 bits.
 size_t encoded_size(int64_t rows, int64_t cols, int bits);
 
 // out must have encoded_size(rows, cols, bits) bytes.
@@ -35,6 +36,9 @@ void encode(const float* x, int64_t rows, int64_t cols, int bits, bool stochasti
 
 // in has encoded_size(rows, cols, bits) bytes; out has rows*cols floats.
 void decode(const uint8_t* in, int64_t rows, int64_t cols, int bits, float* out);
+// A received payload of in_bytes: CodecError unless in_bytes == encoded_size(rows, cols, bits),
+// so that no shape, however it came, makes decode read past the buffer.
+void decode(const uint8_t* in, size_t in_bytes, int64_t rows, int64_t cols, int bits, float* out);
 
 // Largest absolute error of a deterministic round trip for a row whose max |x| is absmax:
 // half a quantization step for 8/4 bits, bf16's relative 2^-8 for 16, 0 for 32.

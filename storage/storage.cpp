@@ -31,6 +31,7 @@
 #include <set>
 #include <sstream>
 
+#include "config/limits.h"
 #include "storage/h5util.h"
 
 namespace arceus {
@@ -192,6 +193,34 @@ std::vector<int64_t> dataset_shape(const h5::Ctx& ctx, hid_t dset, const std::st
   return shape;
 }
 
+// The values all datasets of one checkpoint may hold: the parameters and two optimizer states
+// each, 3 x max_parameters (config/limits.h). Taken before each dataset is allocated: its shape
+// is the file's to claim, and HDF5 fills a dataset that has no storage with its fill value, so a
+// file of a few KiB could otherwise make the reader allocate any amount.
+class ValueBudget {
+ public:
+  explicit ValueBudget(int64_t max_parameters)
+      : max_parameters_(max_parameters),
+        total_(max_parameters > INT64_MAX / 3 ? INT64_MAX : 3 * max_parameters),
+        left_(static_cast<uint64_t>(total_)) {}
+
+  void take(const h5::Ctx& ctx, const std::string& object, const std::vector<int64_t>& shape, uint64_t n) {
+    if (n > left_) {
+      const uint64_t used = static_cast<uint64_t>(total_) - left_;
+      ctx.fail(": dataset " + object + " holds " + shape_text(shape) + " = " +
+               (n > INT64_MAX ? std::to_string(n) : with_commas(static_cast<int64_t>(n))) + " values" +
+               (used > 0 ? " (after " + with_commas(static_cast<int64_t>(used)) + " in the datasets before it)" : "") +
+               ", above the limit of a checkpoint, 3 x max_parameters = " + with_commas(total_) +
+               " values (max_parameters = " + with_commas(max_parameters_) + ")" + raise_hint("max_parameters"));
+    }
+    left_ -= n;
+  }
+
+ private:
+  int64_t max_parameters_, total_;
+  uint64_t left_;
+};
+
 template <class T>
 void resize_for(const h5::Ctx& ctx, const std::string& object, std::vector<T>& v, uint64_t n) {
   try {
@@ -201,7 +230,76 @@ void resize_for(const h5::Ctx& ctx, const std::string& object, std::vector<T>& v
   }
 }
 
-NamedArray read_array(const h5::Ctx& ctx, hid_t group, const std::string& gpath, const std::string& name) {
+// Before H5Dread of `n` values: the dataset's storage is what the writer makes, sized for its
+// shape. HDF5 1.10.8 trusts a chunk's shape over the bytes stored for it: a file whose layout
+// claims chunks [2, 768] for a [2, 3] dataset with 28 bytes stored made H5Dread copy from past
+// its 28-byte buffer (a heap overflow read found by tests/fuzz/fuzz_checkpoint). So: chunked
+// with at most the Fletcher-32 filter, and every chunk holding its shape's bytes (+ 4 for the
+// checksum); contiguous or compact holding n values or (contiguous, never written) nothing.
+void check_storage(const h5::Ctx& ctx, hid_t dset, const std::string& object, uint64_t n) {
+  const std::string what = ": dataset " + object;
+  h5::Plist dcpl(ctx.check(H5Dget_create_plist(dset), "H5Dget_create_plist", object));
+  h5::Type type(ctx.check(H5Dget_type(dset), "H5Dget_type", object));
+  const uint64_t elem = H5Tget_size(type.get());
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout != H5D_CHUNKED) {
+    const uint64_t stored = H5Dget_storage_size(dset);
+    uint64_t need = 0;
+    const bool ok = (!__builtin_mul_overflow(n, elem, &need) && stored == need) ||
+                    (layout == H5D_CONTIGUOUS && stored == 0);
+    if (!ok) {
+      ctx.fail(what + " stores " + std::to_string(stored) + " bytes for " + std::to_string(n) + " values of " +
+               std::to_string(elem) + " bytes (corrupt layout?)");
+    }
+    return;
+  }
+  const int filters = H5Pget_nfilters(dcpl.get());
+  bool checksum = false;
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0;
+    size_t nvalues = 0;
+    char name[64] = "";
+    const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &nvalues, nullptr,
+                                           sizeof name, name, nullptr);
+    if (id != H5Z_FILTER_FLETCHER32) {
+      ctx.fail(what + " uses HDF5 filter " + std::to_string(id) + (name[0] ? " (" + std::string(name) + ")" : "") +
+               "; arceus checkpoints use only the Fletcher-32 checksum (rewritten by another tool?)");
+    }
+    checksum = true;
+  }
+  h5::Space space(ctx.check(H5Dget_space(dset), "H5Dget_space", object));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> chunk(static_cast<size_t>(std::max(rank, 0)));
+  if (rank < 1 || H5Pget_chunk(dcpl.get(), rank, chunk.data()) != rank) ctx.fail_h5("H5Pget_chunk", object);
+  uint64_t chunk_bytes = elem;
+  for (hsize_t c : chunk) {
+    if (c == 0 || __builtin_mul_overflow(chunk_bytes, uint64_t{c}, &chunk_bytes)) {
+      ctx.fail(what + " has an impossible chunk shape " + shape_text(std::vector<int64_t>(chunk.begin(), chunk.end())));
+    }
+  }
+#if H5_VERSION_GE(1, 10, 5)
+  hsize_t chunks = 0;
+  ctx.check_status(H5Dget_num_chunks(dset, space.get(), &chunks), "H5Dget_num_chunks", object);
+  for (hsize_t i = 0; i < chunks; ++i) {
+    std::vector<hsize_t> offset(chunk.size());
+    unsigned skipped = 0;
+    haddr_t addr = 0;
+    hsize_t stored = 0;
+    ctx.check_status(H5Dget_chunk_info(dset, space.get(), i, offset.data(), &skipped, &addr, &stored),
+                     "H5Dget_chunk_info", object);
+    const uint64_t want = chunk_bytes + (checksum && !(skipped & 1u) ? 4 : 0);
+    if (stored != want) {
+      ctx.fail(what + ": chunk " + std::to_string(i) + " stores " + std::to_string(stored) + " bytes, but its shape " +
+               shape_text(std::vector<int64_t>(chunk.begin(), chunk.end())) + " of " + std::to_string(elem) +
+               "-byte values takes " + std::to_string(want) + (checksum ? " with the checksum" : "") +
+               " (corrupt layout?)");
+    }
+  }
+#endif
+}
+
+NamedArray read_array(const h5::Ctx& ctx, hid_t group, const std::string& gpath, const std::string& name,
+                      ValueBudget& budget) {
   const std::string object = gpath + "/" + name;
   h5::Dataset dset = open_dataset(ctx, group, object, name);
   {
@@ -215,15 +313,18 @@ NamedArray read_array(const h5::Ctx& ctx, hid_t group, const std::string& gpath,
   a.name = name;
   uint64_t n = 0;
   a.shape = dataset_shape(ctx, dset.get(), object, &n);
+  budget.take(ctx, object, a.shape, n);
   resize_for(ctx, object, a.data, n);
   if (n > 0) {
+    check_storage(ctx, dset.get(), object, n);
     ctx.check_status(H5Dread(dset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()), "H5Dread",
                      "dataset " + object);
   }
   return a;
 }
 
-NamedBytes read_bytes(const h5::Ctx& ctx, hid_t group, const std::string& gpath, const std::string& name) {
+NamedBytes read_bytes(const h5::Ctx& ctx, hid_t group, const std::string& gpath, const std::string& name,
+                      ValueBudget& budget) {
   const std::string object = gpath + "/" + name;
   h5::Dataset dset = open_dataset(ctx, group, object, name);
   {
@@ -238,9 +339,10 @@ NamedBytes read_bytes(const h5::Ctx& ctx, hid_t group, const std::string& gpath,
   NamedBytes b;
   b.name = name;
   uint64_t n = 0;
-  dataset_shape(ctx, dset.get(), object, &n);
+  budget.take(ctx, object, dataset_shape(ctx, dset.get(), object, &n), n);
   resize_for(ctx, object, b.bytes, n);
   if (n > 0) {
+    check_storage(ctx, dset.get(), object, n);
     ctx.check_status(H5Dread(dset.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, b.bytes.data()), "H5Dread",
                      "dataset " + object);
   }
@@ -402,6 +504,7 @@ CheckpointData read_checkpoint(const std::string& path) {
   }
 
   CheckpointData data;
+  ValueBudget budget(operator_limits().max_parameters);
   data.config_yaml = h5::read_string_attr(ctx, root.get(), "/", "config");
   data.epoch = h5::read_int64_attr(ctx, root.get(), "/", "epoch");
   data.step = h5::read_int64_attr(ctx, root.get(), "/", "step");
@@ -413,19 +516,19 @@ CheckpointData read_checkpoint(const std::string& path) {
   {
     h5::Group g = open_member_group(ctx, root.get(), "parameters");
     for (const std::string& name : h5::link_names(ctx, g.get(), "/parameters")) {
-      data.parameters.push_back(read_array(ctx, g.get(), "/parameters", name));
+      data.parameters.push_back(read_array(ctx, g.get(), "/parameters", name, budget));
     }
   }
   {
     h5::Group g = open_member_group(ctx, root.get(), "optimizer");
     for (const std::string& name : h5::link_names(ctx, g.get(), "/optimizer")) {
-      data.optimizer.push_back(read_array(ctx, g.get(), "/optimizer", name));
+      data.optimizer.push_back(read_array(ctx, g.get(), "/optimizer", name, budget));
     }
   }
   {
     h5::Group g = open_member_group(ctx, root.get(), "rng");
     for (const std::string& name : h5::link_names(ctx, g.get(), "/rng")) {
-      data.rng.push_back(read_bytes(ctx, g.get(), "/rng", name));
+      data.rng.push_back(read_bytes(ctx, g.get(), "/rng", name, budget));
     }
   }
   return data;

@@ -156,6 +156,36 @@ TEST(CodecSize, EncodedSizes) {
   EXPECT_THROW(encoded_size(-1, 4, 8), CodecError);
 }
 
+TEST(CodecSize, ShapesWhoseSizeOverflowsAreErrors) {
+  const int64_t big = int64_t{1} << 62;
+  for (int bits : {32, 16, 8, 4}) {
+    SCOPED_TRACE(bits);
+    EXPECT_THROW(encoded_size(big, 4, bits), CodecError);      // the bytes wrap to 0 unchecked
+    EXPECT_THROW(encoded_size(1 << 20, big, bits), CodecError);
+  }
+  EXPECT_THROW(encoded_size(big, 0, 8), CodecError);  // no values, but 2^64 bytes of scales
+  EXPECT_EQ(encoded_size(0, big, 8), 0u);
+  try {
+    encoded_size(big, 4, 8);
+  } catch (const CodecError& e) {
+    EXPECT_STREQ(e.what(), "[codec] matrix shape [4611686018427387904, 4] at 8 bits is too large: its size in bytes "
+                           "overflows 64 bits");
+  }
+}
+
+TEST(CodecSize, DecodeOfAReceivedPayloadChecksItsSize) {
+  const std::vector<uint8_t> payload(encoded_size(2, 3, 8), 0);
+  std::vector<float> out(6);
+  EXPECT_NO_THROW(decode(payload.data(), payload.size(), 2, 3, 8, out.data()));
+  try {
+    decode(payload.data(), payload.size() - 1, 2, 3, 8, out.data());
+    ADD_FAILURE() << "a short payload was decoded";
+  } catch (const CodecError& e) {
+    EXPECT_STREQ(e.what(), "[codec] payload of 13 bytes for a [2, 3] matrix at 8 bits, which takes 14");
+  }
+  EXPECT_THROW(decode(payload.data(), payload.size(), int64_t{1} << 62, 4, 8, out.data()), CodecError);
+}
+
 TEST(CodecLayout, FourBitPackingHandWorked) {
   // Row 0: absmax 7 -> s = 1; q = 7, -7, 4 (3.5 rounds away from zero), -1, 0.
   // Row 1: absmax 14 -> s = 2; x/s = -1.25, 0.245, 0.7, 7, -1.5 -> q = -1, 0, 1, 7, -2.

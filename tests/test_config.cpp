@@ -762,6 +762,16 @@ TEST(ConfigStructure, SeveralDocumentsAreAnError) {
                   {"configs/x.yaml", "single YAML document", "found 2"});
 }
 
+// yaml-cpp 0.7's LoadAll never returns for these (found by tests/fuzz/fuzz_config).
+TEST(ConfigStructure, CommaOutsideAFlowCollectionIsASecondDocument) {
+  for (const char* text : {",", "{a: 1},", "# comment\n,"}) {
+    SCOPED_TRACE(text);
+    expect_contains(error_of(text), {"configs/x.yaml", "single YAML document", "at a ',' outside [ ] and { }"});
+  }
+  expect_contains(error_of("training: {epochs: 2}\n---\ntraining: {epochs: 3}\n"),
+                  {"found 2 or more (the second starts at line 2, column 1"});
+}
+
 TEST(ConfigMalformed, MessageHasSourceLineAndColumn) {
   const std::string message = error_of("training:\n  epochs: 3\n  seed: [1, 2\n", {},
                                        "configs/broken.yaml");

@@ -459,6 +459,29 @@ TEST_F(StorageCheckpoint, DatasetOfTheWrongTypeIsNamed) {
   EXPECT_NE(msg.find("expected float32"), std::string::npos) << msg;
 }
 
+// A float32 dataset of `dims` that has no data: HDF5 allocates no storage, reads give the fill value.
+void add_unwritten_dataset(const std::string& p, const char* name, std::vector<hsize_t> dims) {
+  const hid_t file = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  const hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  EXPECT_GE(H5Dclose(H5Dcreate2(file, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)), 0);
+  H5Sclose(space);
+  EXPECT_GE(H5Fclose(file), 0);
+}
+
+TEST_F(StorageCheckpoint, ValuesAboveTheLimitAreRefusedBeforeAllocating) {
+  // 3 x max_parameters (1,000,000,000 by default) values in all: the file is a few KiB.
+  const std::string p = path("checkpoint.h5");
+  write_checkpoint(p, sample_checkpoint());
+  add_unwritten_dataset(p, "/optimizer/huge", {3000000, 1001});
+  const std::string msg = error_of([&] { read_checkpoint(p); });
+  EXPECT_NE(msg.find("dataset /optimizer/huge holds [3000000, 1001] = 3,003,000,000 values (after "), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("above the limit of a checkpoint, 3 x max_parameters = 3,000,000,000 values (max_parameters = "
+                     "1,000,000,000); raise it with ARCEUS_LIMIT_MAX_PARAMETERS in arceus's environment"),
+            std::string::npos)
+      << msg;
+}
+
 TEST_F(StorageCheckpoint, CorruptedDataInsideAValidFileIsNamed) {
   // The file opens, but bytes inside a dataset's raw data were damaged: the checksum
   // (Fletcher-32) makes the read fail, and the message names the dataset.
