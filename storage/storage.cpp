@@ -1,8 +1,14 @@
 // checkpoint.h5: write (atomically), read, print. The layout is documented in storage.h.
 //
 // Choices:
-// - String attributes are written as variable-length UTF-8 (what h5py writes for str, no size
-//   limit: the text lives in the global heap); variable- and fixed-length strings are read.
+// - HDF5's latest file format (superblock 3): every metadata block has a checksum HDF5 checks
+//   before decoding it, and only files in that format are read, so that a damaged file is an
+//   error, not one of the crashes HDF5 1.10.8 has on damaged metadata (tests/fuzz found three).
+// - String attributes are fixed-length UTF-8, NUL-padded: their bytes sit under the attribute's
+//   checksum. (Variable-length ones, what h5py writes for str, live in the global heap, which
+//   has no checksum; they are refused when reading.)
+// - What a file can make the reader allocate is bounded before allocating: 3 x max_parameters
+//   values in all (config/limits.h), each chunk the bytes of its shape.
 // - epoch/step are int64 (H5T_STD_I64LE), global_step is uint64 (H5T_STD_U64LE), version is
 //   int64. Extra `attributes` are strings; when reading, numeric root attributes someone else
 //   added come back as decimal text.
@@ -26,6 +32,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <set>
@@ -398,6 +405,71 @@ void print_indented(std::ostream& out, const std::string& text, const std::strin
   }
 }
 
+// String attributes of a checkpoint are fixed-length: their bytes are in the attribute itself,
+// under its object header's checksum. Variable-length strings (what h5py writes for str) live in
+// the global heap, which has no checksum in any HDF5 format, and HDF5 1.10.8 copied a damaged
+// one's garbage length (a wild read in H5HG_read found by tests/fuzz/fuzz_checkpoint).
+void write_text_attr(const h5::Ctx& ctx, hid_t loc, const std::string& name, const std::string& value) {
+  const std::string label = "attribute '" + name + "' of /";
+  if (value.find('\0') != std::string::npos) ctx.fail(": " + label + " contains a NUL character");
+  std::vector<char> bytes(std::max<size_t>(1, value.size()), '\0');  // HDF5 has no 0-byte strings
+  std::copy(value.begin(), value.end(), bytes.begin());
+  h5::Type type(ctx.check(H5Tcopy(H5T_C_S1), "H5Tcopy", label));
+  ctx.check_status(H5Tset_size(type.get(), bytes.size()), "H5Tset_size", label);
+  ctx.check_status(H5Tset_strpad(type.get(), H5T_STR_NULLPAD), "H5Tset_strpad", label);
+  ctx.check_status(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset", label);
+  h5::Space space(ctx.check(H5Screate(H5S_SCALAR), "H5Screate", label));
+  h5::Plist acpl = h5::utf8_attr_creation(ctx);
+  h5::Attr attr(ctx.check(H5Acreate2(loc, name.c_str(), type.get(), space.get(), acpl.get(), H5P_DEFAULT),
+                          "H5Acreate2", label));
+  ctx.check_status(H5Awrite(attr.get(), type.get(), bytes.data()), "H5Awrite", label);
+}
+
+// Refuses variable-length attributes of the root (see write_text_attr) before any is read.
+void require_fixed_length_attrs(const h5::Ctx& ctx, hid_t root) {
+  for (const std::string& name : h5::attr_names(ctx, root, "/")) {
+    const std::string label = "attribute '" + name + "' of /";
+    h5::Attr attr(ctx.check(H5Aopen(root, name.c_str(), H5P_DEFAULT), "H5Aopen", label));
+    h5::Type type(ctx.check(H5Aget_type(attr.get()), "H5Aget_type", label));
+    const bool string = H5Tget_class(type.get()) == H5T_STRING;
+    if ((string && ctx.check_tri(H5Tis_variable_str(type.get()), "H5Tis_variable_str", label)) ||
+        ctx.check_tri(H5Tdetect_class(type.get(), H5T_VLEN), "H5Tdetect_class", label)) {
+      ctx.fail(": " + label + " has a variable-length type: arceus writes a checkpoint's attributes with fixed "
+               "lengths (written by an older arceus, or by another tool?)");
+    }
+  }
+}
+
+// The version of the HDF5 superblock of `ctx.path` (its signature is at 0, 512, 1024, ...: a user
+// block may come first), or -1 without one.
+int superblock_version(const h5::Ctx& ctx) {
+  static const char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  std::ifstream in(ctx.path, std::ios::binary);
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  for (std::streamoff at = 0; in && at + 9 <= size; at = at == 0 ? 512 : 2 * at) {
+    char head[9];
+    in.seekg(at);
+    if (!in.read(head, sizeof head)) break;
+    if (std::memcmp(head, kSignature, sizeof kSignature) == 0) return static_cast<unsigned char>(head[8]);
+  }
+  return -1;
+}
+
+// HDF5 1.10.8 decodes the metadata of older formats without any check and crashes on some
+// damaged files (tests/fuzz/fuzz_checkpoint found a null dereference in H5Aiterate2, a read
+// past a buffer in H5Dread). Checkpoints are written in the latest format, whose superblock
+// (version 2 and 3) and every metadata block it leads to carry checksums that HDF5 verifies
+// first, and only such files are read.
+void require_checksummed_format(const h5::Ctx& ctx) {
+  const int version = superblock_version(ctx);
+  if (version < 2) {
+    ctx.fail(" is an HDF5 file of superblock version " + std::to_string(version) +
+             ", without metadata checksums: arceus reads checkpoints in the format it writes (superblock version 3; "
+             "written by an older arceus, or by another tool?)");
+  }
+}
+
 }  // namespace
 
 void write_checkpoint_file(const std::string& path, const CheckpointData& data) {
@@ -425,16 +497,20 @@ void write_checkpoint_file(const std::string& path, const CheckpointData& data) 
     // Semi close degree: H5Fclose fails (instead of silently deferring the close) if a
     // handle were still open, so a successful close means everything reached the file.
     h5::Plist fapl = h5::file_access(ctx, true);
+    // The latest file format (superblock 3, object headers 2, ...): every metadata block carries a
+    // checksum that HDF5 verifies before it decodes the block (see read_checkpoint).
+    ctx.check_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "H5Pset_libver_bounds",
+                     "file access properties");
     h5::File file(ctx.check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate", "the file"));
     {
       h5::Group root(ctx.check(H5Gopen2(file.get(), "/", H5P_DEFAULT), "H5Gopen2", "/"));
-      h5::write_string_attr(ctx, root.get(), "/", "format", kFormat);
+      write_text_attr(ctx, root.get(), "format", kFormat);
       h5::write_int64_attr(ctx, root.get(), "/", "version", kVersion);
-      h5::write_string_attr(ctx, root.get(), "/", "config", data.config_yaml);
+      write_text_attr(ctx, root.get(), "config", data.config_yaml);
       h5::write_int64_attr(ctx, root.get(), "/", "epoch", data.epoch);
       h5::write_int64_attr(ctx, root.get(), "/", "step", data.step);
       h5::write_uint64_attr(ctx, root.get(), "/", "global_step", data.global_step);
-      for (const auto& [key, value] : data.attributes) h5::write_string_attr(ctx, root.get(), "/", key, value);
+      for (const auto& [key, value] : data.attributes) write_text_attr(ctx, root.get(), key, value);
 
       h5::Plist lcpl = h5::utf8_link_creation(ctx);
       h5::Plist gcpl(ctx.check(H5Pcreate(H5P_GROUP_CREATE), "H5Pcreate", "group creation properties"));
@@ -476,8 +552,11 @@ void write_checkpoint(const std::string& path, const CheckpointData& data) {
 CheckpointData read_checkpoint(const std::string& path) {
   h5::QuietErrors quiet;
   const h5::Ctx ctx{"checkpoint", path};
+  h5::require_hdf5_file(ctx);
+  require_checksummed_format(ctx);
   h5::File file = h5::open_file(ctx, H5F_ACC_RDONLY);
   h5::Group root(ctx.check(H5Gopen2(file.get(), "/", H5P_DEFAULT), "H5Gopen2", "/"));
+  require_fixed_length_attrs(ctx, root.get());
 
   if (!h5::has_attr(ctx, root.get(), "/", "format")) ctx.fail(" is not an arceus checkpoint (no format attribute)");
   {
