@@ -15,6 +15,7 @@
 #include "launcher/serve.h"
 #include "launcher/commands.h"
 #include "launcher/device.h"
+#include "launcher/plan.h"
 #include "launcher/rendezvous.h"
 #include "launcher/run_report.h"
 #include "launcher/supervisor.h"
@@ -117,6 +118,9 @@ int main(int argc, char** argv) {
   report_cmd->add_option("run_dir", report.run_dir, "A run's output.dir (summary.json, metrics.h5)")->required();
   report_cmd->add_option("-o,--output", report.output, "The HTML file to write (default RUN_DIR/report.html)");
 
+  arceus::PlanOptions plan_options;
+  CLI::App* plan_cmd = arceus::add_plan_command(app, plan_options);
+
   arceus::SuperviseOptions supervise;
   auto* run_cmd = app.add_subcommand(
       "run", "Run a training command, restarting it from its latest checkpoint when it fails (a supervisor outside MPI)");
@@ -148,6 +152,7 @@ int main(int argc, char** argv) {
     return arceus::run_predict(pred);
   }
   if (report_cmd->parsed()) return arceus::run_report(report);  // no MPI, no torch
+  if (plan_cmd->parsed()) return arceus::run_plan(plan_options);  // no MPI
   if (run_cmd->parsed()) return arceus::run_supervised(supervise);  // outside MPI
 
   if (inspect->parsed()) {  // no MPI needed

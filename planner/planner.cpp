@@ -1,0 +1,421 @@
+// The cost of one configuration (predict) and the search over configurations.
+#include "planner/planner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "planner/simulate_links.h"
+#include "ranks/codec.h"
+#include "ranks/schedule/registry.h"
+#include "ranks/steps.h"
+
+namespace arceus::plan {
+namespace {
+
+constexpr double kHeader = 40;  // ranks/wire.h WireHeader
+
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  const size_t b = s.find_last_not_of(" \t\r");
+  return s.substr(a, b - a + 1);
+}
+
+double wire_bytes(int64_t rows, int64_t cols, int bits) {
+  return kHeader + double(encoded_size(rows, cols, bits));
+}
+
+double optimizer_seconds_per_param(const ModelSpec& m, const Calibration& cal) {
+  if (m.optimizer == "adamw") return cal.adamw_s_per_param;
+  return cal.sgd_s_per_param * (m.momentum > 0 ? 1.5 : 1.0);
+}
+
+double state_bytes_per_param(const ModelSpec& m) {
+  // weights + gradients + optimizer state
+  return 8.0 + (m.optimizer == "adamw" ? 8.0 : (m.momentum > 0 ? 4.0 : 0.0));
+}
+
+}  // namespace
+
+double parse_link_rate(const std::string& text) {
+  const std::string expected =
+      "expected a rate per direction such as 100mbit, 1gbit, 2.5gbit, 500kbit (1000-based, as tc counts) or unlimited";
+  const std::string t = trim(text);
+  if (t == "unlimited") return 0;
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(t, &pos);
+  } catch (const std::exception&) {
+    throw PlanError("[plan] --link '" + text + "': " + expected);
+  }
+  std::string unit = t.substr(pos);
+  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  double scale = 0;
+  if (unit == "kbit") scale = 1e3;
+  if (unit == "mbit") scale = 1e6;
+  if (unit == "gbit") scale = 1e9;
+  if (scale == 0 || !(value > 0) || !std::isfinite(value)) {
+    throw PlanError("[plan] --link '" + text + "': " + expected);
+  }
+  return value * scale;
+}
+
+std::pair<int64_t, int64_t> parse_host_range(const std::string& text) {
+  const std::string expected = "expected a host count N or a range a..b (1 <= a <= b <= 64), e.g. --hosts 3 or --hosts 1..6";
+  const std::string t = trim(text);
+  auto number = [&](const std::string& s) -> int64_t {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 3) {
+      throw PlanError("[plan] --hosts '" + text + "': " + expected);
+    }
+    return std::stoll(s);
+  };
+  int64_t a, b;
+  const size_t dots = t.find("..");
+  if (dots == std::string::npos) {
+    a = b = number(t);
+  } else {
+    a = number(t.substr(0, dots));
+    b = number(t.substr(dots + 2));
+  }
+  if (a < 1 || b < a || b > 64) throw PlanError("[plan] --hosts '" + text + "': " + expected);
+  return {a, b};
+}
+
+std::vector<Host> parse_hostfile(const std::string& path) {
+  const std::string expected =
+      "expected one host per line: 'NAME slots=N', optionally followed by '# arceus: speed=F' (F > 0, relative to "
+      "this machine)";
+  std::ifstream in(path);
+  if (!in) throw PlanError("[plan] --hostfile '" + path + "': cannot open it");
+  std::vector<Host> hosts;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    const std::string where = "[plan] --hostfile '" + path + "' line " + std::to_string(lineno) + ": ";
+    std::string comment;
+    const size_t hash = line.find('#');
+    if (hash != std::string::npos) {
+      comment = trim(line.substr(hash + 1));
+      line = line.substr(0, hash);
+    }
+    std::istringstream words(line);
+    std::string name, word;
+    if (!(words >> name)) continue;  // blank or comment-only
+    Host h;
+    h.name = name;
+    while (words >> word) {
+      const size_t eq = word.find('=');
+      const std::string key = word.substr(0, eq), value = eq == std::string::npos ? "" : word.substr(eq + 1);
+      if (key == "slots" || key == "max_slots" || key == "max-slots") {
+        if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || std::stoll(value) < 1) {
+          throw PlanError(where + "'" + word + "': " + expected);
+        }
+        if (key == "slots") h.slots = std::stoll(value);
+      } else {
+        throw PlanError(where + "unknown token '" + word + "': " + expected);
+      }
+    }
+    if (comment.rfind("arceus:", 0) == 0) {
+      std::istringstream tokens(comment.substr(7));
+      while (tokens >> word) {
+        if (word.rfind("speed=", 0) != 0) throw PlanError(where + "'" + word + "' in the arceus comment: " + expected);
+        size_t pos = 0;
+        double v = 0;
+        try {
+          v = std::stod(word.substr(6), &pos);
+        } catch (const std::exception&) {
+          pos = 0;
+        }
+        if (pos == 0 || pos != word.size() - 6 || !(v > 0) || !std::isfinite(v)) {
+          throw PlanError(where + "'" + word + "': " + expected);
+        }
+        h.speed = v;
+      }
+    }
+    hosts.push_back(h);
+  }
+  if (hosts.empty()) throw PlanError("[plan] --hostfile '" + path + "' names no host: " + expected);
+  return hosts;
+}
+
+std::string bits_accuracy_cost(int bits, bool gpt) {
+  if (bits >= 8) return "";
+  if (gpt) {
+    return "4 bits: validation loss +0.031 nats after 50 steps (char GPT, 2.9208 vs 2.8894 at 32 bits; 8 bits "
+           "2.8879); use 8 bits for transformers";
+  }
+  return "4 bits: validation accuracy 82.40% vs 82.50% at 32 bits, loss 0.4946 vs 0.4913 after 60 steps "
+         "([784,4096,10], bench/cluster.py --suite bits)";
+}
+
+std::string partition_text(const Candidate& c) {
+  std::string out;
+  for (int64_t s = 0; s < c.stages; ++s) {
+    if (s) out += "|";
+    bool first = true;
+    for (int64_t k = s; k < int64_t(c.chunks.size()); k += c.stages) {
+      const LayerRange& r = c.chunks[size_t(k)];
+      out += (first ? "" : ",") + std::to_string(r.first) + (r.count > 1 ? "-" + std::to_string(r.end() - 1) : "");
+      first = false;
+    }
+  }
+  return out;
+}
+
+std::string partition_layers_value(const Candidate& c) {
+  std::string out = "[";
+  for (size_t k = 0; k < c.chunks.size(); ++k) {
+    out += k ? ",[" : "[";
+    for (int64_t l = c.chunks[k].first; l < c.chunks[k].end(); ++l) {
+      out += (l > c.chunks[k].first ? "," : "") + std::to_string(l);
+    }
+    out += "]";
+  }
+  return out + "]";
+}
+
+std::vector<LayerRange> flop_balanced(const ModelSpec& model, int64_t stages, int64_t v, int bits) {
+  const auto it = model.flop_costs.find(bits);
+  if (it == model.flop_costs.end()) throw PlanError("[plan] no partition cost model at " + std::to_string(bits) + " bits");
+  return balanced_chunk_partition(it->second, stages, v);
+}
+
+std::vector<LayerRange> time_balanced(const ModelSpec& model, const Calibration& cal, int64_t stages,
+                                      int64_t micro_batches) {
+  std::vector<double> costs;
+  const auto sizes = micro_batch_sizes(model.batch, micro_batches);
+  for (const LayerSpec& l : model.layers) {
+    double s = 0;
+    for (int64_t n : sizes) s += layer_seconds(cal, l.key, 'F', n) + layer_seconds(cal, l.key, 'B', n);
+    costs.push_back(s);
+  }
+  return balanced_partition(costs, stages);
+}
+
+std::map<std::string, std::vector<int64_t>> needed_rows(const ModelSpec& model, const SearchSpace& space,
+                                                        int64_t given_micro_batches) {
+  std::set<int64_t> rows;
+  std::vector<int64_t> ms = space.micro_batches;
+  ms.push_back(given_micro_batches);
+  for (int64_t m : ms) {
+    if (m < 1) continue;
+    for (int64_t n : micro_batch_sizes(model.batch, m)) rows.insert(n);
+  }
+  std::map<std::string, std::vector<int64_t>> out;
+  for (const LayerSpec& l : model.layers) out[l.key] = std::vector<int64_t>(rows.begin(), rows.end());
+  return out;
+}
+
+Prediction predict(const ModelSpec& model, const Calibration& cal, const ClusterSpec& cluster, const Candidate& cand) {
+  Prediction out;
+  const int64_t S = cand.stages, v = cand.chunks_per_rank;
+  if (S < 1 || v < 1 || int64_t(cand.chunks.size()) != S * v) {
+    out.error = "the partition has " + std::to_string(cand.chunks.size()) + " chunks for " + std::to_string(S) +
+                " stages x " + std::to_string(v);
+    return out;
+  }
+  if (S > int64_t(cluster.hosts.size())) {
+    out.error = std::to_string(S) + " stages need " + std::to_string(S) + " hosts, the cluster has " +
+                std::to_string(cluster.hosts.size());
+    return out;
+  }
+  const std::vector<int64_t> sizes = micro_batch_sizes(model.batch, cand.micro_batches);
+  const PipelineShape shape{S, v, int64_t(sizes.size())};
+  std::vector<Program> programs;
+  try {
+    programs = training_programs(cand.schedule, shape);
+  } catch (const std::exception& e) {
+    out.error = e.what();
+    return out;
+  }
+  const int64_t C = shape.chunks(), M = shape.micro_batches;
+  const int bits = cand.bits;
+  const double seq = double(model.seq);
+  StepCosts sc;
+  auto grid = [&](int64_t n) { return std::vector<std::vector<double>>(size_t(n), std::vector<double>(size_t(M), 0)); };
+  sc.f = sc.b = sc.i = sc.w = sc.held_bytes = grid(C);
+  sc.act_bytes = sc.grad_bytes = sc.act_encode = sc.act_decode = sc.grad_encode = sc.grad_decode = grid(std::max<int64_t>(C - 1, 1));
+  LinkModel links;
+  links.hosts = int64_t(cluster.hosts.size());
+  links.bits_per_second = cluster.link_bits_per_second;
+  links.latency_s = cal.latency_s;
+  for (int64_t r = 0; r < S; ++r) links.host_of_rank.push_back(r);
+  std::vector<int64_t> params(size_t(S), 0);
+  std::vector<double> buffers(size_t(S), 0);
+  try {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t r = c % S;
+      const double speed = cluster.hosts[size_t(r)].speed;
+      const LayerRange& range = cand.chunks[size_t(c)];
+      for (int64_t l = range.first; l < range.end(); ++l) params[size_t(r)] += model.layers[size_t(l)].parameters;
+      for (int64_t m = 0; m < M; ++m) {
+        const int64_t n = sizes[size_t(m)];
+        for (int64_t l = range.first; l < range.end(); ++l) {
+          const LayerSpec& L = model.layers[size_t(l)];
+          sc.f[size_t(c)][size_t(m)] += layer_seconds(cal, L.key, 'F', n) / speed;
+          sc.b[size_t(c)][size_t(m)] += layer_seconds(cal, L.key, 'B', n) / speed;
+          sc.i[size_t(c)][size_t(m)] += layer_seconds(cal, L.key, 'I', n) / speed;
+          sc.w[size_t(c)][size_t(m)] += layer_seconds(cal, L.key, 'W', n) / speed;
+          sc.held_bytes[size_t(c)][size_t(m)] += L.activation_bytes * double(n);
+        }
+        if (c == 0 && !cand.in_process && !model.gpt) {
+          // inputs: rank 0 encodes them on host 1's CPU, stage 1 decodes
+          const double bytes = 4.0 * double(n) * double(model.in_width);
+          sc.f[0][size_t(m)] += codec_seconds(cal, bits, bytes, true, false) + codec_seconds(cal, bits, bytes, false, false);
+          buffers[0] += wire_bytes(n, model.in_width, bits);
+        }
+        if (c + 1 < C && !cand.in_process) {
+          const int64_t w = model.layers[size_t(range.end() - 1)].out_width;
+          const double floats = 4.0 * double(n) * seq * double(w);
+          const double wire = wire_bytes(n * model.seq, w, bits);
+          sc.act_bytes[size_t(c)][size_t(m)] = sc.grad_bytes[size_t(c)][size_t(m)] = wire;
+          const double s_send = cluster.hosts[size_t(r)].speed, s_recv = cluster.hosts[size_t((c + 1) % S)].speed;
+          sc.act_encode[size_t(c)][size_t(m)] = codec_seconds(cal, bits, floats, true, false) / s_send;
+          sc.act_decode[size_t(c)][size_t(m)] = codec_seconds(cal, bits, floats, false, false) / s_recv;
+          sc.grad_encode[size_t(c)][size_t(m)] =
+              codec_seconds(cal, bits, floats, true, model.stochastic_rounding && bits < 32) / s_recv;
+          sc.grad_decode[size_t(c)][size_t(m)] = codec_seconds(cal, bits, floats, false, false) / s_send;
+          if ((c + 1) % S != r) {  // receives posted for the whole batch
+            buffers[size_t(r)] += wire;
+            buffers[size_t((c + 1) % S)] += wire;
+          }
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    out.error = e.what();
+    return out;
+  }
+  if (!cand.in_process) {
+    for (int64_t n : sizes) sc.label_bytes.push_back(kHeader + 4.0 * double(n) * seq);
+  }
+  for (int64_t r = 0; r < S; ++r) {
+    sc.optimizer_s.push_back(double(params[size_t(r)]) * optimizer_seconds_per_param(model, cal) /
+                             cluster.hosts[size_t(r)].speed);
+  }
+  sc.clip_round_trip = model.grad_clip && !cand.in_process;
+  const LinkSimulation sim = simulate_links(programs, shape, sc, links);
+  if (!sim.ok) {
+    out.error = sim.error;
+    return out;
+  }
+  out.ok = true;
+  out.step_seconds = sim.step_seconds;
+  out.rate = double(model.batch) * model.units_per_sample() / sim.step_seconds;
+  out.stage_busy = sim.busy;  // compute and codec, then the optimizer step: the stage's work
+  for (int64_t r = 0; r < S; ++r) out.stage_busy[size_t(r)] += sc.optimizer_s[size_t(r)];
+  double busy_sum = 0;
+  for (double b : out.stage_busy) busy_sum += b;
+  out.bubble = std::max(0.0, 1.0 - busy_sum / double(S) / sim.step_seconds);
+  double link_max = 0;
+  for (size_t h = 0; h < sim.up_busy.size(); ++h) link_max = std::max({link_max, sim.up_busy[h], sim.down_busy[h]});
+  out.link_utilisation = link_max / sim.step_seconds;
+  if (sim.pair_from >= 0) {
+    out.busiest_link = "host " + std::to_string(sim.pair_from + 1) + " -> host " + std::to_string(sim.pair_to + 1);
+  }
+  const size_t busiest_stage =
+      size_t(std::max_element(out.stage_busy.begin(), out.stage_busy.end()) - out.stage_busy.begin());
+  const double compute_max = out.stage_busy[busiest_stage];
+  if (link_max > compute_max && sim.pair_from >= 0) {
+    out.bound = "link (" + out.busiest_link + ")";
+  } else {
+    out.bound = "compute (stage " + std::to_string(busiest_stage + 1) + ")";
+  }
+  out.host_memory.assign(cluster.hosts.size(), 0);
+  for (int64_t r = 0; r < S; ++r) {
+    out.host_memory[size_t(r)] +=
+        double(params[size_t(r)]) * state_bytes_per_param(model) + sim.peak_held_bytes[size_t(r)] + buffers[size_t(r)];
+  }
+  return out;
+}
+
+std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const ClusterSpec& cluster,
+                           const SearchSpace& space) {
+  std::vector<Ranked> out;
+  const int64_t layers = int64_t(model.layers.size());
+  int64_t max_stages = std::min<int64_t>(int64_t(cluster.hosts.size()), layers);
+  if (space.max_stages > 0) max_stages = std::min(max_stages, space.max_stages);
+  std::vector<int64_t> ms;
+  for (int64_t m : space.micro_batches) {
+    if (m >= 1 && m <= model.batch) ms.push_back(m);
+  }
+  auto add = [&](const Candidate& c) {
+    Prediction p = predict(model, cal, cluster, c);
+    if (p.ok) out.push_back({c, std::move(p)});
+  };
+  // One stage: the single process (no mpirun), every layer in one chunk, nothing on a link.
+  for (int64_t m : ms) {
+    Candidate c;
+    c.stages = 1;
+    c.micro_batches = m;
+    c.schedule = "1f1b";
+    c.bits = 32;
+    c.chunks = {LayerRange{0, layers}};
+    c.partition = "whole";
+    c.in_process = true;
+    add(c);
+  }
+  for (int64_t S = 2; S <= max_stages; ++S) {
+    for (int64_t v : space.chunks_per_rank) {
+      if (v < 1 || S * v > layers) continue;
+      for (const std::string& name : space.schedules) {
+        const ScheduleInfo* info = nullptr;
+        try {
+          info = &find_schedule(name);
+        } catch (const std::exception&) {
+          continue;
+        }
+        if ((v > 1) != info->multi_chunk) continue;  // multi-chunk schedules only with v > 1
+        for (int64_t m : ms) {
+          for (int bits : space.bits) {
+            std::vector<std::pair<std::string, std::vector<LayerRange>>> parts;
+            parts.push_back({"balanced", flop_balanced(model, S, v, bits)});
+            if (v == 1) parts.push_back({"timed", time_balanced(model, cal, S, m)});
+            parts.push_back({"uniform", uniform_partition(layers, S * v)});
+            std::vector<std::vector<LayerRange>> seen;
+            for (auto& [label, chunks] : parts) {
+              if (std::find(seen.begin(), seen.end(), chunks) != seen.end()) continue;
+              seen.push_back(chunks);
+              Candidate c;
+              c.stages = S;
+              c.chunks_per_rank = v;
+              c.micro_batches = m;
+              c.schedule = name;
+              c.bits = bits;
+              c.chunks = chunks;
+              c.partition = label;
+              add(c);
+            }
+          }
+        }
+      }
+    }
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Ranked& a, const Ranked& b) { return a.prediction.rate > b.prediction.rate; });
+  // Within 0.5% of the fastest (below what the model can tell apart), the safer configuration
+  // goes first: fewer stages, more bits, fewer micro-batches.
+  if (!out.empty()) {
+    const double top = out.front().prediction.rate;
+    size_t best = 0;
+    auto key = [&](size_t k) {
+      const Candidate& c = out[k].candidate;
+      return std::make_tuple(c.stages, -c.bits, c.micro_batches);
+    };
+    for (size_t k = 1; k < out.size() && out[k].prediction.rate >= 0.995 * top; ++k) {
+      if (key(k) < key(best)) best = k;
+    }
+    std::rotate(out.begin(), out.begin() + std::ptrdiff_t(best), out.begin() + std::ptrdiff_t(best) + 1);
+  }
+  return out;
+}
+
+}  // namespace arceus::plan
