@@ -159,12 +159,13 @@ int main(int argc, char** argv) {
     try {
       try {
         arceus::print_checkpoint(arceus::read_checkpoint(inspect_path), std::cout);
-      } catch (const arceus::StorageError& e) {
-        // metrics.h5 is HDF5 too: its tables instead.
-        if (std::string(e.what()).find("is not an arceus checkpoint (format attribute is 'arceus-metrics'") ==
-            std::string::npos)
-          throw;
-        arceus::print_metrics(inspect_path, std::cout);
+      } catch (const arceus::StorageError& checkpoint_error) {
+        // metrics.h5 is HDF5 too: its tables instead; neither: the checkpoint reader's error.
+        try {
+          arceus::print_metrics(inspect_path, std::cout);
+        } catch (const arceus::StorageError&) {
+          throw checkpoint_error;
+        }
       }
       return 0;
     } catch (const std::exception& e) {
