@@ -102,7 +102,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 if [ -f "$here/lsan.supp" ]; then export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/lsan.supp}; fi
 set +e
-(cd "$out" && "$build_dir/tests/fuzz/fuzz_$target" "${limit[@]}" -rss_limit_mb=2048 -timeout=10 \
+(cd "$out" && TMPDIR="$out" "$build_dir/tests/fuzz/fuzz_$target" "${limit[@]}" -rss_limit_mb=2048 -timeout=10 \
    -error_exitcode=1 -timeout_exitcode=1 -artifact_prefix="$out/" -print_final_stats=1 "${dict[@]}" \
    "${extra[@]}" "$out/new" "$corpus") > "$out/log" 2>&1
 rc=$?
