@@ -161,8 +161,10 @@ class Orchestrator::Impl {
       for (auto& b : st.rng) ck.rng.push_back(std::move(b));
     }
     const std::string path = (std::filesystem::path(job_.config.output.dir) / "checkpoint.h5").string();
+    // The metrics rows first: a kill between the two then leaves rows past the checkpoint
+    // (a resume drops them), never a checkpoint past the rows (its steps' rows would be lost).
+    if (metrics_) metrics_->flush();
     write_checkpoint(path, ck);
-    if (metrics_) metrics_->flush();  // the metrics rows up to the checkpoint survive a crash too
     summary_["checkpoint"] = {{"path", path}, {"epoch", epochs_done}, {"step", step_in_epoch}};
     log(format("  checkpoint: %s (epoch %lld, step %lld, %.2f s)", path.c_str(), (long long)epochs_done,
                (long long)step_in_epoch, seconds_since(t0)));
