@@ -21,22 +21,15 @@ the server's lock (GET /api/jobs/<id> `trainer_lock_wait`): the requests' only w
 Loopback only; every client and the server end with it. Holds /tmp/arceus-measure.lock.
 """
 import argparse
-import fcntl
 import http.client
 import json
-import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARCEUS = os.path.join(ROOT, "build", "arceus")
-MPIRUN = os.path.join(ROOT, "scripts", "mpirun")
+from served import served
 BATCH = 256
 JOB = {"model_config": {"layer_sizes": [784, 1024, 1024, 10]},
        "dataset_config": {"name": "synthetic", "batch_size": BATCH,
@@ -44,11 +37,6 @@ JOB = {"model_config": {"layer_sizes": [784, 1024, 1024, 10]},
        "training": {"epochs": 1000, "micro_batches": 4, "schedule": "1f1b"},
        "output": {"checkpoint_every": 0, "metrics": False}}
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -245,27 +233,8 @@ def main():
     ap.add_argument("--check", action="store_true", help="exit 1 on any request error or a stream out of order")
     ap.add_argument("--json")
     args = ap.parse_args()
-    if not os.access(ARCEUS, os.X_OK):
-        sys.exit(f"no {ARCEUS}: run scripts/build first")
-    lock = open("/tmp/arceus-measure.lock", "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    work = tempfile.mkdtemp(prefix="arceus-load.")
-    port = free_port()
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    log = open(os.path.join(work, "serve.log"), "w")
-    server = subprocess.Popen([MPIRUN, "-np", "3", ARCEUS, "serve", "--port", str(port), "--quiet"], cwd=work,
-                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    api = Api(port)
-    try:
-        t0 = time.time()
-        while True:
-            try:
-                api.call("GET", "/healthz")
-                break
-            except OSError:
-                if time.time() - t0 > 60 or server.poll() is not None:
-                    sys.exit(f"the server did not come up: see {log.name}")
-                time.sleep(0.2)
+    with served("arceus-load.") as (port, work, server):
+        api = Api(port)
         runs = [("quiet", measure(api, args, False)), ("load", measure(api, args, True))]
         if not args.check:
             runs.append(("quiet again", measure(api, args, False)))
@@ -306,9 +275,6 @@ def main():
             print(f"FAILED: {errors} request errors, {len(bad_streams)} bad event streams")
             return 1
         return 0
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

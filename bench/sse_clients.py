@@ -17,28 +17,16 @@ waits on a client, so the ratio should sit within the noise.
 Loopback only. Holds /tmp/arceus-measure.lock while it measures (nothing else should run).
 """
 import argparse
-import fcntl
 import json
-import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARCEUS = os.path.join(ROOT, "build", "arceus")
-MPIRUN = os.path.join(ROOT, "scripts", "mpirun")
+from served import served
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(port, method, path, body=None):
@@ -84,27 +72,7 @@ def main():
     ap.add_argument("--steps-per-epoch", type=int, default=1024)
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
-    if not os.access(ARCEUS, os.X_OK):
-        sys.exit(f"no {ARCEUS}: run scripts/build first")
-
-    lock = open("/tmp/arceus-measure.lock", "w")
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    work = tempfile.mkdtemp(prefix="arceus-sse-bench.")
-    port = free_port()
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    log = open(os.path.join(work, "serve.log"), "w")
-    server = subprocess.Popen([MPIRUN, "-np", "3", ARCEUS, "serve", "--port", str(port), "--quiet"], cwd=work,
-                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        t0 = time.time()
-        while True:
-            try:
-                call(port, "GET", "/healthz")
-                break
-            except OSError:
-                if time.time() - t0 > 60 or server.poll() is not None:
-                    sys.exit(f"the server did not come up: see {log.name}")
-                time.sleep(0.2)
+    with served("arceus-sse-bench.") as (port, work, server):
         batch = 64
         job = {"model_config": {"layer_sizes": [784, 512, 512, 10]},
                "dataset_config": {"name": "synthetic", "batch_size": batch,
@@ -165,9 +133,6 @@ def main():
         except OSError:
             pass
         server.wait(30)
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

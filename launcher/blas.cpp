@@ -12,6 +12,20 @@
 
 namespace arceus {
 
+std::string cpuinfo_field(const std::string& name) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) return "";
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(' '));
+    return value;
+  }
+  return "";
+}
+
 namespace {
 
 constexpr const char* kOpenBlasDirs[] = {
@@ -29,17 +43,7 @@ bool has_flag(const std::string& flags, const char* flag) {
   return false;
 }
 
-std::string cpu_flags() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("flags", 0) == 0) {
-      auto colon = line.find(':');
-      return colon == std::string::npos ? "" : line.substr(colon + 1);
-    }
-  }
-  return "";
-}
+std::string cpu_flags() { return cpuinfo_field("flags"); }
 
 // Resolved path of the system's libblas.so.3 (the alternatives symlink).
 std::string system_blas() {

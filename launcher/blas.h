@@ -17,6 +17,10 @@ void ensure_blas(char** argv);
 // OpenBLAS's own detection), from /proc/cpuinfo flags.
 std::string preferred_openblas_core(const std::string& cpu_flags);
 
+// The first /proc/cpuinfo line starting with `name` ("flags", "model name"): its value after
+// the colon, leading spaces removed; "" when there is none.
+std::string cpuinfo_field(const std::string& name);
+
 struct BlasInfo {
   std::string library;  // path of the loaded libblas / libopenblas
   std::string core;     // OpenBLAS core name ("" if not OpenBLAS)

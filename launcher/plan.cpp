@@ -47,17 +47,8 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 
 std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      std::string m = line.substr(colon + 1);
-      m.erase(0, m.find_first_not_of(' '));
-      return m;
-    }
-  }
-  return "unknown-cpu";
+  const std::string m = cpuinfo_field("model name");
+  return m.empty() ? "unknown-cpu" : m;
 }
 
 int64_t text_vocab(const Config& c) {

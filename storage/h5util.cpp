@@ -311,12 +311,6 @@ void fsync_path(const Ctx& ctx, const std::string& path, bool directory) {
 
 void replace_file(const Ctx& ctx, const std::string& tmp, const std::string& path) {
   std::error_code ec;
-  try {
-    fsync_path(ctx, tmp, false);
-  } catch (...) {
-    std::filesystem::remove(tmp, ec);
-    throw;
-  }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::filesystem::remove(tmp, ec);

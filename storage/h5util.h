@@ -151,8 +151,8 @@ void create_parent_dirs(const Ctx& ctx);
 
 // fsync `path`: a file (failures are errors) or a directory (best effort).
 void fsync_path(const Ctx& ctx, const std::string& path, bool directory);
-// The atomic step of a crash-safe write: fsync `tmp` (complete and closed), rename it over
-// `path`, fsync the directory. On failure `tmp` is removed and the error names both.
+// The atomic step of a crash-safe write: rename `tmp` (complete, closed and fsynced by the
+// caller) over `path`, fsync the directory. On failure `tmp` is removed and the error names both.
 void replace_file(const Ctx& ctx, const std::string& tmp, const std::string& path);
 
 }  // namespace arceus::h5

@@ -200,6 +200,7 @@ struct MetricsFile::Impl {
       ctx.check_status(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", "the file");
       ctx.check_status(file.close(), "H5Fclose", "the file");
     }
+    h5::fsync_path(ctx, tmp, false);
     h5::replace_file(ctx, tmp, ctx.path);
     dirty = false;
   }
