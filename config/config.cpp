@@ -1,580 +1,62 @@
-// Job configuration: YAML text -> validated Config, and Config -> canonical YAML.
+// Job configuration: YAML text -> validated Config, and Config -> canonical YAML and JSON.
 //
 // Parsing goes in three steps: load the YAML tree, apply the --set overrides to that tree, then
-// walk the tree section by section, checking every key against the schema below and every value
-// against its type and range. Every failure is a ConfigError whose message names the source, the
-// full key path, the value as written and what was expected.
+// read every key the config describes (config/fields.h), each checked against its rule as it is
+// read, and the checks that span keys (config/validate.cpp). Every failure is a ConfigError whose
+// message names the source, the full key path, the value as written and what was expected.
+// Emitting YAML or JSON, listing the keys and comparing configs walk the same description.
 #include "config/config.h"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <limits>
 #include <map>
-#include <optional>
-#include <set>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
 
-#include "ranks/schedule/registry.h"
+#include "config/config_json.h"
+#include "config/fields.h"
+#include "config/reader.h"
+#include "config/validate.h"
 
 namespace arceus {
-namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Schema: allowed keys of every map in the document, by key path ("" = the top level).
-// A path listed here is a section (a map); any other known path is a value.
+namespace config_reader {
 
 const std::map<std::string, std::vector<std::string>>& schema() {
-  static const std::map<std::string, std::vector<std::string>> kSchema = {
-      {"",
-       {"model_config", "dataset_config", "training", "communication", "partition", "output",
-        "resume"}},
-      {"model_config",
-       {"type", "layer_sizes", "context", "n_emb", "n_heads", "n_blocks", "dropout"}},
-      {"dataset_config",
-       {"name", "root", "source", "windows_per_epoch", "batch_size", "val_batch_size",
-        "normalize", "shuffle", "max_train_samples", "max_val_samples", "synthetic"}},
-      {"dataset_config.normalize", {"mean", "std"}},
-      {"dataset_config.synthetic", {"train_size", "val_size", "features", "classes", "noise"}},
-      {"training",
-       {"epochs", "learning_rate", "optimizer", "momentum", "weight_decay", "micro_batches",
-        "schedule", "seed", "max_steps", "lr_schedule", "warmup_steps", "min_learning_rate",
-        "grad_clip"}},
-      {"communication", {"quantization_bits", "stochastic_rounding", "error_feedback"}},
-      {"partition", {"method", "stages", "layers", "chunks_per_rank"}},
-      {"output",
-       {"dir", "checkpoint_every", "checkpoint_every_steps", "metrics", "sample_tokens",
-        "sample_temperature"}},
-  };
+  static const std::map<std::string, std::vector<std::string>> kSchema = [] {
+    std::map<std::string, std::vector<std::string>> sections;
+    const Config c;
+    visit_fields(c, [&](const Key& key, const auto&, const auto&) {
+      std::string parent;
+      const std::string path = key.path;
+      for (size_t start = 0;;) {
+        const size_t dot = path.find('.', start);
+        const std::string name = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+        auto& keys = sections[parent];
+        if (std::find(keys.begin(), keys.end(), name) == keys.end()) keys.push_back(name);
+        if (dot == std::string::npos) break;
+        parent = join_path(parent, name);
+        start = dot + 1;
+      }
+    });
+    return sections;
+  }();
   return kSchema;
 }
 
 bool is_section(const std::string& path) { return schema().count(path) != 0; }
 
-std::string join_path(const std::string& parent, const std::string& key) {
-  return parent.empty() ? key : parent + "." + key;
-}
+}  // namespace config_reader
 
-std::string join_list(const std::vector<std::string>& items, const char* sep = ", ") {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += sep;
-    out += items[i];
-  }
-  return out;
-}
+namespace {
 
-std::string quoted_list(const std::vector<std::string>& items) {
-  std::vector<std::string> q;
-  for (const auto& s : items) q.push_back("'" + s + "'");
-  return join_list(q);
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
-size_t edit_distance(const std::string& a, const std::string& b) {
-  const size_t n = a.size(), m = b.size();
-  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1, 0));
-  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
-  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
-  for (size_t i = 1; i <= n; ++i) {
-    for (size_t j = 1; j <= m; ++j) {
-      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[n][m];
-}
-
-// The candidate closest to `word` (case-insensitively) if within edit distance 2, else "".
-std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
-  std::string best;
-  size_t best_distance = 3;
-  const std::string w = lower(word);
-  for (const auto& c : candidates) {
-    const size_t dist = edit_distance(w, lower(c));
-    if (dist < best_distance && dist < c.size()) {
-      best = c;
-      best_distance = dist;
-    }
-  }
-  return best;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Scalar decoding. Typed values (integers, numbers, booleans) must be plain YAML scalars: a
-// quoted "5" is a string, not an integer.
-
-bool is_plain_scalar(const YAML::Node& node) { return node.IsScalar() && node.Tag() != "!"; }
-
-enum class IntStatus { kOk, kNotInteger, kOutOfRange };
-
-// Decimal integer literal: optional sign, then digits only ("5", "-1", "+3"; not "5.0", "1e3").
-template <typename T>
-IntStatus decode_integer(const YAML::Node& node, T& out) {
-  if (!is_plain_scalar(node)) return IntStatus::kNotInteger;
-  std::string text = node.Scalar();
-  if (!text.empty() && text[0] == '+') text.erase(0, 1);
-  const size_t digits_from = (!text.empty() && text[0] == '-') ? 1 : 0;
-  if (text.size() == digits_from) return IntStatus::kNotInteger;
-  for (size_t i = digits_from; i < text.size(); ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(text[i]))) return IntStatus::kNotInteger;
-  }
-  if (std::is_unsigned<T>::value && digits_from == 1) {
-    // "-0" is zero; any other negative value is out of an unsigned type's range.
-    bool all_zero = text.find_first_not_of('0', 1) == std::string::npos;
-    if (!all_zero) return IntStatus::kOutOfRange;
-    out = 0;
-    return IntStatus::kOk;
-  }
-  T value{};
-  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (result.ec == std::errc::result_out_of_range) return IntStatus::kOutOfRange;
-  if (result.ec != std::errc() || result.ptr != text.data() + text.size()) {
-    return IntStatus::kNotInteger;
-  }
-  out = value;
-  return IntStatus::kOk;
-}
-
-// A YAML number: an integer or float literal, or one of YAML's .inf / .nan spellings.
-std::optional<double> decode_number(const YAML::Node& node) {
-  if (!is_plain_scalar(node)) return std::nullopt;
-  std::string text = node.Scalar();
-  static const std::set<std::string> kPosInf = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"};
-  static const std::set<std::string> kNegInf = {"-.inf", "-.Inf", "-.INF"};
-  static const std::set<std::string> kNan = {".nan", ".NaN", ".NAN"};
-  if (kPosInf.count(text)) return std::numeric_limits<double>::infinity();
-  if (kNegInf.count(text)) return -std::numeric_limits<double>::infinity();
-  if (kNan.count(text)) return std::numeric_limits<double>::quiet_NaN();
-  if (!text.empty() && text[0] == '+') text.erase(0, 1);
-  if (text.empty()) return std::nullopt;
-  bool has_digit = false;
-  for (char c : text) {
-    if (std::isdigit(static_cast<unsigned char>(c))) {
-      has_digit = true;
-    } else if (c != '-' && c != '.' && c != 'e' && c != 'E' && c != '+') {
-      return std::nullopt;  // rejects hex, "inf", "nan", "1_000", ...
-    }
-  }
-  if (!has_digit) return std::nullopt;
-  double value = 0.0;
-  const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (result.ec != std::errc() || result.ptr != text.data() + text.size()) return std::nullopt;
-  return value;
-}
-
-std::optional<bool> decode_bool(const YAML::Node& node) {
-  if (!is_plain_scalar(node)) return std::nullopt;
-  bool value = false;
-  if (!YAML::convert<bool>::decode(node, value)) return std::nullopt;
-  return value;
-}
-
-// Shortest text that parses back to exactly `v`; always recognisable as a float.
-std::string format_double(double v) {
-  if (std::isnan(v)) return ".nan";
-  if (std::isinf(v)) return v > 0 ? ".inf" : "-.inf";
-  char buf[64];
-  const auto result = std::to_chars(buf, buf + sizeof(buf), v);
-  std::string text(buf, result.ptr);
-  if (text.find_first_of(".eE") == std::string::npos) text += ".0";
-  return text;
-}
-
-std::string format_list(const std::vector<double>& values) {
-  std::vector<std::string> parts;
-  for (double v : values) parts.push_back(format_double(v));
-  return "[" + join_list(parts) + "]";
-}
-
-std::string count(size_t n, const std::string& noun) {
-  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
-}
-
-bool looks_numeric(const YAML::Node& node) {
-  int64_t i = 0;
-  return decode_integer(node, i) != IntStatus::kNotInteger || decode_number(node).has_value();
-}
-
-// The value as written, for messages: numbers bare, other scalars in quotes, collections in
-// flow style, null as "an empty value".
-std::string describe(const YAML::Node& node) {
-  if (!node.IsDefined() || node.IsNull()) return "an empty value";
-  if (node.IsScalar()) {
-    if (node.Tag() == "!") {
-      // A quoted "5" or "true" is a string; say so, since it reads like the expected type.
-      YAML::Node plain(node.Scalar());
-      if (looks_numeric(plain) || decode_bool(plain)) {
-        return "the quoted string \"" + node.Scalar() + "\"";
-      }
-      return "'" + node.Scalar() + "'";
-    }
-    if (looks_numeric(node)) return node.Scalar();
-    return "'" + node.Scalar() + "'";
-  }
-  YAML::Emitter out;
-  out.SetSeqFormat(YAML::Flow);
-  out.SetMapFormat(YAML::Flow);
-  out << node;
-  return out.good() ? std::string(out.c_str()) : std::string("<unprintable value>");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Error context: the source name and where each overridden path came from.
-
-class Context {
- public:
-  Context(std::string source, const Limits& limits) : source_(std::move(source)), limits_(limits) {}
-
-  void add_override(const Override& o) { overrides_.push_back(o); }
-  const Limits& limits() const { return limits_; }
-
-  // "[config] <source>: <path>: <what><location><extra>"
-  [[noreturn]] void fail(const std::string& path, const YAML::Mark& mark, const std::string& what,
-                         const std::string& extra = "") const {
-    std::string message = "[config] " + source_ + ": ";
-    if (!path.empty()) message += path + ": ";
-    message += what + location(path, mark) + extra;
-    throw ConfigError(message);
-  }
-
-  [[noreturn]] void fail_general(const std::string& what) const {
-    throw ConfigError("[config] " + source_ + ": " + what);
-  }
-
- private:
-  // " (from --set k=v)" when the path (or an enclosing section) was set on the command line,
-  // else " (line N)" when the file position is known.
-  std::string location(const std::string& path, const YAML::Mark& mark) const {
-    for (auto it = overrides_.rbegin(); it != overrides_.rend(); ++it) {
-      const std::string& key = it->key;
-      if (path.compare(0, key.size(), key) == 0 &&
-          (path.size() == key.size() || path[key.size()] == '.' || path[key.size()] == '[')) {
-        return " (from --set " + key + "=" + it->value + ")";
-      }
-    }
-    if (!mark.is_null()) return " (line " + std::to_string(mark.line + 1) + ")";
-    return "";
-  }
-
-  std::string source_;
-  const Limits& limits_;
-  std::vector<Override> overrides_;
-};
-
-std::string expected_got(const std::string& expectation, const YAML::Node& node) {
-  return "expected " + expectation + ", got " + describe(node);
-}
-
-// ---------------------------------------------------------------------------------------------
-// One map of the document: checks its keys against the schema and reads typed values.
-
-class Section {
- public:
-  Section(const Context& ctx, const YAML::Node& node, std::string path, const YAML::Mark& mark)
-      : ctx_(ctx), path_(std::move(path)) {
-    if (!node.IsDefined() || node.IsNull()) return;  // absent or empty section: all defaults
-    if (!node.IsMap()) {
-      ctx_.fail(path_.empty() ? std::string() : path_, mark.is_null() ? node.Mark() : mark,
-                expected_got(path_.empty() ? "a map of sections (model_config, training, ...)"
-                                           : "a map of keys (" + join_list(allowed()) + ")",
-                             node));
-    }
-    const auto& keys = allowed();
-    for (const auto& entry : node) {
-      const YAML::Node& key = entry.first;
-      if (!key.IsScalar()) {
-        ctx_.fail(path_, key.Mark(), "keys must be plain names, got " + describe(key));
-      }
-      const std::string name = key.Scalar();
-      const std::string full = join_path(path_, name);
-      if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
-        ctx_.fail(full, key.Mark(), path_.empty() ? "unknown section" : "unknown key",
-                  unknown_key_details(path_, name));
-      }
-      if (entries_.count(name)) ctx_.fail(full, key.Mark(), "duplicate key");
-      entries_.emplace(name, Entry{entry.second, key.Mark()});
-    }
-  }
-
-  // "; did you mean 'epochs'? Allowed keys in 'training': epochs, learning_rate, ..."
-  static std::string unknown_key_details(const std::string& section, const std::string& name) {
-    const auto& keys = schema().at(section);
-    std::string out = suggestion_suffix(name, keys);
-    out += out.empty() ? "; allowed " : " Allowed ";
-    if (section.empty()) return out + "sections: " + join_list(keys);
-    return out + "keys in '" + section + "': " + join_list(keys);
-  }
-
-  static std::string suggestion_suffix(const std::string& name,
-                                       const std::vector<std::string>& keys) {
-    const std::string guess = closest(name, keys);
-    return guess.empty() ? std::string() : "; did you mean '" + guess + "'?";
-  }
-
-  bool has(const std::string& key) const { return find(key) != nullptr; }
-
-  // An error about `key` of this section as a whole (cross-field checks).
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    const Entry* e = find(key);
-    ctx_.fail(join_path(path_, key), e ? e->mark : YAML::Mark::null_mark(), what);
-  }
-
-  const Limits& limits() const { return ctx_.limits(); }
-
-  // Fails when `value` is above `limit` (the field `name` of Limits): "<path><index>: <what>,
-  // above the limit <name> = <limit> (line N); raise it with ARCEUS_LIMIT_<NAME> ...".
-  void check_limit(const std::string& key, int64_t value, const char* name, int64_t limit,
-                   const std::string& what, const std::string& index = "") const {
-    if (value <= limit) return;
-    const Entry* e = find(key);
-    ctx_.fail(join_path(path_, key) + index, e ? e->mark : YAML::Mark::null_mark(),
-              what + ", " + above_limit(name, limit), raise_hint(name));
-  }
-
-  Section section(const std::string& key) const {
-    const Entry* e = find(key);
-    return e ? Section(ctx_, e->value, join_path(path_, key), e->mark)
-             : Section(ctx_, YAML::Node(), join_path(path_, key), YAML::Mark::null_mark());
-  }
-
-  // Integer >= min (T = int64_t, int or uint64_t).
-  template <typename T>
-  void integer(const std::string& key, T& out, T min, const std::string& expectation) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    out = decode_int<T>(e->value, join_path(path_, key), e->mark, min, expectation);
-  }
-
-  // Integer in [min, max].
-  template <typename T>
-  void integer_in(const std::string& key, T& out, T min, T max,
-                  const std::string& expectation) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    const std::string full = join_path(path_, key);
-    const T value = decode_int<T>(e->value, full, e->mark, min, expectation);
-    if (value > max) ctx_.fail(full, e->mark, expected_got(expectation, e->value));
-    out = value;
-  }
-
-  // Finite number satisfying `ok`.
-  template <typename Pred>
-  void number(const std::string& key, double& out, Pred ok, const std::string& expectation) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    out = decode_num(e->value, join_path(path_, key), e->mark, ok, expectation);
-  }
-
-  void boolean(const std::string& key, bool& out) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    const auto value = decode_bool(e->value);
-    if (!value) {
-      ctx_.fail(join_path(path_, key), e->mark,
-                expected_got("a boolean (true/false, yes/no)", e->value));
-    }
-    out = *value;
-  }
-
-  // Any scalar as text. A null value means "" when allow_empty.
-  void string(const std::string& key, std::string& out, bool allow_empty) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    const std::string expectation = allow_empty ? "a string" : "a non-empty string";
-    if (allow_empty && e->value.IsNull()) {
-      out.clear();
-      return;
-    }
-    if (!e->value.IsScalar() || (!allow_empty && e->value.Scalar().empty())) {
-      ctx_.fail(join_path(path_, key), e->mark, expected_got(expectation, e->value));
-    }
-    out = e->value.Scalar();
-  }
-
-  // One of `choices` (exact, case-sensitive); `unsupported` maps known-but-unavailable values
-  // to an explanation.
-  void choice(const std::string& key, std::string& out, const std::vector<std::string>& choices,
-              const std::map<std::string, std::string>& unsupported = {}) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    const std::string full = join_path(path_, key);
-    const std::string expectation = "one of " + quoted_list(choices);
-    if (!e->value.IsScalar()) ctx_.fail(full, e->mark, expected_got(expectation, e->value));
-    const std::string value = e->value.Scalar();
-    if (std::find(choices.begin(), choices.end(), value) != choices.end()) {
-      out = value;
-      return;
-    }
-    const auto it = unsupported.find(value);
-    if (it != unsupported.end()) {
-      ctx_.fail(full, e->mark,
-                "'" + value + "' " + it->second + "; expected " + quoted_list(choices));
-    }
-    ctx_.fail(full, e->mark, expected_got(expectation, e->value),
-              suggestion_suffix(value, choices));
-  }
-
-  // A non-empty list of integers >= min.
-  void integer_list(const std::string& key, std::vector<int64_t>& out, size_t min_size,
-                    int64_t min, const std::string& list_expectation,
-                    const std::string& item_expectation) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    const std::string full = join_path(path_, key);
-    if (!e->value.IsSequence() || e->value.size() < min_size) {
-      ctx_.fail(full, e->mark, expected_got(list_expectation, e->value));
-    }
-    out = decode_int_list(e->value, full, e->mark, min, item_expectation);
-  }
-
-  // A non-empty list of finite numbers satisfying `ok`.
-  template <typename Pred>
-  void number_list(const std::string& key, std::vector<double>& out, Pred ok,
-                   const std::string& list_expectation,
-                   const std::string& item_expectation) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    const std::string full = join_path(path_, key);
-    if (!e->value.IsSequence() || e->value.size() == 0) {
-      ctx_.fail(full, e->mark, expected_got(list_expectation, e->value));
-    }
-    std::vector<double> values;
-    for (size_t i = 0; i < e->value.size(); ++i) {
-      const YAML::Node item = e->value[i];
-      values.push_back(decode_num(item, full + "[" + std::to_string(i) + "]", item_mark(item, *e),
-                                  ok, item_expectation));
-    }
-    out = std::move(values);
-  }
-
-  // An integer from `choices`.
-  void int_choice(const std::string& key, int& out, const std::vector<int>& choices) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    std::vector<std::string> names;
-    for (int c : choices) names.push_back(std::to_string(c));
-    const std::string expectation = "one of " + join_list(names);
-    int value = 0;
-    if (decode_integer(e->value, value) != IntStatus::kOk ||
-        std::find(choices.begin(), choices.end(), value) == choices.end()) {
-      ctx_.fail(join_path(path_, key), e->mark, expected_got(expectation, e->value));
-    }
-    out = value;
-  }
-
-  // partition.stages: 'auto' (stored as 0) or an integer >= 1.
-  void stages(const std::string& key, int64_t& out) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    if (e->value.IsScalar() && e->value.Scalar() == "auto") {
-      out = 0;
-      return;
-    }
-    out = decode_int<int64_t>(e->value, join_path(path_, key), e->mark, 1,
-                              "'auto' or a positive integer");
-  }
-
-  // partition.layers: a list of non-empty lists of integers >= 0.
-  void layer_lists(const std::string& key, std::vector<std::vector<int64_t>>& out) const {
-    const Entry* e = find(key);
-    if (!e) return;
-    const std::string full = join_path(path_, key);
-    const std::string expectation =
-        "a list of non-empty lists of layer indices, e.g. [[0, 1], [2]]";
-    if (!e->value.IsSequence()) ctx_.fail(full, e->mark, expected_got(expectation, e->value));
-    std::vector<std::vector<int64_t>> lists;
-    for (size_t i = 0; i < e->value.size(); ++i) {
-      const YAML::Node stage = e->value[i];
-      const std::string stage_path = full + "[" + std::to_string(i) + "]";
-      if (!stage.IsSequence() || stage.size() == 0) {
-        ctx_.fail(stage_path, item_mark(stage, *e),
-                  expected_got("a non-empty list of layer indices (one list per stage)", stage));
-      }
-      lists.push_back(decode_int_list(stage, stage_path, item_mark(stage, *e), 0,
-                                      "a non-negative integer (layer index)"));
-    }
-    out = std::move(lists);
-  }
-
- private:
-  struct Entry {
-    YAML::Node value;
-    YAML::Mark mark;  // of the key: values that are null have no useful position of their own
-  };
-
-  const std::vector<std::string>& allowed() const { return schema().at(path_); }
-
-  const Entry* find(const std::string& key) const {
-    const auto it = entries_.find(key);
-    return it == entries_.end() ? nullptr : &it->second;
-  }
-
-  static YAML::Mark item_mark(const YAML::Node& item, const Entry& parent) {
-    const YAML::Mark m = item.Mark();
-    return m.is_null() ? parent.mark : m;
-  }
-
-  template <typename T>
-  T decode_int(const YAML::Node& node, const std::string& path, const YAML::Mark& mark, T min,
-               const std::string& expectation) const {
-    T value{};
-    const IntStatus status = decode_integer(node, value);
-    if (status == IntStatus::kOutOfRange) {
-      ctx_.fail(path, mark,
-                expected_got(expectation + " (at most " +
-                                 std::to_string(std::numeric_limits<T>::max()) + ")",
-                             node));
-    }
-    if (status != IntStatus::kOk || value < min) {
-      ctx_.fail(path, mark, expected_got(expectation, node));
-    }
-    return value;
-  }
-
-  std::vector<int64_t> decode_int_list(const YAML::Node& seq, const std::string& path,
-                                       const YAML::Mark& mark, int64_t min,
-                                       const std::string& item_expectation) const {
-    std::vector<int64_t> values;
-    for (size_t i = 0; i < seq.size(); ++i) {
-      const YAML::Node item = seq[i];
-      const YAML::Mark m = item.Mark();
-      values.push_back(decode_int<int64_t>(item, path + "[" + std::to_string(i) + "]",
-                                           m.is_null() ? mark : m, min, item_expectation));
-    }
-    return values;
-  }
-
-  template <typename Pred>
-  double decode_num(const YAML::Node& node, const std::string& path, const YAML::Mark& mark,
-                    Pred ok, const std::string& expectation) const {
-    const auto value = decode_number(node);
-    if (!value || !std::isfinite(*value) || !ok(*value)) {
-      ctx_.fail(path, mark, expected_got(expectation, node));
-    }
-    return *value;
-  }
-
-  const Context& ctx_;
-  std::string path_;
-  std::map<std::string, Entry> entries_;
-};
+using namespace config_reader;
 
 // ---------------------------------------------------------------------------------------------
 // Nesting, checked on each loaded tree before anything else walks it: describe(), the emitter and
@@ -735,246 +217,58 @@ void apply_override(const Context& ctx, YAML::Node& root, const Override& o) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Section readers.
+// Reading: one visitor over the description, each key read by its rule from its section.
 
-// training.schedule's choices: the registry's names, in its order (only the multi-chunk ones
-// with `multi_chunk_only`).
-std::vector<std::string> schedule_choices(bool multi_chunk_only = false) {
-  std::vector<std::string> names;
-  for (const ScheduleInfo& info : schedules()) {
-    if (!multi_chunk_only || info.multi_chunk) names.push_back(info.name);
-  }
-  return names;
-}
+class Reader {
+ public:
+  explicit Reader(Document& doc, const char* only = nullptr) : doc_(doc), only_(only) {}
 
-// The model's size against the operator's limits: layers, each width, parameters in total. The
-// widths are checked first, so the products below stay far from int64 overflow.
-void check_model_limits(const Section& s, const ModelConfig& m) {
-  const Limits& l = s.limits();
-  if (m.type == "transformer") {
-    s.check_limit("n_blocks", m.n_blocks + 2, "max_layers", l.max_layers,
-                  with_commas(m.n_blocks) + " blocks make " + with_commas(m.n_blocks + 2) +
-                      " layers (embeddings, blocks, head)");
-    s.check_limit("n_emb", m.n_emb, "max_layer_width", l.max_layer_width, "width " + with_commas(m.n_emb));
-    s.check_limit("context", m.context, "max_layer_width", l.max_layer_width,
-                  "context " + with_commas(m.context) + " (the position embedding's rows)");
-    // Without the token embedding and the head: their size is the text's vocabulary.
-    const int64_t c = m.n_emb;
-    const int64_t params = m.context * c + m.n_blocks * (12 * c * c + 10 * c) + 2 * c;
-    const char* key = s.has("n_emb") ? "n_emb" : s.has("n_blocks") ? "n_blocks" : "context";
-    s.check_limit(key, params, "max_parameters", l.max_parameters,
-                  with_commas(params) + " parameters without the token embedding and head (context " +
-                      with_commas(m.context) + ", n_emb " + with_commas(c) + ", n_blocks " +
-                      with_commas(m.n_blocks) + ")");
-    return;
+  template <class T, class Rule>
+  void operator()(const Key& key, T& value, const Rule& rule) {
+    if (only_ && std::strcmp(key.path, only_) != 0) return;
+    const auto [parent, name] = Document::split(key.path);
+    read(doc_.section(parent), name, value, rule);
   }
-  const int64_t layers = static_cast<int64_t>(m.layer_sizes.size()) - 1;
-  s.check_limit("layer_sizes", layers, "max_layers", l.max_layers,
-                with_commas(layers + 1) + " widths make " + with_commas(layers) + " layers");
-  for (size_t i = 0; i < m.layer_sizes.size(); ++i) {
-    s.check_limit("layer_sizes", m.layer_sizes[i], "max_layer_width", l.max_layer_width,
-                  "width " + with_commas(m.layer_sizes[i]), "[" + std::to_string(i) + "]");
-  }
-  int64_t params = 0;
-  for (size_t i = 0; i + 1 < m.layer_sizes.size(); ++i) {
-    params += m.layer_sizes[i] * m.layer_sizes[i + 1] + m.layer_sizes[i + 1];  // weight + bias
-  }
-  s.check_limit("layer_sizes", params, "max_parameters", l.max_parameters,
-                with_commas(params) + " parameters in total");
-}
 
-void read_model(const Section& s, ModelConfig& m) {
-  s.choice("type", m.type, {"mlp", "transformer"});
-  // Keys of the other model type first: the fix is to remove the key, whatever its value.
-  const bool transformer = m.type == "transformer";
-  for (const char* key : {"context", "n_emb", "n_heads", "n_blocks", "dropout"}) {
-    if (!transformer && s.has(key)) {
-      s.fail(key, "is a transformer setting, but model_config.type is '" + m.type +
-                      "' (set type: transformer, or remove the key)");
+ private:
+  template <class T>
+  static void read(const Section& s, const std::string& name, T& value, const Int& r) {
+    if (r.max == std::numeric_limits<int64_t>::max()) {
+      s.integer<T>(name, value, static_cast<T>(r.min), r.expectation);
+    } else {
+      s.integer_in<T>(name, value, static_cast<T>(r.min), static_cast<T>(r.max), r.expectation);
     }
   }
-  if (transformer && s.has("layer_sizes")) {
-    s.fail("layer_sizes", "is an mlp setting, but model_config.type is 'transformer' (its "
-                          "shape is context, n_emb, n_heads and n_blocks)");
+  static void read(const Section& s, const std::string& name, int& value, const IntOneOf& r) {
+    s.int_choice(name, value, r.choices);
   }
-  s.integer_list("layer_sizes", m.layer_sizes, 2, 1,
-                 "a list of at least 2 positive integers (input, hidden..., output widths)",
-                 "a positive integer (layer width)");
-  s.integer<int64_t>("context", m.context, 1, "a positive integer (tokens per sequence)");
-  s.integer<int64_t>("n_emb", m.n_emb, 1, "a positive integer (embedding width)");
-  s.integer<int64_t>("n_heads", m.n_heads, 1, "a positive integer (attention heads)");
-  s.integer<int64_t>("n_blocks", m.n_blocks, 1, "a positive integer (transformer blocks)");
-  s.number(
-      "dropout", m.dropout, [](double v) { return v >= 0 && v < 1; }, "a number in [0, 1)");
-  if (transformer && m.n_emb % m.n_heads != 0) {
-    const std::string what = "n_emb = " + std::to_string(m.n_emb) + " is not a multiple of n_heads = " +
-                             std::to_string(m.n_heads) + " (head size = n_emb / n_heads)";
-    // Name the key the user wrote (n_heads when both or neither were written).
-    if (s.has("n_emb") && !s.has("n_heads")) s.fail("n_emb", "expected a multiple of n_heads: " + what);
-    s.fail("n_heads", "expected a divisor of n_emb: " + what);
+  static void read(const Section& s, const std::string& name, double& value, const Number& r) {
+    s.number(name, value, r.ok, r.expectation);
   }
-  check_model_limits(s, m);
-}
-
-void read_dataset(const Section& s, DatasetConfig& d, const ModelConfig& m) {
-  // The original's transformer jobs give only dataset_config.source: text is implied
-  // (apply_transformer_defaults set it).
-  s.choice("name", d.name, {"MNIST", "FashionMNIST", "synthetic", "text"});
-  s.string("root", d.root, /*allow_empty=*/true);
-  s.string("source", d.source, /*allow_empty=*/true);
-  s.integer<int64_t>("windows_per_epoch", d.windows_per_epoch, 0,
-                     "a non-negative integer (0 = train characters / context)");
-  const bool text = d.name == "text";
-  if (m.type == "transformer" && !text) {
-    s.fail("name", "expected 'text' for model_config.type 'transformer' (a character-level GPT "
-                   "trains on a text file), got '" + d.name + "'");
+  static void read(const Section& s, const std::string& name, bool& value, const Flag&) { s.boolean(name, value); }
+  static void read(const Section& s, const std::string& name, std::string& value, const Text& r) {
+    s.string(name, value, r.allow_empty);
   }
-  if (m.type != "transformer" && text) {
-    s.fail("name", "'text' needs model_config.type: transformer (model_config.type is '" +
-                       m.type + "')");
+  static void read(const Section& s, const std::string& name, std::string& value, const OneOf& r) {
+    s.choice(name, value, r.choices);
   }
-  if (text && d.source.empty()) {
-    s.fail("source", "is required for name 'text': the path of a UTF-8 text file, e.g. "
-                     "/usr/share/common-licenses/GPL-3");
+  static void read(const Section& s, const std::string& name, std::vector<int64_t>& value, const IntList& r) {
+    s.integer_list(name, value, r.min_size, r.min, r.expectation, r.item_expectation);
   }
-  if (!text) {
-    for (const char* key : {"source", "windows_per_epoch"}) {
-      if (s.has(key)) s.fail(key, "is a text setting, but dataset_config.name is '" + d.name + "'");
-    }
+  static void read(const Section& s, const std::string& name, std::vector<double>& value, const NumberList& r) {
+    s.number_list(name, value, r.ok, r.expectation, r.item_expectation);
   }
-  if (text && s.has("max_train_samples")) {
-    s.fail("max_train_samples", "does not apply to name 'text' (use windows_per_epoch for the "
-                                "windows per epoch, max_val_samples to cap validation windows)");
+  static void read(const Section& s, const std::string& name, std::vector<std::vector<int64_t>>& value,
+                   const LayerLists&) {
+    s.layer_lists(name, value);
   }
-  s.integer<int64_t>("batch_size", d.batch_size, 1, "a positive integer");
-  s.integer<int64_t>("val_batch_size", d.val_batch_size, 1, "a positive integer");
-  const Limits& l = s.limits();
-  s.check_limit("batch_size", d.batch_size, "max_batch_size", l.max_batch_size,
-                "batch size " + with_commas(d.batch_size));
-  s.check_limit("val_batch_size", d.val_batch_size, "max_batch_size", l.max_batch_size,
-                "batch size " + with_commas(d.val_batch_size));
-  s.check_limit("windows_per_epoch", d.windows_per_epoch, "max_windows_per_epoch", l.max_windows_per_epoch,
-                with_commas(d.windows_per_epoch) + " windows");
-  s.boolean("shuffle", d.shuffle);
-  s.integer<int64_t>("max_train_samples", d.max_train_samples, 0,
-                     "a non-negative integer (0 = all)");
-  s.integer<int64_t>("max_val_samples", d.max_val_samples, 0, "a non-negative integer (0 = all)");
-
-  const Section norm = s.section("normalize");
-  norm.number_list(
-      "mean", d.normalize.mean, [](double) { return true; },
-      "a non-empty list of numbers (one per channel)", "a finite number");
-  norm.number_list(
-      "std", d.normalize.std, [](double v) { return v > 0; },
-      "a non-empty list of positive numbers (one per channel)", "a positive finite number");
-  if (d.normalize.mean.size() != d.normalize.std.size()) {
-    s.fail("normalize", "expected mean and std of the same length (one value per channel), got "
-                        "mean " + format_list(d.normalize.mean) + " (" +
-                            count(d.normalize.mean.size(), "value") + ") and std " +
-                            format_list(d.normalize.std) + " (" +
-                            count(d.normalize.std.size(), "value") + ")");
+  static void read(const Section& s, const std::string& name, int64_t& value, const AutoOr& r) {
+    s.auto_or(name, value, r.min, r.expectation);
   }
 
-  const Section syn = s.section("synthetic");
-  SyntheticConfig& y = d.synthetic;
-  syn.integer<int64_t>("train_size", y.train_size, 1, "a positive integer");
-  syn.integer<int64_t>("val_size", y.val_size, 1, "a positive integer");
-  syn.integer<int64_t>("features", y.features, 1, "a positive integer");
-  syn.integer<int64_t>("classes", y.classes, 1, "a positive integer");
-  syn.number(
-      "noise", y.noise, [](double v) { return v >= 0; }, "a non-negative finite number");
-  if (d.name == "synthetic") {
-    // Generated at start-up: class centres [classes, features], then [samples, features].
-    syn.check_limit("features", y.features, "max_layer_width", l.max_layer_width, "width " + with_commas(y.features));
-    syn.check_limit("classes", y.classes, "max_layer_width", l.max_layer_width, "width " + with_commas(y.classes));
-    int64_t samples = 0, values = 0;
-    if (__builtin_add_overflow(y.train_size, y.val_size, &samples) ||
-        __builtin_mul_overflow(samples, y.features, &values)) {
-      values = INT64_MAX;
-    }
-    s.check_limit("synthetic", values, "max_synthetic_values", l.max_synthetic_values,
-                  "(train_size " + with_commas(y.train_size) + " + val_size " + with_commas(y.val_size) +
-                      ") x features " + with_commas(y.features) + " = " +
-                      (values == INT64_MAX ? std::string("more than 2^63") : with_commas(values)) + " values");
-    s.check_limit("synthetic", y.classes * y.features, "max_synthetic_values", l.max_synthetic_values,
-                  "classes " + with_commas(y.classes) + " x features " + with_commas(y.features) + " = " +
-                      with_commas(y.classes * y.features) + " values (the class centres)");
-  }
-}
-
-void read_training(const Section& s, TrainingConfig& t) {
-  s.integer<int64_t>("epochs", t.epochs, 1, "a positive integer");
-  s.number(
-      "learning_rate", t.learning_rate, [](double v) { return v > 0; },
-      "a positive finite number");
-  s.choice("optimizer", t.optimizer, {"sgd", "adamw"});
-  s.number(
-      "momentum", t.momentum, [](double v) { return v >= 0 && v < 1; },
-      "a number in [0, 1)");
-  s.number(
-      "weight_decay", t.weight_decay, [](double v) { return v >= 0; },
-      "a non-negative finite number");
-  s.integer<int64_t>("micro_batches", t.micro_batches, 1, "a positive integer");
-  s.choice("schedule", t.schedule, schedule_choices());
-  s.integer<uint64_t>("seed", t.seed, 0, "a non-negative integer");
-  s.integer<int64_t>("max_steps", t.max_steps, 0, "a non-negative integer (0 = whole epoch)");
-  s.choice("lr_schedule", t.lr_schedule, {"constant", "cosine"});
-  s.integer<int64_t>("warmup_steps", t.warmup_steps, 0, "a non-negative integer (0 = no warm-up)");
-  s.number(
-      "min_learning_rate", t.min_learning_rate, [](double v) { return v >= 0; },
-      "a non-negative finite number");
-  s.number(
-      "grad_clip", t.grad_clip, [](double v) { return v >= 0; },
-      "a non-negative finite number (max global gradient norm; 0 = off)");
-  if (t.min_learning_rate > t.learning_rate) {
-    s.fail("min_learning_rate", "expected at most learning_rate = " +
-                                    format_double(t.learning_rate) + ", got " +
-                                    format_double(t.min_learning_rate));
-  }
-}
-
-void read_communication(const Section& s, CommunicationConfig& c) {
-  s.int_choice("quantization_bits", c.quantization_bits, {32, 16, 8, 4});
-  s.boolean("stochastic_rounding", c.stochastic_rounding);
-  s.boolean("error_feedback", c.error_feedback);
-}
-
-void read_partition(const Section& s, PartitionConfig& p, const TrainingConfig& t) {
-  s.choice("method", p.method, {"uniform", "balanced"});
-  s.stages("stages", p.stages);
-  s.layer_lists("layers", p.layers);
-  s.integer_in<int64_t>("chunks_per_rank", p.chunks_per_rank, 1, 8,
-                        "an integer from 1 to 8 (chunks per stage rank)");
-  if (p.chunks_per_rank > 1 && !find_schedule(t.schedule).multi_chunk) {
-    s.fail("chunks_per_rank",
-           "is " + std::to_string(p.chunks_per_rank) +
-               ", which needs a multi-chunk training.schedule (" +
-               quoted_list(schedule_choices(/*multi_chunk_only=*/true)) +
-               "), but training.schedule is '" + t.schedule +
-               "' (one chunk per stage rank; set chunks_per_rank: 1)");
-  }
-  if (p.chunks_per_rank > 1 && !p.layers.empty()) {
-    s.fail("chunks_per_rank",
-           "is " + std::to_string(p.chunks_per_rank) +
-               ", but partition.layers is an explicit placement of one layer range per stage "
-               "rank; remove partition.layers (method places the chunks) or set "
-               "chunks_per_rank: 1");
-  }
-}
-
-void read_output(const Section& s, OutputConfig& o) {
-  s.string("dir", o.dir, false);
-  s.integer<int64_t>("checkpoint_every", o.checkpoint_every, 0,
-                     "a non-negative integer (epochs between checkpoints; 0 = only at the end)");
-  s.integer<int64_t>("checkpoint_every_steps", o.checkpoint_every_steps, 0,
-                     "a non-negative integer (steps between checkpoints; 0 = off)");
-  s.boolean("metrics", o.metrics);
-  s.integer<int64_t>("sample_tokens", o.sample_tokens, 0,
-                     "a non-negative integer (characters sampled after each epoch; 0 = off)");
-  s.number(
-      "sample_temperature", o.sample_temperature, [](double v) { return v >= 0; },
-      "a non-negative finite number (0 = argmax)");
-}
+  Document& doc_;
+  const char* only_;
+};
 
 // A transformer job that gives only its type and text (the original's REST body) trains with
 // the original's GPT hyperparameters rather than the MLP's defaults: AdamW lr 1e-3, weight
@@ -990,34 +284,106 @@ void apply_transformer_defaults(Config& c) {
   c.dataset.windows_per_epoch = 50 * 128;
 }
 
+Config defaults_for(const std::string& model_type) {
+  Config c;
+  c.model.type = model_type;
+  if (model_type == "transformer") apply_transformer_defaults(c);
+  return c;
+}
+
+// The keys that decide which others apply are read first: the model's type (which also sets
+// the transformer's defaults), then the dataset's name.
 Config read_config(const Context& ctx, const YAML::Node& root) {
+  Document doc(ctx, root);
   Config config;
-  const Section top(ctx, root, "", root.IsDefined() ? root.Mark() : YAML::Mark::null_mark());
-  read_model(top.section("model_config"), config.model);
+  visit_fields(config, Reader(doc, "model_config.type"));
   if (config.model.type == "transformer") apply_transformer_defaults(config);
-  read_dataset(top.section("dataset_config"), config.dataset, config.model);
-  read_training(top.section("training"), config.training);
-  read_communication(top.section("communication"), config.communication);
-  read_partition(top.section("partition"), config.partition, config.training);
-  read_output(top.section("output"), config.output);
-  top.boolean("resume", config.resume);
+  check_model_scope(doc, config);
+  visit_fields(config, Reader(doc, "dataset_config.name"));
+  check_dataset_scope(doc, config);
+  visit_fields(config, Reader(doc));
+  validate(doc, config);
   return config;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Emission.
+// Writing: each value as YAML, JSON or text.
 
-void emit_doubles(YAML::Emitter& out, const std::vector<double>& values) {
+void emit(YAML::Emitter& out, const std::string& v) { out << v; }
+void emit(YAML::Emitter& out, int64_t v) { out << std::to_string(v); }
+void emit(YAML::Emitter& out, uint64_t v) { out << std::to_string(v); }
+void emit(YAML::Emitter& out, int v) { out << std::to_string(v); }
+void emit(YAML::Emitter& out, double v) { out << format_double(v); }
+void emit(YAML::Emitter& out, bool v) { out << v; }
+void emit(YAML::Emitter& out, const std::vector<double>& values) {
   out << YAML::Flow << YAML::BeginSeq;
   for (double v : values) out << format_double(v);
   out << YAML::EndSeq;
 }
-
-void emit_ints(YAML::Emitter& out, const std::vector<int64_t>& values) {
+void emit(YAML::Emitter& out, const std::vector<int64_t>& values) {
   out << YAML::Flow << YAML::BeginSeq;
   for (int64_t v : values) out << std::to_string(v);
   out << YAML::EndSeq;
 }
+void emit(YAML::Emitter& out, const std::vector<std::vector<int64_t>>& lists) {
+  out << YAML::Flow << YAML::BeginSeq;
+  for (const auto& list : lists) emit(out, list);
+  out << YAML::EndSeq;
+}
+
+// A value as one line of YAML flow text ("[784, 128, 10]", "auto"): the key list, comparisons.
+template <class T, class Rule>
+std::string text_of(const T& value, const Rule&) {
+  YAML::Emitter out;
+  emit(out, value);
+  return out.c_str();
+}
+std::string text_of(const int64_t& value, const AutoOr&) { return value == 0 ? "auto" : std::to_string(value); }
+
+template <class T, class Rule>
+nlohmann::json json_of(const T& value, const Rule&) {
+  return value;
+}
+nlohmann::json json_of(const int64_t& value, const AutoOr&) {
+  return value == 0 ? nlohmann::json("auto") : nlohmann::json(value);
+}
+
+// The keys that apply to `c`, as nested maps in the description's order.
+class YamlWriter {
+ public:
+  explicit YamlWriter(const Config& c) : c_(c) { out_ << YAML::BeginMap; }
+
+  template <class T, class Rule>
+  void operator()(const Key& key, const T& value, const Rule& rule) {
+    if (!applies(key, c_)) return;
+    const std::vector<std::string> parts = split_path(key.path);
+    size_t common = 0;
+    while (common < open_.size() && common + 1 < parts.size() && open_[common] == parts[common]) ++common;
+    for (; open_.size() > common; open_.pop_back()) out_ << YAML::EndMap;
+    for (size_t i = common; i + 1 < parts.size(); ++i) {
+      out_ << YAML::Key << parts[i] << YAML::Value << YAML::BeginMap;
+      open_.push_back(parts[i]);
+    }
+    out_ << YAML::Key << parts.back() << YAML::Value;
+    if constexpr (std::is_same_v<Rule, AutoOr>) {
+      out_ << text_of(value, rule);
+    } else {
+      emit(out_, value);
+    }
+  }
+
+  std::string finish() {
+    for (; !open_.empty(); open_.pop_back()) out_ << YAML::EndMap;
+    out_ << YAML::EndMap;
+    if (!out_.good()) throw ConfigError("[config] cannot emit YAML: " + out_.GetLastError());
+    return std::string(out_.c_str()) + "\n";
+  }
+
+ private:
+  const Config& c_;
+  YAML::Emitter out_;
+  std::vector<std::string> open_;  // the sections open, outermost first
+};
 
 }  // namespace
 
@@ -1085,101 +451,63 @@ Config load_config_file(const std::string& path, const std::vector<Override>& ov
 }
 
 std::string to_yaml(const Config& c) {
-  YAML::Emitter out;
-  out << YAML::BeginMap;
+  YamlWriter writer(c);
+  visit_fields(c, writer);
+  return writer.finish();
+}
 
-  out << YAML::Key << "model_config" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "type" << YAML::Value << c.model.type;
-  if (c.model.type == "transformer") {
-    out << YAML::Key << "context" << YAML::Value << std::to_string(c.model.context);
-    out << YAML::Key << "n_emb" << YAML::Value << std::to_string(c.model.n_emb);
-    out << YAML::Key << "n_heads" << YAML::Value << std::to_string(c.model.n_heads);
-    out << YAML::Key << "n_blocks" << YAML::Value << std::to_string(c.model.n_blocks);
-    out << YAML::Key << "dropout" << YAML::Value << format_double(c.model.dropout);
-  } else {
-    out << YAML::Key << "layer_sizes" << YAML::Value;
-    emit_ints(out, c.model.layer_sizes);
-  }
-  out << YAML::EndMap;
+nlohmann::json config_json(const Config& c) {
+  nlohmann::json out = nlohmann::json::object();
+  visit_fields(c, [&](const Key& key, const auto& value, const auto& rule) {
+    if (!applies(key, c)) return;
+    nlohmann::json* at = &out;
+    for (const std::string& part : split_path(key.path)) at = &(*at)[part];
+    *at = json_of(value, rule);
+  });
+  return out;
+}
 
-  const DatasetConfig& d = c.dataset;
-  out << YAML::Key << "dataset_config" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "name" << YAML::Value << d.name;
-  out << YAML::Key << "root" << YAML::Value << d.root;
-  if (d.name == "text") {
-    out << YAML::Key << "source" << YAML::Value << d.source;
-    out << YAML::Key << "windows_per_epoch" << YAML::Value << std::to_string(d.windows_per_epoch);
-  }
-  out << YAML::Key << "batch_size" << YAML::Value << std::to_string(d.batch_size);
-  out << YAML::Key << "val_batch_size" << YAML::Value << std::to_string(d.val_batch_size);
-  out << YAML::Key << "normalize" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "mean" << YAML::Value;
-  emit_doubles(out, d.normalize.mean);
-  out << YAML::Key << "std" << YAML::Value;
-  emit_doubles(out, d.normalize.std);
-  out << YAML::EndMap;
-  out << YAML::Key << "shuffle" << YAML::Value << d.shuffle;
-  if (d.name != "text") {
-    out << YAML::Key << "max_train_samples" << YAML::Value << std::to_string(d.max_train_samples);
-  }
-  out << YAML::Key << "max_val_samples" << YAML::Value << std::to_string(d.max_val_samples);
-  out << YAML::Key << "synthetic" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "train_size" << YAML::Value << std::to_string(d.synthetic.train_size);
-  out << YAML::Key << "val_size" << YAML::Value << std::to_string(d.synthetic.val_size);
-  out << YAML::Key << "features" << YAML::Value << std::to_string(d.synthetic.features);
-  out << YAML::Key << "classes" << YAML::Value << std::to_string(d.synthetic.classes);
-  out << YAML::Key << "noise" << YAML::Value << format_double(d.synthetic.noise);
-  out << YAML::EndMap;
-  out << YAML::EndMap;
+std::vector<std::string> config_differences(const Config& a, const Config& b) {
+  std::vector<std::string> texts;
+  visit_fields(a, [&](const Key&, const auto& value, const auto& rule) { texts.push_back(text_of(value, rule)); });
+  std::vector<std::string> out;
+  size_t i = 0;
+  visit_fields(b, [&](const Key& key, const auto& value, const auto& rule) {
+    const std::string text = text_of(value, rule);
+    if (text != texts[i++]) out.push_back(std::string(key.path) + ": " + texts[i - 1] + " vs " + text);
+  });
+  return out;
+}
 
-  const TrainingConfig& t = c.training;
-  out << YAML::Key << "training" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "epochs" << YAML::Value << std::to_string(t.epochs);
-  out << YAML::Key << "learning_rate" << YAML::Value << format_double(t.learning_rate);
-  out << YAML::Key << "optimizer" << YAML::Value << t.optimizer;
-  out << YAML::Key << "momentum" << YAML::Value << format_double(t.momentum);
-  out << YAML::Key << "weight_decay" << YAML::Value << format_double(t.weight_decay);
-  out << YAML::Key << "micro_batches" << YAML::Value << std::to_string(t.micro_batches);
-  out << YAML::Key << "schedule" << YAML::Value << t.schedule;
-  out << YAML::Key << "seed" << YAML::Value << std::to_string(t.seed);
-  out << YAML::Key << "max_steps" << YAML::Value << std::to_string(t.max_steps);
-  out << YAML::Key << "lr_schedule" << YAML::Value << t.lr_schedule;
-  out << YAML::Key << "warmup_steps" << YAML::Value << std::to_string(t.warmup_steps);
-  out << YAML::Key << "min_learning_rate" << YAML::Value << format_double(t.min_learning_rate);
-  out << YAML::Key << "grad_clip" << YAML::Value << format_double(t.grad_clip);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "communication" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "quantization_bits" << YAML::Value
-      << std::to_string(c.communication.quantization_bits);
-  out << YAML::Key << "stochastic_rounding" << YAML::Value << c.communication.stochastic_rounding;
-  out << YAML::Key << "error_feedback" << YAML::Value << c.communication.error_feedback;
-  out << YAML::EndMap;
-
-  const PartitionConfig& p = c.partition;
-  out << YAML::Key << "partition" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "method" << YAML::Value << p.method;
-  out << YAML::Key << "stages" << YAML::Value
-      << (p.stages == 0 ? std::string("auto") : std::to_string(p.stages));
-  out << YAML::Key << "layers" << YAML::Value << YAML::Flow << YAML::BeginSeq;
-  for (const auto& stage : p.layers) emit_ints(out, stage);
-  out << YAML::EndSeq;
-  out << YAML::Key << "chunks_per_rank" << YAML::Value << std::to_string(p.chunks_per_rank);
-  out << YAML::EndMap;
-
-  out << YAML::Key << "output" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "dir" << YAML::Value << c.output.dir;
-  out << YAML::Key << "checkpoint_every" << YAML::Value << std::to_string(c.output.checkpoint_every);
-  out << YAML::Key << "checkpoint_every_steps" << YAML::Value << std::to_string(c.output.checkpoint_every_steps);
-  out << YAML::Key << "metrics" << YAML::Value << c.output.metrics;
-  out << YAML::Key << "sample_tokens" << YAML::Value << std::to_string(c.output.sample_tokens);
-  out << YAML::Key << "sample_temperature" << YAML::Value << format_double(c.output.sample_temperature);
-  out << YAML::EndMap;
-  out << YAML::Key << "resume" << YAML::Value << c.resume;
-
-  out << YAML::EndMap;
-  if (!out.good()) throw ConfigError("[config] cannot emit YAML: " + out.GetLastError());
-  return std::string(out.c_str()) + "\n";
+std::vector<ConfigKeyInfo> config_keys() {
+  const Config mlp = defaults_for("mlp"), transformer = defaults_for("transformer");
+  std::vector<std::string> transformer_texts;
+  visit_fields(transformer,
+               [&](const Key&, const auto& value, const auto& rule) { transformer_texts.push_back(text_of(value, rule)); });
+  std::vector<ConfigKeyInfo> keys;
+  visit_fields(mlp, [&](const Key& key, const auto& value, const auto& rule) {
+    ConfigKeyInfo info;
+    info.key = key.path;
+    info.help = key.help;
+    info.default_value = text_of(value, rule);
+    const std::string& t = transformer_texts[keys.size()];
+    if (t != info.default_value && key.scope == Scope::Always) info.transformer_default = t;
+    switch (key.scope) {
+      case Scope::Always: break;
+      case Scope::Mlp: info.applies_to = "mlp"; break;
+      case Scope::Transformer:
+        info.applies_to = "transformer";
+        info.default_value = t;
+        break;
+      case Scope::Text:
+        info.applies_to = "text";
+        info.default_value = t;
+        break;
+      case Scope::NotText: info.applies_to = "not text"; break;
+    }
+    keys.push_back(std::move(info));
+  });
+  return keys;
 }
 
 }  // namespace arceus

@@ -130,7 +130,23 @@ Config parse_config(const std::string& yaml_text, const std::vector<Override>& o
 Config load_config_file(const std::string& path, const std::vector<Override>& overrides = {},
                         const Limits& limits = operator_limits());
 
-// Canonical YAML of a validated config: parse_config(to_yaml(c)) == c.
+// Canonical YAML of a validated config: parse_config(to_yaml(c)) == c. Only the keys that apply
+// (a transformer's model keys, not the MLP's; a text's keys only for a text). This is also how
+// rank 0 sends the job to the other ranks.
 std::string to_yaml(const Config& config);
+
+// The keys whose values differ, "training.epochs: 5 vs 3", in the description's order; empty
+// when a and b are the same config.
+std::vector<std::string> config_differences(const Config& a, const Config& b);
+
+// Every key of the description (config/fields.h), for `arceus config keys` and the docs.
+struct ConfigKeyInfo {
+  std::string key;                  // dotted
+  std::string default_value;        // as YAML flow text
+  std::string transformer_default;  // when model_config.type transformer changes it, else ""
+  std::string applies_to;           // "" (always), "mlp", "transformer", "text", "not text"
+  std::string help;
+};
+std::vector<ConfigKeyInfo> config_keys();
 
 }  // namespace arceus

@@ -42,6 +42,7 @@
 
 #include "common/utc.h"
 #include "config/config.h"
+#include "config/config_json.h"
 #include "partition/partition.h"
 #include "launcher/assets.h"
 #include "launcher/events.h"
@@ -298,81 +299,6 @@ class RecordingObserver : public JobObserver {
 
 bool is_transformer(const Config& c) { return c.model.type == "transformer"; }
 
-// model_config as the job sees it: the keys of its own type only.
-json model_json(const Config& c) {
-  const auto& m = c.model;
-  if (!is_transformer(c)) return {{"type", m.type}, {"layer_sizes", m.layer_sizes}};
-  return {{"type", m.type},
-          {"context", m.context},
-          {"n_emb", m.n_emb},
-          {"n_heads", m.n_heads},
-          {"n_blocks", m.n_blocks},
-          {"dropout", m.dropout}};
-}
-
-// dataset_config as the job sees it: the original's keys (name, batch_size, val_batch_size,
-// normalize; a transformer's source) and ours, of its own type only.
-json dataset_json(const Config& c) {
-  const auto& d = c.dataset;
-  if (is_transformer(c)) {
-    return {{"name", d.name},
-            {"source", d.source},
-            {"windows_per_epoch", d.windows_per_epoch},
-            {"batch_size", d.batch_size},
-            {"val_batch_size", d.val_batch_size},
-            {"shuffle", d.shuffle},
-            {"max_val_samples", d.max_val_samples}};
-  }
-  return {{"name", d.name},
-          {"root", d.root},
-          {"batch_size", d.batch_size},
-          {"val_batch_size", d.val_batch_size},
-          {"normalize", {{"mean", d.normalize.mean}, {"std", d.normalize.std}}},
-          {"shuffle", d.shuffle},
-          {"max_train_samples", d.max_train_samples},
-          {"max_val_samples", d.max_val_samples},
-          {"synthetic",
-           {{"train_size", d.synthetic.train_size},
-            {"val_size", d.synthetic.val_size},
-            {"features", d.synthetic.features},
-            {"classes", d.synthetic.classes},
-            {"noise", d.synthetic.noise}}}};
-}
-
-json config_json(const Config& c) {
-  const auto& t = c.training;
-  json output = {{"dir", c.output.dir}};
-  if (is_transformer(c)) {
-    output["sample_tokens"] = c.output.sample_tokens;
-    output["sample_temperature"] = c.output.sample_temperature;
-  }
-  return {{"model_config", model_json(c)},
-          {"dataset_config", dataset_json(c)},
-          {"training",
-           {{"epochs", t.epochs},
-            {"learning_rate", t.learning_rate},
-            {"optimizer", t.optimizer},
-            {"momentum", t.momentum},
-            {"weight_decay", t.weight_decay},
-            {"micro_batches", t.micro_batches},
-            {"schedule", t.schedule},
-            {"seed", t.seed},
-            {"max_steps", t.max_steps},
-            {"lr_schedule", t.lr_schedule},
-            {"warmup_steps", t.warmup_steps},
-            {"min_learning_rate", t.min_learning_rate},
-            {"grad_clip", t.grad_clip}}},
-          {"communication",
-           {{"quantization_bits", c.communication.quantization_bits},
-            {"stochastic_rounding", c.communication.stochastic_rounding},
-            {"error_feedback", c.communication.error_feedback}}},
-          {"partition",
-           {{"method", c.partition.method},
-            {"stages", c.partition.stages == 0 ? json("auto") : json(c.partition.stages)},
-            {"layers", c.partition.layers}}},
-          {"output", output}};
-}
-
 int64_t mlp_layer_parameters(const Config& c, const LayerRange& r) {
   int64_t n = 0;
   const auto& s = c.model.layer_sizes;
@@ -466,13 +392,14 @@ int64_t job_devices(const ServeState& s, const JobRecord& job) {
 // `id` = job_id as a number, from before the original's names were adopted.
 json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   const Config& c = effective_config(job);
+  const json config = config_json(c);  // the keys that apply to the job's model and data
   json j = {{"job_id", job_id_json(job.id)},
             {"id", job.id},
             {"status", job.state},
             {"state", job.state},
             {"devices", job_devices(s, job)},
-            {"model_config", model_json(c)},
-            {"dataset_config", dataset_json(c)},
+            {"model_config", config["model_config"]},
+            {"dataset_config", config["dataset_config"]},
             {"epochs", c.training.epochs},
             {"learning_rate", c.training.learning_rate},
             {"epochs_completed", job.epochs.size()},
@@ -482,7 +409,7 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
             {"started_at", or_null(job.started_at)},
             {"finished_at", or_null(job.finished_at)}};
   if (!detail) return j;
-  j["config"] = config_json(c);
+  j["config"] = config;
   j["config_yaml"] = to_yaml(c);
   j["body_format"] = job.format;
   j["world_size"] = s.world;

@@ -15,57 +15,9 @@ namespace arceus {
 namespace {
 
 // Field-by-field comparison so a failing round trip names the field that differs.
+// Every key of the description (config/fields.h), compared exactly (doubles too).
 void expect_same(const Config& a, const Config& b) {
-  EXPECT_EQ(a.model.type, b.model.type);
-  EXPECT_EQ(a.model.layer_sizes, b.model.layer_sizes);
-  EXPECT_EQ(a.model.context, b.model.context);
-  EXPECT_EQ(a.model.n_emb, b.model.n_emb);
-  EXPECT_EQ(a.model.n_heads, b.model.n_heads);
-  EXPECT_EQ(a.model.n_blocks, b.model.n_blocks);
-  EXPECT_EQ(a.model.dropout, b.model.dropout);
-  EXPECT_EQ(a.dataset.name, b.dataset.name);
-  EXPECT_EQ(a.dataset.root, b.dataset.root);
-  EXPECT_EQ(a.dataset.source, b.dataset.source);
-  EXPECT_EQ(a.dataset.windows_per_epoch, b.dataset.windows_per_epoch);
-  EXPECT_EQ(a.dataset.batch_size, b.dataset.batch_size);
-  EXPECT_EQ(a.dataset.val_batch_size, b.dataset.val_batch_size);
-  EXPECT_EQ(a.dataset.normalize.mean, b.dataset.normalize.mean);  // exact double equality
-  EXPECT_EQ(a.dataset.normalize.std, b.dataset.normalize.std);
-  EXPECT_EQ(a.dataset.shuffle, b.dataset.shuffle);
-  EXPECT_EQ(a.dataset.max_train_samples, b.dataset.max_train_samples);
-  EXPECT_EQ(a.dataset.max_val_samples, b.dataset.max_val_samples);
-  EXPECT_EQ(a.dataset.synthetic.train_size, b.dataset.synthetic.train_size);
-  EXPECT_EQ(a.dataset.synthetic.val_size, b.dataset.synthetic.val_size);
-  EXPECT_EQ(a.dataset.synthetic.features, b.dataset.synthetic.features);
-  EXPECT_EQ(a.dataset.synthetic.classes, b.dataset.synthetic.classes);
-  EXPECT_EQ(a.dataset.synthetic.noise, b.dataset.synthetic.noise);
-  EXPECT_EQ(a.training.epochs, b.training.epochs);
-  EXPECT_EQ(a.training.learning_rate, b.training.learning_rate);
-  EXPECT_EQ(a.training.optimizer, b.training.optimizer);
-  EXPECT_EQ(a.training.momentum, b.training.momentum);
-  EXPECT_EQ(a.training.weight_decay, b.training.weight_decay);
-  EXPECT_EQ(a.training.micro_batches, b.training.micro_batches);
-  EXPECT_EQ(a.training.schedule, b.training.schedule);
-  EXPECT_EQ(a.training.seed, b.training.seed);
-  EXPECT_EQ(a.training.max_steps, b.training.max_steps);
-  EXPECT_EQ(a.training.lr_schedule, b.training.lr_schedule);
-  EXPECT_EQ(a.training.warmup_steps, b.training.warmup_steps);
-  EXPECT_EQ(a.training.min_learning_rate, b.training.min_learning_rate);
-  EXPECT_EQ(a.training.grad_clip, b.training.grad_clip);
-  EXPECT_EQ(a.communication.quantization_bits, b.communication.quantization_bits);
-  EXPECT_EQ(a.communication.stochastic_rounding, b.communication.stochastic_rounding);
-  EXPECT_EQ(a.communication.error_feedback, b.communication.error_feedback);
-  EXPECT_EQ(a.partition.method, b.partition.method);
-  EXPECT_EQ(a.partition.stages, b.partition.stages);
-  EXPECT_EQ(a.partition.layers, b.partition.layers);
-  EXPECT_EQ(a.partition.chunks_per_rank, b.partition.chunks_per_rank);
-  EXPECT_EQ(a.output.dir, b.output.dir);
-  EXPECT_EQ(a.output.checkpoint_every, b.output.checkpoint_every);
-  EXPECT_EQ(a.output.checkpoint_every_steps, b.output.checkpoint_every_steps);
-  EXPECT_EQ(a.output.metrics, b.output.metrics);
-  EXPECT_EQ(a.output.sample_tokens, b.output.sample_tokens);
-  EXPECT_EQ(a.output.sample_temperature, b.output.sample_temperature);
-  EXPECT_EQ(a.resume, b.resume);
+  EXPECT_EQ(config_differences(a, b), std::vector<std::string>{});
 }
 
 // The ConfigError message of parsing `yaml`; fails the test if parsing succeeds.
