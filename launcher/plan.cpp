@@ -279,6 +279,22 @@ std::string command_line(const PlanOptions& o, const Candidate& c) {
   return s.str();
 }
 
+// "Schedules to consider (not searched unless named: sequential: one micro-batch in flight: ...)".
+std::string schedules_help() {
+  std::string out = "Schedules to consider (not searched unless named here:";
+  for (const ScheduleInfo& s : schedules()) {
+    if (!s.planned) out += " " + s.name + ": " + s.not_planned_because + ";";
+  }
+  out.back() = ')';
+  return out;
+}
+
+std::string join(const std::vector<std::string>& items, const std::string& sep) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
+  return out;
+}
+
 }  // namespace
 
 CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
@@ -298,7 +314,7 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
   cmd->add_option("--host-speed", o.host_speed, "Speed of the hosts relative to this machine: F, or F,F,... per host");
   cmd->add_option("--bits", o.bits, "Bit widths to consider (below 8 with their measured accuracy cost)")
       ->default_val("32,16,8,4");
-  cmd->add_option("--schedules", o.schedules, "Schedules to consider")->default_val("1f1b,eager1f1b,gpipe,zb1p,interleaved");
+  cmd->add_option("--schedules", o.schedules, schedules_help())->default_val(join(planned_schedule_names(), ","));
   cmd->add_option("--micro-batches", o.micro_batches, "Micro-batch counts M to consider")->default_val("1,2,4,8,16,32");
   cmd->add_option("--top", o.top, "Rows of the ranked table")->default_val(10)->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o.json, "Print JSON (given.predicted_samples_per_second, alternatives, best, scaling)");

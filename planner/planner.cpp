@@ -356,7 +356,7 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
     Candidate c;
     c.stages = 1;
     c.micro_batches = m;
-    c.schedule = "1f1b";
+    c.schedule = schedules().front().name;  // one stage: the reference run's program F0 B0 F1 B1 ...
     c.bits = 32;
     c.chunks = {LayerRange{0, layers}};
     c.partition = "whole";

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "ranks/schedule/registry.h"
 #include "partition/partition.h"
 #include "planner/calibration.h"
 
@@ -71,7 +72,7 @@ struct Candidate {
   int64_t stages = 1;
   int64_t chunks_per_rank = 1;
   int64_t micro_batches = 1;
-  std::string schedule = "1f1b";
+  std::string schedule = schedules().front().name;  // the registry's default
   int bits = 32;
   std::vector<LayerRange> chunks;    // stages * chunks_per_rank, chunk c on stage c % stages + 1
   std::string partition = "given";   // how the chunks were chosen: given | balanced | timed | uniform
@@ -94,7 +95,7 @@ struct Prediction {
 Prediction predict(const ModelSpec& model, const Calibration& cal, const ClusterSpec& cluster, const Candidate& c);
 
 struct SearchSpace {
-  std::vector<std::string> schedules{"1f1b", "eager1f1b", "gpipe", "zb1p", "interleaved"};
+  std::vector<std::string> schedules = planned_schedule_names();  // the registry's `planned` ones
   std::vector<int64_t> micro_batches{1, 2, 4, 8, 16, 32};
   std::vector<int64_t> chunks_per_rank{1, 2};
   std::vector<int> bits{32, 16, 8, 4};

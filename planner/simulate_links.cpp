@@ -6,21 +6,23 @@
 #include "planner/simulate_links.h"
 
 #include <algorithm>
+#include <optional>
 #include <queue>
+
+#include "ranks/schedule/dataflow.h"
 
 namespace arceus::plan {
 namespace {
 
 enum EventType { kArrival = 0, kSend = 1, kFree = 2 };
-enum MsgType { kAct = 0, kGrad = 1, kLabel = 2 };
 
 struct Event {
   double t;
   int type;
   uint64_t seq;
-  int64_t rank;                  // kFree
-  int msg;                       // kArrival / kSend: MsgType
-  int64_t step, boundary, mb;    // message identity
+  int64_t rank;     // kFree
+  int64_t step;     // kArrival / kSend: the message of that step
+  Message msg;
   bool operator>(const Event& o) const {
     if (t != o.t) return t > o.t;
     if (type != o.type) return type > o.type;
@@ -38,7 +40,7 @@ class Sim {
   LinkSimulation run() {
     const int64_t S = shape_.ranks, C = shape_.chunks(), M = shape_.micro_batches;
     arrived_.assign(kSteps, std::vector<std::vector<std::vector<double>>>(
-                                3, std::vector<std::vector<double>>(size_t(C), std::vector<double>(size_t(M), -1))));
+                                4, std::vector<std::vector<double>>(size_t(C), std::vector<double>(size_t(M), -1))));
     next_.assign(size_t(S), 0);
     step_.assign(size_t(S), 0);
     waiting_.assign(size_t(S), false);
@@ -105,30 +107,38 @@ class Sim {
     e.seq = seq_++;
     q_.push(e);
   }
-  void push_free(int64_t r, double t) { push(Event{t, kFree, 0, r, 0, 0, 0, 0}); }
+  void push_free(int64_t r, double t) { push(Event{t, kFree, 0, r, 0, Message{}}); }
 
+  // Rank 0's labels of step s (its inputs to chunk 0 are not modelled: rank 0 sends them a
+  // batch ahead, so they are never late).
   void send_labels(int64_t s, double t) {
     if (c_.label_bytes.empty()) return;
-    for (int64_t m = 0; m < shape_.micro_batches; ++m) push(Event{t, kSend, 0, -1, kLabel, s, 0, m});
+    for (int64_t m = 0; m < shape_.micro_batches; ++m) {
+      for (const Message& msg : orchestrator_sends(m, shape_)) {
+        if (msg.flow == Flow::Labels) push(Event{t, kSend, 0, -1, s, msg});
+      }
+    }
   }
 
-  double bytes_of(const Event& e) const {
-    if (e.msg == kLabel) return c_.label_bytes[size_t(e.mb)];
-    const auto& t = e.msg == kAct ? c_.act_bytes : c_.grad_bytes;
-    return t[size_t(e.boundary)][size_t(e.mb)];
+  double bytes_of(const Message& m) const {
+    if (m.flow == Flow::Labels) return c_.label_bytes[size_t(m.micro_batch)];
+    const auto& t = m.flow == Flow::Activation ? c_.act_bytes : c_.grad_bytes;
+    return t[size_t(m.boundary())][size_t(m.micro_batch)];
   }
 
-  // Hosts of a message's sender and receiver.
-  std::pair<int64_t, int64_t> ends(const Event& e) const {
-    const int64_t last = shape_.chunks() - 1;
-    if (e.msg == kLabel) return {0, host_of(rank_of(last))};
-    const int64_t a = host_of(rank_of(e.boundary)), b = host_of(rank_of(e.boundary + 1));
-    return e.msg == kAct ? std::make_pair(a, b) : std::make_pair(b, a);
+  // Hosts of a message's sender and receiver (rank 0 is on host 0).
+  std::pair<int64_t, int64_t> ends(const Message& m) const {
+    return {m.from == kOrchestrator ? 0 : host_of(rank_of(m.from)), host_of(rank_of(m.to))};
+  }
+
+  // arrived_'s slot of a message: [step][flow][boundary (0 for labels)][micro-batch].
+  double& arrival(int64_t s, const Message& m) {
+    return arrived_[size_t(s)][size_t(m.flow)][size_t(std::max<int64_t>(0, m.boundary()))][size_t(m.micro_batch)];
   }
 
   void send(const Event& e) {
-    const double bytes = bytes_of(e);
-    const auto [from, to] = ends(e);
+    const double bytes = bytes_of(e.msg);
+    const auto [from, to] = ends(e.msg);
     double arrival;
     const double copy = bytes / l_.shm_bytes_per_second;
     if (from == to) {
@@ -150,23 +160,16 @@ class Sim {
   }
 
   void arrive(const Event& e) {
-    arrived_[size_t(e.step)][size_t(e.msg)][size_t(e.boundary)][size_t(e.mb)] = e.t;
+    arrival(e.step, e.msg) = e.t;
     // The receiver, if it waits for exactly this message.
-    int64_t r;
-    if (e.msg == kLabel) {
-      r = rank_of(shape_.chunks() - 1);
-    } else {
-      r = e.msg == kAct ? rank_of(e.boundary + 1) : rank_of(e.boundary);
-    }
+    const int64_t r = rank_of(e.msg.to);
     if (waiting_[size_t(r)] && step_[size_t(r)] == e.step) {
       waiting_[size_t(r)] = false;
       push_free(r, e.t);
     }
   }
 
-  bool have(int64_t s, int msg, int64_t boundary, int64_t m) const {
-    return arrived_[size_t(s)][size_t(msg)][size_t(boundary)][size_t(m)] >= 0;
-  }
+  bool have(int64_t s, const Message& m) { return arrival(s, m) >= 0; }
 
   // Rank r is free at t: runs its next action if its messages are in (else waits for them).
   void free(int64_t r, double t) {
@@ -199,49 +202,44 @@ class Sim {
     const Action& a = p[i];
     const int64_t c = a.chunk, m = a.micro_batch;
     double dur = 0;
-    bool sends = false;
-    int msg = kAct;
-    int64_t boundary = 0;
+    // The messages the action consumes (dataflow.h): wait for each one that crosses ranks, and
+    // decode it.
+    for (const Message& msg : consumes(a, shape_)) {
+      if (msg.flow == Flow::Input || is_local(msg, shape_)) continue;
+      if (msg.flow == Flow::Labels && c_.label_bytes.empty()) continue;
+      if (!have(s, msg)) {
+        waiting_[size_t(r)] = true;
+        return;
+      }
+      if (msg.flow == Flow::Activation) dur += c_.act_decode[size_t(msg.boundary())][size_t(m)];
+      if (msg.flow == Flow::Gradient) dur += c_.grad_decode[size_t(msg.boundary())][size_t(m)];
+    }
     switch (a.kind) {
       case ActionKind::Forward:
-        if (c > 0 && rank_of(c - 1) != r) {
-          if (!have(s, kAct, c - 1, m)) { waiting_[size_t(r)] = true; return; }
-          dur += c_.act_decode[size_t(c - 1)][size_t(m)];
-        }
-        if (c == C - 1 && !c_.label_bytes.empty() && !have(s, kLabel, 0, m)) { waiting_[size_t(r)] = true; return; }
         dur += c_.f[size_t(c)][size_t(m)];
-        if (c + 1 < C && rank_of(c + 1) != r) {
-          dur += c_.act_encode[size_t(c)][size_t(m)];
-          sends = true;
-          msg = kAct;
-          boundary = c;
-        }
         held_[size_t(r)] += c_.held_bytes[size_t(c)][size_t(m)];
         out_.peak_held_bytes[size_t(r)] = std::max(out_.peak_held_bytes[size_t(r)], held_[size_t(r)]);
         break;
       case ActionKind::Backward:
-      case ActionKind::InputGrad:
-        if (c + 1 < C && rank_of(c + 1) != r) {
-          if (!have(s, kGrad, c, m)) { waiting_[size_t(r)] = true; return; }
-          dur += c_.grad_decode[size_t(c)][size_t(m)];
-        }
-        dur += a.kind == ActionKind::Backward ? c_.b[size_t(c)][size_t(m)] : c_.i[size_t(c)][size_t(m)];
-        if (c > 0 && rank_of(c - 1) != r) {
-          dur += c_.grad_encode[size_t(c - 1)][size_t(m)];
-          sends = true;
-          msg = kGrad;
-          boundary = c - 1;
-        }
-        if (a.kind == ActionKind::Backward) held_[size_t(r)] -= c_.held_bytes[size_t(c)][size_t(m)];
+        dur += c_.b[size_t(c)][size_t(m)];
+        held_[size_t(r)] -= c_.held_bytes[size_t(c)][size_t(m)];
         break;
+      case ActionKind::InputGrad: dur += c_.i[size_t(c)][size_t(m)]; break;
       case ActionKind::WeightGrad:
         dur += c_.w[size_t(c)][size_t(m)];
         held_[size_t(r)] -= c_.held_bytes[size_t(c)][size_t(m)];
         break;
     }
+    // The message it sends, encoded on this rank first.
+    std::optional<Message> out = sends(a, shape_);
+    if (out && is_local(*out, shape_)) out.reset();
+    if (out) {
+      const auto& encode = out->flow == Flow::Activation ? c_.act_encode : c_.grad_encode;
+      dur += encode[size_t(out->boundary())][size_t(m)];
+    }
     out_.busy[size_t(r)] += dur;
     ++i;
-    if (sends) push(Event{t + dur, kSend, 0, -1, msg, s, boundary, m});
+    if (out) push(Event{t + dur, kSend, 0, -1, s, *out});
     push_free(r, t + dur);
   }
 
@@ -251,7 +249,7 @@ class Sim {
   const LinkModel& l_;
   std::priority_queue<Event, std::vector<Event>, std::greater<Event>> q_;
   uint64_t seq_ = 0;
-  // [step][msg type][boundary][micro-batch]: arrival time, -1 before.
+  // [step][flow][boundary][micro-batch]: arrival time, -1 before.
   std::vector<std::vector<std::vector<std::vector<double>>>> arrived_;
   std::vector<size_t> next_;
   std::vector<int64_t> step_;

@@ -21,6 +21,7 @@
 #include "ranks/affinity.h"
 #include "ranks/messenger.h"
 #include "ranks/report.h"
+#include "ranks/schedule/dataflow.h"
 #include "ranks/stage_state.h"
 #include "ranks/steps.h"
 #include "ranks/vocab.h"
@@ -279,18 +280,22 @@ class Orchestrator::Impl {
     f.lr = lr;
     f.step = step_;
     send_control(train ? Command::Train : Command::Eval, rows, m, p_.stage_ranks(), lr);
-    const int first = p_.rank_of_chunk(0);
+    const PipelineShape shape{p_.stages, p_.chunks_per_rank, m};
     int64_t off = 0;
     for (int64_t i = 0; i < m; ++i) {
       const int64_t s = sizes[static_cast<size_t>(i)];
-      if (job_.gpt) {  // token ids, exact: raw int32
-        at::Tensor x = inputs.narrow(0, off, s).to(at::kInt).contiguous();
-        pending_sends_.push_back(msg_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), first, MsgKind::Input, step_, i));
-      } else {
-        pending_sends_.push_back(msg_.send_tensor(inputs.narrow(0, off, s), first, MsgKind::Input, step_, i, input_bits_, false, 0));
+      for (const Message& msg : orchestrator_sends(i, shape)) {  // dataflow.h: the input, then the labels
+        const int to = p_.rank_of_chunk(msg.to);
+        if (msg.flow == Flow::Labels) {
+          at::Tensor l = labels.narrow(0, off, s).to(at::kInt).contiguous();
+          pending_sends_.push_back(msg_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(l.numel()), to, MsgKind::Labels, step_, i));
+        } else if (job_.gpt) {  // token ids, exact: raw int32
+          at::Tensor x = inputs.narrow(0, off, s).to(at::kInt).contiguous();
+          pending_sends_.push_back(msg_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), to, MsgKind::Input, step_, i));
+        } else {
+          pending_sends_.push_back(msg_.send_tensor(inputs.narrow(0, off, s), to, MsgKind::Input, step_, i, input_bits_, false, 0));
+        }
       }
-      at::Tensor l = labels.narrow(0, off, s).to(at::kInt).contiguous();
-      pending_sends_.push_back(msg_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(l.numel()), last_rank_, MsgKind::Labels, step_, i));
       off += s;
     }
     f.metrics = msg_.post_raw<MetricsPayload>(last_rank_, MsgKind::Metrics, 0, 1);

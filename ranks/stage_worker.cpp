@@ -19,6 +19,7 @@
 #include "ranks/executor.h"
 #include "ranks/affinity.h"
 #include "ranks/messenger.h"
+#include "ranks/schedule/dataflow.h"
 #include "ranks/schedule/registry.h"
 #include "ranks/stage_state.h"
 #include "ranks/steps.h"
@@ -130,7 +131,6 @@ class StageWorker {
 
   Chunk& chunk(int64_t c) { return chunks_[size_t(c / p_.stages)]; }
   Slot& slot(int64_t c, int64_t mb) { return slots_[size_t(c / p_.stages)][size_t(mb)]; }
-  bool same_rank(int64_t a, int64_t b) const { return p_.stage_of_chunk(a) == p_.stage_of_chunk(b); }
   int64_t in_width(const Chunk& ch) const { return ch.model->in_features(); }
   int64_t out_width(const Chunk& ch) const { return ch.model->out_features(); }
 
@@ -146,31 +146,45 @@ class StageWorker {
     return it->second;
   }
 
-  // Posts every receive of the batch up front: no order of arrival can deadlock, and
-  // transfers overlap with compute.
+  PipelineShape shape() const { return {p_.stages, p_.chunks_per_rank, static_cast<int64_t>(sizes_.size())}; }
+  // The transport rank a message comes from or goes to (rank 0 for the orchestrator's).
+  int rank_of(int64_t chunk) const { return chunk == kOrchestrator ? 0 : p_.rank_of_chunk(chunk); }
+
+  // Posts every receive of the batch up front (what each chunk's F and, when training, its B
+  // consume: dataflow.h): no order of arrival can deadlock, and transfers overlap with compute.
   void post_receives(bool train) {
-    const int64_t m = static_cast<int64_t>(sizes_.size());
+    const PipelineShape sh = shape();
     slots_.clear();
     slots_.resize(chunks_.size());
-    for (auto& per_chunk : slots_) per_chunk.resize(size_t(m));
+    for (auto& per_chunk : slots_) per_chunk.resize(size_t(sh.micro_batches));
     for (const Chunk& ch : chunks_) {
-      const int64_t c = ch.index;
-      for (int64_t i = 0; i < m; ++i) {
-        const int64_t rows = sizes_[size_t(i)];
-        Slot& s = slot(c, i);
-        if (ch.first) {
-          s.input = job_.gpt ? msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows * in_width(ch)))
-                             : msg_.post_tensor(0, MsgKind::Input, i, input_bits_, rows, in_width(ch));
-        } else if (!same_rank(c - 1, c)) {
-          s.input = msg_.post_tensor(p_.rank_of_chunk(c - 1), MsgKind::Activation, i, bits_, rows * job_.seq,
-                                     in_width(ch), c);
+      for (int64_t i = 0; i < sh.micro_batches; ++i) {
+        std::vector<Message> in = consumes(Action{ActionKind::Forward, int32_t(ch.index), int32_t(i)}, sh);
+        if (train) {
+          for (const Message& g : consumes(Action{ActionKind::Backward, int32_t(ch.index), int32_t(i)}, sh)) in.push_back(g);
         }
-        if (ch.last) s.labels = msg_.post_raw<int32_t>(0, MsgKind::Labels, i, size_t(rows * job_.seq));
-        if (train && !ch.last && !same_rank(c, c + 1)) {
-          s.grad = msg_.post_tensor(p_.rank_of_chunk(c + 1), MsgKind::Gradient, i, bits_, rows * job_.seq,
-                                    out_width(ch), c);
+        for (const Message& msg : in) {
+          if (!is_local(msg, sh)) post_receive(ch, msg);
         }
       }
+    }
+  }
+
+  void post_receive(const Chunk& ch, const Message& msg) {
+    const int64_t i = msg.micro_batch, rows = sizes_[size_t(i)], seq = job_.seq;
+    Slot& s = slot(ch.index, i);
+    switch (msg.flow) {
+      case Flow::Input:
+        s.input = job_.gpt ? msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows * in_width(ch)))
+                           : msg_.post_tensor(0, MsgKind::Input, i, input_bits_, rows, in_width(ch));
+        break;
+      case Flow::Activation:
+        s.input = msg_.post_tensor(rank_of(msg.from), MsgKind::Activation, i, bits_, rows * seq, in_width(ch), msg.to);
+        break;
+      case Flow::Labels: s.labels = msg_.post_raw<int32_t>(0, MsgKind::Labels, i, size_t(rows * seq)); break;
+      case Flow::Gradient:
+        s.grad = msg_.post_tensor(rank_of(msg.from), MsgKind::Gradient, i, bits_, rows * seq, out_width(ch), msg.to);
+        break;
     }
   }
 
@@ -182,14 +196,16 @@ class StageWorker {
   void forward(int64_t c, int64_t i) {
     Chunk& ch = chunk(c);
     Slot& s = slot(c, i);
+    const PipelineShape sh = shape();
     const int64_t rows = sizes_[size_t(i)], seq = job_.seq, in_f = in_width(ch);
+    const Message in = consumes(Action{ActionKind::Forward, int32_t(c), int32_t(i)}, sh).front();
     at::Tensor x;
-    if (ch.first && job_.gpt) {
+    if (in.flow == Flow::Input && job_.gpt) {
       auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, step_, i, size_t(rows * in_f));
       x = at::from_blob(v.data(), {rows, in_f}, at::kInt).to(at::kLong);
-    } else if (ch.first) {
+    } else if (in.flow == Flow::Input) {
       x = msg_.finish_tensor(s.input, MsgKind::Input, step_, i, input_bits_, rows, in_f);
-    } else if (same_rank(c - 1, c)) {
+    } else if (is_local(in, sh)) {
       x = s.local_input;
       s.local_input = at::Tensor();
     } else {
@@ -218,12 +234,12 @@ class StageWorker {
     stats_.forward += seconds_since(t0);
     stats_.flops += flops;
     stats_.forward_flops += flops;
-    if (!ch.last) {
-      if (same_rank(c, c + 1)) {
-        slot(c + 1, i).local_input = y.detach();
+    if (const auto out = sends(Action{ActionKind::Forward, int32_t(c), int32_t(i)}, sh)) {
+      if (is_local(*out, sh)) {
+        slot(out->to, i).local_input = y.detach();
       } else {
-        sends_.push_back(msg_.send_tensor(y.reshape({-1, y.size(-1)}), p_.rank_of_chunk(c + 1), MsgKind::Activation,
-                                          step_, i, bits_, false, 0, c + 1));
+        sends_.push_back(msg_.send_tensor(y.reshape({-1, y.size(-1)}), rank_of(out->to), MsgKind::Activation, step_,
+                                          i, bits_, false, 0, out->to));
       }
     }
     if (train_) {
@@ -235,8 +251,9 @@ class StageWorker {
   // The gradient of chunk c's output for micro-batch i (undefined on the last chunk, whose
   // output is the loss).
   at::Tensor output_grad(const Chunk& ch, Slot& s, int64_t i) {
-    if (ch.last) return {};
-    if (same_rank(ch.index, ch.index + 1)) return s.out_grad;
+    const auto in = consumes(Action{ActionKind::Backward, int32_t(ch.index), int32_t(i)}, shape());
+    if (in.empty()) return {};
+    if (is_local(in.front(), shape())) return s.out_grad;
     const int64_t rows = sizes_[size_t(i)];
     return msg_.finish_tensor(s.grad, MsgKind::Gradient, step_, i, bits_, rows * job_.seq, out_width(ch), ch.index)
         .view(s.y.sizes());
@@ -244,18 +261,18 @@ class StageWorker {
 
   // Sends the gradient of chunk c's input to chunk c - 1 (nothing for the first chunk).
   void send_input_grad(int64_t c, int64_t i, const at::Tensor& dx) {
-    if (c == 0) return;
-    if (same_rank(c - 1, c)) {
-      slot(c - 1, i).out_grad = dx;
+    const auto out = sends(Action{ActionKind::Backward, int32_t(c), int32_t(i)}, shape());
+    if (!out) return;
+    if (is_local(*out, shape())) {
+      slot(out->to, i).out_grad = dx;
       return;
     }
     const uint64_t seed = splitmix64(splitmix64(job_.config.training.seed, step_),
                                      static_cast<uint64_t>(c) * kSeedLanesPerChunk + static_cast<uint64_t>(i));
     at::Tensor* residual = nullptr;
     if (job_.config.communication.error_feedback && bits_ < 32) residual = &residuals_[{c, i}];
-    sends_.push_back(msg_.send_tensor(dx.reshape({-1, dx.size(-1)}), p_.rank_of_chunk(c - 1), MsgKind::Gradient,
-                                      step_, i, bits_, job_.config.communication.stochastic_rounding, seed, c - 1,
-                                      residual));
+    sends_.push_back(msg_.send_tensor(dx.reshape({-1, dx.size(-1)}), rank_of(out->to), MsgKind::Gradient, step_, i,
+                                      bits_, job_.config.communication.stochastic_rounding, seed, out->to, residual));
   }
 
   void count_backward(const Chunk& ch, int64_t i, double share, Clock::time_point t0) {

@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <tuple>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "ranks/schedule/dataflow.h"
 #include "ranks/schedule/registry.h"
 #include "ranks/schedule/simulate.h"
 
@@ -98,6 +101,17 @@ TEST(ScheduleRegistry, NamesAndFlagsInOrder) {
     EXPECT_FALSE(info.summary.empty()) << info.name;
     EXPECT_EQ(&find_schedule(info.name), &info);
   }
+}
+
+// `arceus plan` searches the schedules the registry marks; one it leaves out says why.
+TEST(ScheduleRegistry, PlannedSchedulesOrAReason) {
+  std::vector<std::string> planned;
+  for (const ScheduleInfo& info : schedules()) {
+    if (info.planned) planned.push_back(info.name);
+    EXPECT_EQ(std::string(info.not_planned_because).empty(), info.planned) << info.name;
+  }
+  EXPECT_EQ(planned_schedule_names(), planned);
+  EXPECT_GE(planned.size(), 4u);
 }
 
 TEST(ScheduleRegistry, UnknownNameListsTheSchedules) {
@@ -560,6 +574,76 @@ TEST(Simulate, ChunkScaleWeighsEachChunksActions) {
   const Simulation c = simulate(programs, s, wrong, true);
   EXPECT_FALSE(c.ok);
   EXPECT_NE(c.error.find("chunk_scale has 1 entries for 2 chunks"), std::string::npos) << c.error;
+}
+
+}  // namespace
+}  // namespace arceus
+
+namespace arceus {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The message rule (dataflow.h).
+
+TEST(ScheduleDataflow, WhatEachActionConsumesAndSends) {
+  const PipelineShape shape{2, 2, 3};  // chunks 0..3, chunk c on stage rank c % 2
+  const auto f = [](int c, int m) { return Action{ActionKind::Forward, c, m}; };
+  const auto b = [](int c, int m) { return Action{ActionKind::Backward, c, m}; };
+  EXPECT_EQ(consumes(f(0, 1), shape), (std::vector<Message>{{Flow::Input, kOrchestrator, 0, 1}}));
+  EXPECT_EQ(consumes(f(2, 1), shape), (std::vector<Message>{{Flow::Activation, 1, 2, 1}}));
+  EXPECT_EQ(consumes(f(3, 0), shape),
+            (std::vector<Message>{{Flow::Activation, 2, 3, 0}, {Flow::Labels, kOrchestrator, 3, 0}}));
+  EXPECT_EQ(sends(f(3, 0), shape), std::nullopt) << "the last chunk's output is the loss";
+  EXPECT_EQ(sends(f(1, 2), shape), (Message{Flow::Activation, 1, 2, 2}));
+  EXPECT_EQ(consumes(b(3, 0), shape), std::vector<Message>{}) << "the last chunk's backward starts from its loss";
+  EXPECT_EQ(consumes(b(1, 0), shape), (std::vector<Message>{{Flow::Gradient, 2, 1, 0}}));
+  EXPECT_EQ(sends(b(1, 0), shape), (Message{Flow::Gradient, 1, 0, 0}));
+  EXPECT_EQ(sends(b(0, 0), shape), std::nullopt);
+  EXPECT_EQ((Message{Flow::Gradient, 2, 1, 0}).boundary(), 1) << "sized by chunk 1's output";
+  EXPECT_EQ((Message{Flow::Activation, 2, 3, 0}).boundary(), 2);
+  EXPECT_EQ(consumes(Action{ActionKind::WeightGrad, 1, 0}, shape), std::vector<Message>{});
+  EXPECT_EQ(same_chunk_prerequisite(Action{ActionKind::WeightGrad, 1, 0}), (Action{ActionKind::InputGrad, 1, 0}));
+  EXPECT_EQ(same_chunk_prerequisite(b(1, 0)), f(1, 0));
+  EXPECT_EQ(same_chunk_prerequisite(f(1, 0)), std::nullopt);
+  // S = 1 with two chunks: the activation between them stays in memory.
+  EXPECT_TRUE(is_local(Message{Flow::Activation, 0, 1, 0}, PipelineShape{1, 2, 1}));
+  EXPECT_FALSE(is_local(Message{Flow::Activation, 0, 1, 0}, shape));
+  EXPECT_FALSE(is_local(Message{Flow::Input, kOrchestrator, 0, 0}, PipelineShape{1, 1, 1}));
+  EXPECT_EQ(orchestrator_sends(2, shape),
+            (std::vector<Message>{{Flow::Input, kOrchestrator, 0, 2}, {Flow::Labels, kOrchestrator, 3, 2}}));
+}
+
+// Every registered schedule's programs: each message between chunks is sent by exactly one
+// action and consumed by exactly one, and every message rank 0 sends is consumed once.
+TEST(ScheduleDataflow, EveryMessageIsSentAndConsumedOnce) {
+  for (const ScheduleInfo& info : schedules()) {
+    for (int64_t S = 1; S <= 4; ++S) {
+      for (int64_t v = 1; v <= (info.multi_chunk ? 3 : 1); ++v) {
+        for (int64_t M = 1; M <= 5; ++M) {
+          const PipelineShape shape{S, v, M};
+          SCOPED_TRACE(info.name + " " + to_string(shape));
+          std::vector<Program> programs;
+          try {
+            programs = training_programs(info.name, shape);
+          } catch (const ScheduleError&) {
+            continue;  // a shape the schedule refuses (checked by the registry tests)
+          }
+          std::map<std::tuple<int, int64_t, int64_t, int64_t>, int> sent, consumed;
+          const auto key = [](const Message& m) { return std::make_tuple(int(m.flow), m.from, m.to, m.micro_batch); };
+          for (int64_t m = 0; m < M; ++m)
+            for (const Message& msg : orchestrator_sends(m, shape)) ++sent[key(msg)];
+          for (const Program& p : programs) {
+            for (const Action& a : p) {
+              if (const auto out = sends(a, shape)) ++sent[key(*out)];
+              for (const Message& msg : consumes(a, shape)) ++consumed[key(msg)];
+            }
+          }
+          EXPECT_EQ(sent, consumed);
+          for (const auto& [k, n] : sent) EXPECT_EQ(n, 1);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

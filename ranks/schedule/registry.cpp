@@ -6,22 +6,23 @@
 namespace arceus {
 
 const std::vector<ScheduleInfo>& schedules() {
-  // name, summary, multi_chunk, split_backward, generate
+  // name, summary, multi_chunk, split_backward, generate, planned (or why not)
   static const std::vector<ScheduleInfo> kSchedules = {
       {"sequential", "one micro-batch in the pipeline at a time: F0 B0 F1 B1 ...", false, false,
-       generate_sequential},
+       generate_sequential, false, "one micro-batch in flight: never faster than 1f1b on the same shape"},
       {"gpipe", "all forwards, then all backwards (every micro-batch's activations held)", false,
-       false, generate_gpipe},
+       false, generate_gpipe, true, ""},
       {"1f1b", "warm-up forwards, then one forward one backward (at most S-k held on rank k)",
-       false, false, generate_1f1b},
+       false, false, generate_1f1b, true, ""},
       {"eager1f1b", "1F1B warming up 2(S-1-k)+1 forwards, so transfers overlap with compute (up to 2(S-k) held)",
-       false, false, generate_eager1f1b},
+       false, false, generate_eager1f1b, true, ""},
       {"interleaved", "Megatron-LM's interleaved 1F1B over v chunks per rank (bubble about 1/v)",
-       true, false, generate_interleaved},
+       true, false, generate_interleaved, true, ""},
       {"zb1p", "zero-bubble ZB-H1: B split into I and W, the W's filling 1F1B's bubbles", false,
-       true, generate_zb1p},
+       true, generate_zb1p, true, ""},
       {"looped_bfs", "every forward of a rank's chunks chunk by chunk, then the backwards in reverse", true,
-       false, generate_looped_bfs},
+       false, generate_looped_bfs, false,
+       "interleaved's compute and messages with every micro-batch's activations held: never ranked above it"},
   };
   return kSchedules;
 }
@@ -29,6 +30,14 @@ const std::vector<ScheduleInfo>& schedules() {
 std::string schedule_names() {
   std::string names;
   for (const ScheduleInfo& s : schedules()) names += (names.empty() ? "" : ", ") + s.name;
+  return names;
+}
+
+std::vector<std::string> planned_schedule_names() {
+  std::vector<std::string> names;
+  for (const ScheduleInfo& s : schedules()) {
+    if (s.planned) names.push_back(s.name);
+  }
   return names;
 }
 

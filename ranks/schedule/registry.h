@@ -18,6 +18,9 @@ struct ScheduleInfo {
   // One Program per stage rank (index = stage rank). Throws ScheduleError for a shape the
   // schedule does not support, naming the schedule, S, v, M and the rule.
   std::vector<Program> (*generate)(const PipelineShape& shape);
+  // Searched by `arceus plan` (planner/); when not, why (its --schedules help says so).
+  bool planned;
+  const char* not_planned_because;
 };
 
 const std::vector<ScheduleInfo>& schedules();
@@ -25,6 +28,8 @@ const std::vector<ScheduleInfo>& schedules();
 const ScheduleInfo& find_schedule(const std::string& name);
 // "sequential, gpipe, 1f1b, ..." in registry order.
 std::string schedule_names();
+// The names of the schedules `arceus plan` searches, in registry order.
+std::vector<std::string> planned_schedule_names();
 
 // The schedule's programs for `shape`, validated by simulate(): throws ScheduleError
 // "[schedule] <name> with S=.., v=.., M=..: <what is wrong>" followed by the step-by-rank grid.

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <optional>
 
+#include "ranks/schedule/dataflow.h"
+
 namespace arceus {
 namespace {
 
@@ -259,23 +261,21 @@ class Validator {
     return true;
   }
 
-  // The actions `a` waits for (after check_complete every one exists).
+  // The actions `a` waits for (after check_complete every one exists): its own chunk's
+  // prerequisite, then the producer of every message it consumes (dataflow.h), the schedule's B
+  // or its I for a gradient.
   std::vector<Action> dependencies(const Action& a) {
     std::vector<Action> deps;
-    const int64_t c = a.chunk, m = a.micro_batch;
-    switch (a.kind) {
-      case ActionKind::Forward:
-        if (c > 0) deps.push_back(act(ActionKind::Forward, c - 1, m));
-        break;
-      case ActionKind::Backward:
-      case ActionKind::InputGrad:
-        deps.push_back(act(ActionKind::Forward, c, m));
-        if (c + 1 < shape_.chunks()) {
-          const Action b = act(ActionKind::Backward, c + 1, m);
-          deps.push_back(index_.at(b).valid() ? b : act(ActionKind::InputGrad, c + 1, m));
+    if (const auto before = same_chunk_prerequisite(a)) deps.push_back(*before);
+    for (const Message& msg : consumes(a, shape_)) {
+      const std::vector<ActionKind> kinds = producers(msg);
+      for (size_t k = 0; k < kinds.size(); ++k) {
+        const Action p = act(kinds[k], msg.from, msg.micro_batch);
+        if (index_.at(p).valid() || k + 1 == kinds.size()) {
+          deps.push_back(p);
+          break;
         }
-        break;
-      case ActionKind::WeightGrad: deps.push_back(act(ActionKind::InputGrad, c, m)); break;
+      }
     }
     return deps;
   }

@@ -31,11 +31,9 @@ struct Simulation {
 };
 
 // Runs every rank's program in order, an action starting when its rank is free and its
-// dependencies are done:
-//   F(c, m)   needs F(c-1, m) (c > 0);
-//   B/I(c, m) needs F(c, m) and the gradient from chunk c+1: B(c+1, m) or I(c+1, m)
-//             (the last chunk: only its own F);
-//   W(c, m)   needs I(c, m).
+// dependencies are done: its own chunk's prerequisite and the producers of the messages it
+// consumes, by the rule in dataflow.h (F(c, m) after F(c-1, m); B/I(c, m) after F(c, m) and
+// B/I(c+1, m); W(c, m) after I(c, m)).
 // Checks: each action is on the rank that owns its chunk, chunk and micro-batch in range;
 // every (chunk, micro-batch) has exactly one F and, when `training`, exactly one B or exactly
 // one I and one W (never both B and I/W); no deadlock (ranks waiting on each other); when not
