@@ -1,6 +1,6 @@
 // Limits on the sizes a job, a request body or a file may ask for, so that hostile or mistyped
 // input fails with a message naming the limit instead of an allocation that takes the machine
-// down (README.md, Reliability: Fuzzing and input limits).
+// down (docs/reliability.md, Fuzzing and input limits).
 //
 // The limits are the operator's, not the job's: no config key or request body can raise them.
 // Each has a default below; the operator raises (or lowers) one with an environment variable,

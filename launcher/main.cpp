@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
 
   auto* train = app.add_subcommand("train", "Train the model described by a YAML job file");
-  train->add_option("config", options.config_path, "YAML job file (see configs/ and the README's Configuration section)")
+  train->add_option("config", options.config_path, "YAML job file (see configs/ and docs/configuration.md)")
       ->required();
   train->add_option("--set", sets,
                     "Override one config key, KEY=VALUE with a dotted key, e.g. --set training.epochs=1 "

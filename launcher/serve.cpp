@@ -1,4 +1,4 @@
-// `arceus serve`: the REST shim (see serve.h; README.md, section REST API, lists the endpoints).
+// `arceus serve`: the REST shim (see serve.h; docs/rest-api.md lists the endpoints).
 //
 // Contract between the two threads of rank 0:
 // - the HTTP thread (cpp-httplib's pool) never calls MPI: it validates requests, records jobs
@@ -484,7 +484,7 @@ class Api {
       if (!res.body.empty()) return;
       if (res.status == 404) {
         send_error(res, 404, "[serve] no such endpoint: " + req.method + " " + req.path +
-                                 " (the endpoints are listed in README.md, section REST API)");
+                                 " (the endpoints are listed in docs/rest-api.md)");
       } else if (res.status == 413 &&
                  lower(req.get_header_value("Content-Type")).find("x-www-form-urlencoded") != std::string::npos) {
         // httplib's own limit for form bodies: what `curl -d` sends without -H "Content-Type".
@@ -535,7 +535,7 @@ class Api {
         }
       }
       send_error(res, 404, "[serve] no such endpoint: POST " + req.path +
-                               " (the endpoints are listed in README.md, section REST API)");
+                               " (the endpoints are listed in docs/rest-api.md)");
       return httplib::Server::HandlerResponse::Handled;
     });
 
@@ -1480,7 +1480,7 @@ std::vector<std::string> default_data_roots() {
 CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& train) {
   auto* cmd = app.add_subcommand(
       "serve", "Serve the original's REST API (default 127.0.0.1:4000): rank 0 answers HTTP and runs the jobs "
-               "one at a time, ranks 1..N-1 own the layers. See README.md, section REST API");
+               "one at a time, ranks 1..N-1 own the layers. See docs/rest-api.md");
   cmd->add_option("--port", serve.port, "TCP port to listen on (0: any free port, printed at start)")
       ->default_val(4000)
       ->check(CLI::Range(0, 65535));

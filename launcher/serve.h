@@ -1,6 +1,6 @@
 // `arceus serve`: the REST shim. Rank 0 answers the original Flask server's endpoints (port
 // 4000, same paths, bodies and status codes) and runs the jobs on the world; ranks 1..N-1 wait
-// in worker_loop for the jobs rank 0 broadcasts. README.md (REST API) documents the endpoints.
+// in worker_loop for the jobs rank 0 broadcasts. docs/rest-api.md documents the endpoints.
 //
 // Threads on rank 0: an HTTP thread (cpp-httplib, its own small pool) parses and validates
 // requests and records jobs; the main thread, the only one that calls MPI, takes jobs to train

@@ -118,7 +118,7 @@ std::vector<LayerRange> flop_balanced(const ModelSpec& model, int64_t stages, in
 std::vector<LayerRange> time_balanced(const ModelSpec& model, const Calibration& cal, int64_t stages,
                                       int64_t micro_batches);
 
-// The accuracy cost of a bit width, from the bits table of bench/cluster.py (README, "Bits"):
+// The accuracy cost of a bit width, from the bits table of bench/cluster.py (docs/performance.md, "Bits"):
 // "" for 32, 16 and 8 bits (no measurable change), a sentence for 4.
 std::string bits_accuracy_cost(int bits, bool gpt);
 

@@ -2,7 +2,7 @@
 // event-driven simulation of consecutive training steps. ranks/schedule/simulate.h executes
 // the same lists with free messages (the validator); this one gives each activation and
 // gradient its transfer time, with the overlap rules measured on the simulated cluster
-// (README, "A cluster of small machines"):
+// (docs/performance.md, "A cluster of small machines"):
 //   - a send does not block its rank (nonblocking Isend, eager up to 4 MiB): the rank goes on
 //     computing while the message crosses;
 //   - each direction of a host's link is its own queue (full duplex): a message from host a to

@@ -39,7 +39,7 @@ class JobObserver {
   virtual void on_log(const std::string& line) {}
   // {"epoch", "step", "steps", "loss", "accuracy", "samples_per_second"} per training batch.
   virtual void on_step(const nlohmann::json& step) {}
-  // The epoch's entry of summary.json (see README), after each epoch.
+  // The epoch's entry of summary.json (see docs/outputs.md), after each epoch.
   virtual void on_epoch(const nlohmann::json& epoch) {}
   // Polled between batches; true ends the job after the batches in flight ("stopped").
   virtual bool stop_requested() { return false; }

@@ -1,4 +1,4 @@
-// The README's pictures (docs/img/): the dashboard of a Fashion-MNIST job served by
+// The pictures of the README and docs/dashboard.md (docs/img/): the dashboard of a Fashion-MNIST job served by
 // `mpirun -np 3 arceus serve`, once while it trains and once done with a drawn input
 // predicted, and the report of that run. Not a test; run by hand after changing the page:
 //   node tests/browser/screenshots.mjs --arceus build/arceus --mpirun scripts/mpirun --out docs/img

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and runs the libFuzzer targets (README.md, Reliability: Fuzzing and input limits).
+# Builds and runs the libFuzzer targets (docs/reliability.md, Fuzzing and input limits).
 #
 #   tests/fuzz/run.sh build  [--build DIR] [--source DIR]
 #   tests/fuzz/run.sh TARGET [--build DIR] [--source DIR] [--seconds N | --runs N] [--keep]

@@ -5,7 +5,7 @@ the crashes the fuzzers found, kept by hand). Deterministic; run it again after 
     tests/fuzz/seed_corpus.py [--checkpoint PATH]...
 
 Seeds: the shipped configs (configs/*.yaml, tests/configs/*.yaml) for `config` (also with --set
-overrides) and `rest_body` (as YAML bodies, the README's JSON bodies, train and predict bodies);
+overrides) and `rest_body` (as YAML bodies, docs/rest-api.md's JSON bodies, train and predict bodies);
 IDX files for `idx` (tiny hand-made ones, and the headers and first items of Debian's
 Fashion-MNIST, raw and gzip'd); wire messages for `wire` (a header and a payload encoded at each
 bit width as ranks/codec.h lays it out, with the spec of what the receiver expects); and the
