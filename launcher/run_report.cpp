@@ -1,5 +1,7 @@
 #include "launcher/run_report.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -7,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 #include "common/utc.h"
 #include "config/config.h"
@@ -48,6 +51,34 @@ std::string asset_text(const char* name) {
   const Asset* a = find_asset(name);
   if (!a) throw std::logic_error(std::string("[report] the binary has no ") + name);
   return std::string(a->data);
+}
+
+std::string base64(std::string_view bytes) {
+  static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, bytes.size() - i);
+    uint32_t v = 0;
+    for (size_t k = 0; k < 3; ++k) v = (v << 8) | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0u);
+    for (size_t k = 0; k < 4; ++k) out += k <= n ? digits[(v >> (18 - 6 * k)) & 63] : '=';
+  }
+  return out;
+}
+
+// The dashboard's modules import each other by bare specifiers, 'dashboard/state.js' for
+// launcher/dashboard/state.js; index.html maps that prefix to the server's /dashboard/. A report
+// has no server: its import map maps each module to a data: URL of its text, so the page runs
+// from the one file (a data: URL cannot be the base of a relative import, hence bare specifiers).
+std::string dashboard_import_map() {
+  const std::string_view dir = "launcher/dashboard/";
+  json imports = json::object();
+  for (const Asset& a : assets()) {
+    const std::string_view name = a.name;
+    if (name.substr(0, dir.size()) != dir || name.size() < 3 || name.substr(name.size() - 3) != ".js") continue;
+    imports["dashboard/" + std::string(name.substr(dir.size()))] = "data:text/javascript;base64," + base64(a.data);
+  }
+  return json{{"imports", imports}}.dump();
 }
 
 // The steps table of metrics.h5, as GET .../metrics lists steps.
@@ -192,8 +223,8 @@ int run_report(const ReportOptions& options) {
                        options.run_dir + "</title>\n<style>\n" + asset_text("launcher/dashboard/style.css") +
                        "\n</style>\n</head>\n<body>\n<div id=\"app\"></div>\n"
                        "<script id=\"arceus-report\" type=\"application/json\">" +
-                       script_safe(data) + "</script>\n<script>\n" + script_safe(asset_text("launcher/dashboard/app.js")) +
-                       "\n</script>\n</body>\n</html>\n";
+                       script_safe(data) + "</script>\n<script type=\"importmap\">" + script_safe(dashboard_import_map()) +
+                       "</script>\n<script type=\"module\">import 'dashboard/app.js';</script>\n</body>\n</html>\n";
     const fs::path tmp = out.string() + ".tmp";
     {
       std::ofstream f(tmp, std::ios::binary | std::ios::trunc);

@@ -1112,7 +1112,13 @@ class Api {
 
   static void send_asset(httplib::Response& res, const std::string& name) {
     const Asset* a = find_asset(name);
-    if (!a) throw HttpError(404, "[serve] no such file: " + name + " (the dashboard has index.html, app.js, style.css)");
+    if (!a) {
+      const std::string_view dir = "launcher/dashboard/";
+      std::string files;
+      for (const Asset& f : assets())
+        if (f.name.substr(0, dir.size()) == dir) files += (files.empty() ? "" : ", ") + std::string(f.name.substr(dir.size()));
+      throw HttpError(404, "[serve] no such file: " + name + " (the dashboard has " + files + ")");
+    }
     res.set_content(std::string(a->data), std::string(a->content_type).c_str());
     res.set_header("Cache-Control", "no-cache");
   }

@@ -1580,11 +1580,18 @@ TEST(Dashboard, PageFilesAndPresets) {
   EXPECT_NE(page->body.find("/dashboard/app.js"), std::string::npos) << page->body;
   EXPECT_EQ(page->body.find("http"), std::string::npos) << "the page names no outside address: " << page->body;
   const fs::path source = fs::path(TEST_CONFIG_DIR) / "../../launcher/dashboard";
-  for (const char* f : {"app.js", "style.css"}) {
-    auto r = s.client().Get(std::string("/dashboard/") + f);
+  // every module and the style sheet (app.js imports the others)
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(source))
+    if (e.path().extension() == ".js" || e.path().extension() == ".css") files.push_back(e.path().filename().string());
+  EXPECT_GE(files.size(), 2u) << source;
+  for (const std::string& f : files) {
+    auto r = s.client().Get("/dashboard/" + f);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200) << f;
     EXPECT_EQ(r->body, read_text(source / f)) << f << " is served as it is in the repository";
+    if (fs::path(f).extension() == ".js")  // a module script of another type does not run
+      EXPECT_NE(r->get_header_value("Content-Type").find("text/javascript"), std::string::npos) << f;
   }
   Reply r = get(s, "/dashboard/missing.js");
   EXPECT_EQ(r.status, 404) << show(r);
