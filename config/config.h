@@ -114,6 +114,9 @@ struct Config {
   bool resume = false;  // continue from <output.dir>/checkpoint.h5 when it exists
 };
 
+// The one test of "this job is a transformer" (a char-level GPT): its model's type.
+inline bool is_transformer(const Config& c) { return c.model.type == "transformer"; }
+
 // One "--set a.b.c=value" override; value is parsed as YAML (so 4, 0.1, [1,2], true work).
 struct Override {
   std::string key;

@@ -29,7 +29,7 @@ int run_train(Transport& transport, const TrainOptions& options) {
     return 1;
   }
   const JobResult result = run_job(transport, config, options, nullptr);
-  if (result.state == "failed") {
+  if (result.state == RunState::Failed) {
     std::fprintf(stderr, "error: %s\n", result.error.c_str());
     return 1;
   }

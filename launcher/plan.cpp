@@ -98,7 +98,7 @@ Planned describe(const PlanOptions& o) {
   m.momentum = c.training.momentum;
   m.grad_clip = c.training.grad_clip > 0;
   m.stochastic_rounding = c.communication.stochastic_rounding;
-  if (is_gpt(c)) {
+  if (is_transformer(c)) {
     p.vocab = text_vocab(c);
     const GptConfig g = gpt_config_of(c, p.vocab);
     m.gpt = true;

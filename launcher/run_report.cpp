@@ -92,7 +92,7 @@ json metrics_steps(const fs::path& path, const Config& c) {
   const auto raw = read_metrics_column(p, "steps", "bytes_raw");
   const auto wire = read_metrics_column(p, "steps", "bytes_wire");
   const size_t n = std::min({epoch.size(), step.size(), loss.size(), accuracy.size(), sps.size(), raw.size(), wire.size()});
-  const double seq = is_gpt(c) ? static_cast<double>(c.model.context) : 1.0;
+  const double seq = is_transformer(c) ? static_cast<double>(c.model.context) : 1.0;
   json steps = json::array();
   for (size_t i = 0; i < n; ++i) {
     steps.push_back({{"epoch", static_cast<int64_t>(epoch[i])},
@@ -144,13 +144,13 @@ std::string report_data_json(const std::string& run_dir, std::string* warning) {
   }
 
   json model = {{"type", c.model.type}};
-  if (!is_gpt(c)) model["layer_sizes"] = c.model.layer_sizes;
+  if (!is_transformer(c)) model["layer_sizes"] = c.model.layer_sizes;
   json plan = json::array();
   for (json st : summary.value("stages", json::array())) {
     const json layers = st.value("layers", json());
     if (layers.is_array() && layers.size() == 2 && layers[0].is_number_integer() && layers[1].is_number_integer()) {
       const int64_t first = layers[0].get<int64_t>(), last = layers[1].get<int64_t>();
-      if (is_gpt(c)) {
+      if (is_transformer(c)) {
         std::vector<std::string> names;
         for (int64_t i = first; i <= last; ++i) names.push_back(transformer_layer_name(c, i));
         st["layer_names"] = names;
@@ -203,8 +203,8 @@ std::string report_data_json(const std::string& run_dir, std::string* warning) {
     std::snprintf(line, sizeof(line), "epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f %s/s",
                   (long long)e.value("epoch", 0), (long long)c.training.epochs, e.value("train_loss", 0.0),
                   100 * e.value("train_accuracy", 0.0), e.value("val_loss", 0.0), 100 * e.value("val_accuracy", 0.0),
-                  e.value("seconds", 0.0), is_gpt(c) ? e.value("tokens_per_second", 0.0) : e.value("samples_per_second", 0.0),
-                  is_gpt(c) ? "tokens" : "samples");
+                  e.value("seconds", 0.0), is_transformer(c) ? e.value("tokens_per_second", 0.0) : e.value("samples_per_second", 0.0),
+                  is_transformer(c) ? "tokens" : "samples");
     logs.push_back(line);
   }
   const json data = {{"report", true}, {"run_dir", run_dir}, {"generated_at", utc_now()},

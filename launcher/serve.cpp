@@ -42,11 +42,13 @@
 
 #include "common/utc.h"
 #include "config/config.h"
+#include "common/errors.h"
 #include "config/config_json.h"
 #include "partition/partition.h"
 #include "launcher/assets.h"
 #include "launcher/events.h"
 #include "launcher/request_body.h"
+#include "launcher/serve_states.h"
 #include "launcher/rendezvous.h"
 #include "ranks/inference.h"
 #include "ranks/job.h"
@@ -148,7 +150,7 @@ bool same_secret(const std::string& given, const std::string& expected) {
 
 struct JobRecord {
   int id = 0;
-  std::string state = "created";  // created initialized queued training completed failed stopped
+  JobState state = JobState::Created;
   std::string format;             // "json" or "yaml": how the job body came
   Config config;                  // as created; output.dir filled in
   Config train_config;            // config + the train request's epochs / learning_rate
@@ -174,8 +176,6 @@ struct JobRecord {
   int64_t lock_waits = 0;
 };
 
-bool final_state(const std::string& state) { return state == "completed" || state == "failed" || state == "stopped"; }
-
 // One event to the job's watchers (caller holds the lock, so events leave in the order the
 // job's lists grow).
 void publish(JobRecord& job, const char* kind, const json& data) {
@@ -190,12 +190,12 @@ json step_event(const json& step, size_t index) {
   return e;
 }
 json state_event(const JobRecord& job) {
-  return {{"state", job.state}, {"error", job.error.empty() ? json(nullptr) : json(job.error)}};
+  return {{"state", to_string(job.state)}, {"error", job.error.empty() ? json(nullptr) : json(job.error)}};
 }
 // After every change of job.state; a final state ends the job's event streams.
 void publish_state(JobRecord& job) {
   publish(job, "state", state_event(job));
-  if (job.events && final_state(job.state)) job.events->end(job.id);
+  if (job.events && is_final(job.state)) job.events->end(job.id);
 }
 
 struct ServeState {
@@ -221,7 +221,7 @@ struct ServeState {
     std::string ip, port;  // the original's registration fields (the device's address and id)
     int job = 0;           // the job it takes a stage of
     int rank = -1;         // its rank once connected
-    std::string state;     // registered -> connected; unregistered
+    DeviceState state = DeviceState::Registered;
   };
   std::vector<Device> devices;
   std::deque<int> pending_accepts;   // devices registered, waiting for rank 0's accept
@@ -297,7 +297,6 @@ class RecordingObserver : public JobObserver {
 // ---------------------------------------------------------------------------------------------
 // JSON views.
 
-bool is_transformer(const Config& c) { return c.model.type == "transformer"; }
 
 int64_t mlp_layer_parameters(const Config& c, const LayerRange& r) {
   int64_t n = 0;
@@ -318,7 +317,7 @@ std::vector<int> job_stage_ranks(const ServeState& s, int job) {
   for (int r = 1; r < s.world; ++r) ranks.push_back(r);
   int next = s.size;
   for (const auto& d : s.devices) {
-    if (d.job != job || d.state == "unregistered") continue;
+    if (d.job != job || d.state == DeviceState::Unregistered) continue;
     ranks.push_back(d.rank >= 0 ? d.rank : next++);
   }
   return ranks;
@@ -329,7 +328,7 @@ std::string host_of_rank(const ServeState& s, int rank) {
   if (rank >= 0 && static_cast<size_t>(rank) < s.hosts.size()) return s.hosts[size_t(rank)];
   int next = s.size;
   for (const auto& d : s.devices)
-    if (d.rank < 0 && d.state == "registered" && next++ == rank) return d.ip;
+    if (d.rank < 0 && d.state == DeviceState::Registered && next++ == rank) return d.ip;
   return "?";
 }
 
@@ -395,8 +394,8 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   const json config = config_json(c);  // the keys that apply to the job's model and data
   json j = {{"job_id", job_id_json(job.id)},
             {"id", job.id},
-            {"status", job.state},
-            {"state", job.state},
+            {"status", to_string(job.state)},
+            {"state", to_string(job.state)},
             {"devices", job_devices(s, job)},
             {"model_config", config["model_config"]},
             {"dataset_config", config["dataset_config"]},
@@ -430,7 +429,7 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   }
   j["latest_epoch"] = latest;
   j["train_request"] = job.train_request;
-  j["seconds"] = job.state == "training" ? std::chrono::duration<double>(Clock::now() - job.start_time).count()
+  j["seconds"] = job.state == JobState::Training ? std::chrono::duration<double>(Clock::now() - job.start_time).count()
                                          : job.seconds;
   j["output_dir"] = c.output.dir;
   j["summary_path"] = (fs::path(c.output.dir) / "summary.json").string();
@@ -445,7 +444,7 @@ json tflops_json(const JobRecord* job) {
   if (!job) return out;
   out["job_id"] = job_id_json(job->id);
   out["status"] = job->state;
-  out["state"] = job->state;
+  out["state"] = to_string(job->state);
   if (job->epochs.empty()) return out;
   const json& e = job->epochs.back();
   out["epoch"] = e.value("epoch", 0);
@@ -705,7 +704,7 @@ class Api {
       const auto job = find_job(req.matches[1]);
       steps = job->steps_text;
       epochs = job->epochs;
-      rest = {{"job_id", job_id_json(job->id)}, {"status", job->state}, {"state", job->state}, {"final", final_json(*job)}};
+      rest = {{"job_id", job_id_json(job->id)}, {"status", to_string(job->state)}, {"state", to_string(job->state)}, {"final", final_json(*job)}};
     }
     uint64_t raw = 0, wire = 0;
     for (const json& e : epochs) {
@@ -735,7 +734,7 @@ class Api {
     const std::vector<std::string> lines(job->logs.begin() + static_cast<std::ptrdiff_t>(offset), job->logs.end());
     send(res, 200, {{"job_id", job_id_json(job->id)},
                     {"status", job->state},
-                    {"state", job->state},
+                    {"state", to_string(job->state)},
                     {"offset", offset},
                     {"next_offset", job->logs.size()},
                     {"lines", lines}});
@@ -744,8 +743,8 @@ class Api {
   void stop_job(const httplib::Request& req, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(s_.mu);
     const auto job = find_job(req.matches[1]);
-    if (job->state == "queued") {
-      job->state = "stopped";
+    if (job->state == JobState::Queued) {
+      job->state = JobState::Stopped;
       job->error = "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop before it started";
       job->finished_at = utc_now();
       note(*job, "stopped while queued");
@@ -753,11 +752,11 @@ class Api {
       send(res, 200, {{"message", "Job stopped (it had not started)"},
                       {"job_id", job_id_json(job->id)},
                       {"status", job->state},
-                      {"state", job->state}});
+                      {"state", to_string(job->state)}});
       return;
     }
-    if (job->state != "training") {
-      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + job->state +
+    if (job->state != JobState::Training) {
+      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + to_string(job->state) +
                                ": only a queued or training job can be stopped");
     }
     job->stop = true;
@@ -765,7 +764,7 @@ class Api {
     send(res, 202, {{"message", "Stop requested: the job stops after the batches in flight"},
                     {"job_id", job_id_json(job->id)},
                     {"status", job->state},
-                    {"state", job->state}});
+                    {"state", to_string(job->state)}});
   }
 
   // --- network ---------------------------------------------------------------------------------
@@ -799,7 +798,7 @@ class Api {
       throw HttpError(400, e.what());
     }
     job.plan = plan;
-    job.state = "initialized";
+    job.state = JobState::Initialized;
     std::string summary;
     for (size_t k = 0; k < plan.size(); ++k) {
       const int rank = k < ranks.size() ? ranks[k] : 0;
@@ -814,8 +813,8 @@ class Api {
   void initialize(const httplib::Request& req, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(s_.mu);
     const auto job = find_job(req.matches[1]);
-    if (job->state != "created" && job->state != "initialized") {
-      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + job->state +
+    if (job->state != JobState::Created && job->state != JobState::Initialized) {
+      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + to_string(job->state) +
                                ": initialize comes before training");
     }
     place(*job, "initialized");
@@ -853,16 +852,16 @@ class Api {
     const auto job = find_job(req.matches[1]);
     const std::string id = std::to_string(job->id);
     // As in the original, a transformer job trains without initialize: train partitions it.
-    const bool place_now = job->state == "created" && is_transformer(job->config);
-    if (job->state == "created" && !place_now) {
+    const bool place_now = job->state == JobState::Created && is_transformer(job->config);
+    if (job->state == JobState::Created && !place_now) {
       throw HttpError(409, "[serve] job " + id + " is not initialized: POST /api/network/initialize/" + id +
                                " first (it partitions the layers over the ranks)");
     }
-    if (job->state == "queued" || job->state == "training") {
-      throw HttpError(409, "[serve] job " + id + " is already " + job->state);
+    if (job->state == JobState::Queued || job->state == JobState::Training) {
+      throw HttpError(409, "[serve] job " + id + " is already " + to_string(job->state));
     }
-    if (job->state != "initialized" && !place_now) {
-      throw HttpError(409, "[serve] job " + id + " already ran (state " + job->state +
+    if (job->state != JobState::Initialized && !place_now) {
+      throw HttpError(409, "[serve] job " + id + " already ran (state " + to_string(job->state) +
                                "); create a new job (POST /api/jobs) to train again");
     }
     if (!s_.broken.empty()) throw HttpError(503, s_.broken);
@@ -878,10 +877,10 @@ class Api {
     std::vector<int> ahead;
     if (s_.current) ahead.push_back(s_.current);
     for (int q : s_.queue)
-      if (s_.jobs.at(q)->state == "queued") ahead.push_back(q);
+      if (s_.jobs.at(q)->state == JobState::Queued) ahead.push_back(q);
     job->train_config = config;
     job->train_request = {{"epochs", config.training.epochs}, {"learning_rate", config.training.learning_rate}};
-    job->state = "queued";
+    job->state = JobState::Queued;
     s_.queue.push_back(job->id);
     note(*job, "train requested: " + std::to_string(config.training.epochs) + " epoch(s), learning rate " +
                    json(config.training.learning_rate).dump() +
@@ -940,7 +939,7 @@ class Api {
                          {"rank", d.rank >= 0 ? json(d.rank) : json(nullptr)},
                          {"role", "device"},
                          {"job_id", job_id_json(d.job)},
-                         {"state", d.state == "connected" && s_.current == d.job ? "training" : d.state}});
+                         {"state", d.state == DeviceState::Connected && s_.current == d.job ? "training" : to_string(d.state)}});
     }
     send(res, 200, {{"world_size", s_.world},
                     {"job_id", job ? json(job->id) : json(nullptr)},
@@ -981,13 +980,13 @@ class Api {
       throw HttpError(409, "[serve] this server takes no devices (GET /api/devices/connect-info says why)");
     }
     for (const auto& d : s_.devices) {
-      if (d.job == job->id && d.ip == ip && d.port == port && d.state != "unregistered") {
+      if (d.job == job->id && d.ip == ip && d.port == port && d.state != DeviceState::Unregistered) {
         throw HttpError(409, "[serve] device " + ip + ":" + port + " is already registered to job " +
                                  std::to_string(job->id) + " (device " + std::to_string(d.id) + ")");
       }
     }
-    if (job->state != "created" && job->state != "initialized") {
-      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + job->state +
+    if (job->state != JobState::Created && job->state != JobState::Initialized) {
+      throw HttpError(409, "[serve] job " + std::to_string(job->id) + " is " + to_string(job->state) +
                                ": devices register before it trains");
     }
     ServeState::Device d;
@@ -995,9 +994,9 @@ class Api {
     d.ip = ip;
     d.port = port;
     d.job = job->id;
-    d.state = "registered";
+    d.state = DeviceState::Registered;
     s_.devices.push_back(d);
-    if (job->state == "initialized") place(*job, "re-initialized with device " + std::to_string(d.id));
+    if (job->state == JobState::Initialized) place(*job, "re-initialized with device " + std::to_string(d.id));
     note(*job, "device " + std::to_string(d.id) + " (" + ip + ":" + port + ") registered");
     s_.cv.notify_all();
     send(res, 201, {{"message", "Device registered successfully"},
@@ -1014,8 +1013,8 @@ class Api {
     std::lock_guard<std::mutex> lock(s_.mu);
     for (auto& d : s_.devices) {
       if (d.id != id) continue;
-      if (d.state != "registered" || d.rank >= 0) {
-        throw HttpError(409, "[serve] device " + std::to_string(id) + " is " + d.state + ": it connects once, after registering");
+      if (d.state != DeviceState::Registered || d.rank >= 0) {
+        throw HttpError(409, "[serve] device " + std::to_string(id) + " is " + to_string(d.state) + ": it connects once, after registering");
       }
       if (s_.connecting != 0 && s_.connecting != id) {
         res.set_header("Retry-After", "1");
@@ -1039,9 +1038,9 @@ class Api {
     const std::string port = req.matches[1];
     std::lock_guard<std::mutex> lock(s_.mu);
     for (auto& d : s_.devices) {
-      if (d.port != port || d.state == "unregistered") continue;
+      if (d.port != port || d.state == DeviceState::Unregistered) continue;
       if (s_.current == d.job) throw HttpError(409, "[serve] device " + std::to_string(d.id) + " is training job " + std::to_string(d.job));
-      d.state = "unregistered";
+      d.state = DeviceState::Unregistered;
       send(res, 200, {{"message", "Device unregistered successfully"}, {"device_id", d.id}});
       return;
     }
@@ -1099,7 +1098,7 @@ class Api {
     std::lock_guard<std::mutex> lock(s_.mu);
     json queued = json::array();
     for (int q : s_.queue)
-      if (s_.jobs.at(q)->state == "queued") queued.push_back(q);
+      if (s_.jobs.at(q)->state == JobState::Queued) queued.push_back(q);
     send(res, 200, {{"status", s_.shutdown ? "shutting down" : (s_.broken.empty() ? "ok" : "degraded")},
                     {"world_size", s_.world},
                     {"training", s_.current ? json(s_.current) : json(nullptr)},
@@ -1156,7 +1155,7 @@ class Api {
       }
       std::vector<std::string> replay = {sse_frame("state", state_event(*job).dump())};
       replay.insert(replay.end(), job->step_frames.begin() + static_cast<std::ptrdiff_t>(since), job->step_frames.end());
-      sub = s_.events.subscribe(id, replay, final_state(job->state));
+      sub = s_.events.subscribe(id, replay, is_final(job->state));
       if (!sub) {
         throw HttpError(503, "[serve] " + std::to_string(s_.events.max_subscribers()) +
                                  " event streams are open, the limit: poll GET /api/jobs/" + std::to_string(id) +
@@ -1345,7 +1344,7 @@ void accept_device(Worlds& w, ServeState& s, int id, double wait_limit) {
   for (auto& d : s.devices) {
     if (d.id != id) continue;
     d.rank = w.current().size() - 1;
-    if (d.state == "registered") d.state = "connected";
+    if (d.state == DeviceState::Registered) d.state = DeviceState::Connected;
     s.hosts.push_back(ip);
     s.size = w.current().size();
     std::printf("[serve] device %d (%s) joined as rank %d\n", d.id, ip.c_str(), d.rank);
@@ -1377,12 +1376,12 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train, double devic
         while (!s.queue.empty() && !job) {
           auto candidate = s.jobs.at(s.queue.front());
           s.queue.pop_front();
-          if (candidate->state == "queued") job = candidate;  // else stopped while queued
+          if (candidate->state == JobState::Queued) job = candidate;  // else stopped while queued
         }
         if (job) break;
         s.cv.wait_for(lock, std::chrono::milliseconds(100));  // also polls the signal flag
       }
-      job->state = "training";
+      job->state = JobState::Training;
       job->started_at = utc_now();
       job->start_time = Clock::now();
       s.current = job->id;
@@ -1406,18 +1405,14 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train, double devic
     } catch (const std::exception& e) {
       // Thrown during training: the workers may be waiting for messages of this job. The
       // server keeps answering, but no further job can run on these ranks.
-      result.state = "failed";
+      result.state = RunState::Failed;
       result.error = e.what();
-      // A device that died is named (its rank in the error).
+      // A device that died is named: the rank of the transport's failed call.
       std::string who;
-      {
-        std::smatch m;
-        const std::string what = e.what();
-        if (std::regex_search(what, m, std::regex(R"(rank (\d+) \(tag)"))) {
-          std::lock_guard<std::mutex> lock(s.mu);
-          for (const auto& d : s.devices)
-            if (d.rank == std::stoi(m[1])) who = "; device " + std::to_string(d.id) + " (" + d.ip + ":" + d.port + ")";
-        }
+      if (const auto t = find_error<TransportError>(e); t && t->peer() >= 0) {
+        std::lock_guard<std::mutex> lock(s.mu);
+        for (const auto& d : s.devices)
+          if (d.rank == t->peer()) who = "; device " + std::to_string(d.id) + " (" + d.ip + ":" + d.port + ")";
       }
       result.error += who;
       broken = "[serve] job " + std::to_string(job->id) + " failed during training (" + e.what() + who +
@@ -1425,7 +1420,7 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train, double devic
     }
 
     std::lock_guard<std::mutex> lock(s.mu);
-    job->state = result.state;
+    job->state = job_state_of(result.state);
     job->error = result.error;
     job->finished_at = utc_now();
     job->seconds = std::chrono::duration<double>(Clock::now() - job->start_time).count();
@@ -1451,11 +1446,11 @@ void run_queue(Worlds& w, ServeState& s, const TrainOptions& train, double devic
         job->stage_parameters = parameters;
       }
     }
-    if (result.state == "stopped") {
+    if (result.state == RunState::Stopped) {
       job->error = job->stop ? "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop"
                              : "stopped: the server shut down";
     }
-    std::string line = result.state + " in " + fixed(job->seconds, 1) + " s";
+    std::string line = to_string(result.state) + std::string(" in ") + fixed(job->seconds, 1) + " s";
     if (!job->epochs.empty()) {
       const json& e = job->epochs.back();
       line += " after " + std::to_string(job->epochs.size()) + " epoch(s), ";
@@ -1619,8 +1614,8 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
     std::printf("arceus serve: shutting down (%s)\n", state.shutdown_reason.c_str());
     for (int id : state.queue) {
       auto& job = *state.jobs.at(id);
-      if (job.state != "queued") continue;
-      job.state = "stopped";
+      if (job.state != JobState::Queued) continue;
+      job.state = JobState::Stopped;
       job.error = "stopped: the server shut down before the job started";
       job.finished_at = utc_now();
     }

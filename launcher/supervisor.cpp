@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/errors.h"
 #include "common/utc.h"
 #include "config/config.h"
 #include "storage/storage.h"
@@ -37,6 +38,16 @@ void forward_signal(int sig) {
   g_signal = sig;
   const pid_t child = g_child.load();
   if (child > 0) ::kill(-child, sig);  // the command's process group: mpirun and what it started
+}
+
+// "^error: \[(config|data|...)\]": a set-up error as the launcher prints it, for the categories
+// whose errors a restart cannot mend (common/errors.h).
+std::string set_up_error_pattern() {
+  std::string tags;
+  for (const ErrorCategory& c : error_categories()) {
+    if (c.set_up) tags += (tags.empty() ? "" : "|") + std::string(c.tag);
+  }
+  return "^error: \\[(" + tags + ")\\]";
 }
 
 // Where the job writes: `train CONFIG [--set K=V]...` in the command.
@@ -98,7 +109,7 @@ Attempt run_once(const std::vector<std::string>& command, const std::string& pro
   Attempt a;
   const std::regex ompi(R"(process rank (\d+) with PID \d+ on node (\S+) exited on signal (\d+))");
   const std::regex own(R"(^\[rank (\d+) on (\S+)\] error: (.*))");
-  const std::regex setup(R"(^error: \[(config|data|partition|schedule|checkpoint|model|output|limits|text)\])");
+  const std::regex setup(set_up_error_pattern());
   std::string pending;
   char buf[4096];
   ssize_t n;

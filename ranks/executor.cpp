@@ -3,27 +3,9 @@
 #include <exception>
 #include <string>
 
-#include "ranks/wire.h"
+#include "common/errors.h"
 
 namespace arceus {
-
-namespace {
-
-// Rethrows the current exception with `where` prepended, keeping its type for the errors
-// the launcher tells apart (wire and transport errors).
-[[noreturn]] void rethrow_with(const std::string& where) {
-  try {
-    throw;
-  } catch (const WireError& e) {
-    throw WireError(where + e.what());
-  } catch (const ScheduleError& e) {
-    throw ScheduleError(where + e.what());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(where + e.what());
-  }
-}
-
-}  // namespace
 
 void execute(const Program& program, const ActionHandlers& h, int64_t stage) {
   for (size_t i = 0; i < program.size(); ++i) {

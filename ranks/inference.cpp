@@ -47,7 +47,7 @@ struct CheckpointModel::Impl {
     next.step = ck.step;
     std::unique_ptr<CharVocab> next_vocab;
     std::unique_ptr<StageModel> next_model;
-    if (is_gpt(next.config)) {
+    if (is_transformer(next.config)) {
       auto it = ck.attributes.find("vocab_code_points");
       if (it == ck.attributes.end()) throw StorageError("'" + p + "' has no vocab_code_points attribute");
       next_vocab = std::make_unique<CharVocab>(vocab_from_attribute(it->second, p));
@@ -96,7 +96,7 @@ CheckpointModel::Info CheckpointModel::load(const std::string& path) {
 Prediction CheckpointModel::predict(const std::string& path, const std::vector<double>& input) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   const Info info = impl_->load_locked(path);
-  if (is_gpt(info.config)) throw std::invalid_argument("'" + path + "' holds a transformer: use generate, not predict");
+  if (is_transformer(info.config)) throw std::invalid_argument("'" + path + "' holds a transformer: use generate, not predict");
   if (static_cast<int64_t>(input.size()) != info.inputs) {
     throw std::invalid_argument("the model takes " + std::to_string(info.inputs) + " input values, got " +
                                 std::to_string(input.size()));
@@ -119,7 +119,7 @@ std::string CheckpointModel::generate(const std::string& path, const std::string
                                       double temperature, uint64_t seed) {
   std::lock_guard<std::mutex> lock(impl_->mu);
   const Info info = impl_->load_locked(path);
-  if (!is_gpt(info.config)) {
+  if (!is_transformer(info.config)) {
     throw std::invalid_argument("'" + path + "' holds a model_config.type '" + info.config.model.type +
                                 "' model: generate needs a transformer checkpoint");
   }

@@ -13,7 +13,6 @@ std::string transformer_layer_name(const Config& c, int64_t layer) {
   return "blocks." + std::to_string(layer - 1);
 }
 
-bool is_gpt(const Config& c) { return c.model.type == "transformer"; }
 
 GptConfig gpt_config_of(const Config& c, int64_t vocab) {
   GptConfig g;
@@ -27,15 +26,14 @@ GptConfig gpt_config_of(const Config& c, int64_t vocab) {
 }
 
 void finish_job(Job& job) {
-  job.gpt = is_gpt(job.config);
-  if (job.gpt) {
+  if (job.transformer()) {
     job.gpt_config = gpt_config_of(job.config, job.classes);
     job.seq = job.config.model.context;
   }
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const Config& c, int64_t vocab) {
-  if (is_gpt(c)) return gpt_parameter_shapes(gpt_config_of(c, vocab));
+  if (is_transformer(c)) return gpt_parameter_shapes(gpt_config_of(c, vocab));
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
   for (size_t i = 0; i + 1 < c.model.layer_sizes.size(); ++i) {
     const int64_t in = c.model.layer_sizes[i], out = c.model.layer_sizes[i + 1];
@@ -46,7 +44,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const
 }
 
 int64_t layer_of(const Job& job, const std::string& name) {
-  if (job.gpt) return gpt_layer_of(name, job.gpt_config);
+  if (job.transformer()) return gpt_layer_of(name, job.gpt_config);
   const size_t a = name.find('.'), b = name.find('.', a + 1);  // "layers.<i>.<what>"
   return std::stoll(name.substr(a + 1, b - a - 1));
 }
@@ -72,7 +70,7 @@ std::vector<double> stage_cost_estimates(const Job& job) {
 }
 
 int64_t boundary_width(const Job& job, int64_t chunk) {
-  if (job.gpt) return job.config.model.n_emb;
+  if (job.transformer()) return job.config.model.n_emb;
   return job.config.model.layer_sizes[size_t(job.placement.chunks[size_t(chunk)].end())];
 }
 
@@ -85,7 +83,7 @@ void check_checkpoint_matches(const CheckpointData& ck, const Config& c, int64_t
     return s + "]";
   };
   const std::string head = "[checkpoint] '" + path + "' does not match " +
-                           (is_gpt(c) ? std::string("the transformer (model_config and the text's vocabulary of ") +
+                           (is_transformer(c) ? std::string("the transformer (model_config and the text's vocabulary of ") +
                                             std::to_string(vocab) + ")"
                                       : std::string("model_config.layer_sizes")) +
                            ": ";

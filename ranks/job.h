@@ -23,20 +23,19 @@ struct Job {
   bool resume = false;   // stages first receive their state from rank 0
   int world = 1;         // processes of the MPI world (1: the in-process run)
   // Set by finish_job from the config and the data:
-  bool gpt = false;
-  GptConfig gpt_config;  // when gpt
+  GptConfig gpt_config;  // when transformer()
   int64_t seq = 1;       // targets (and activation rows) per sample: 1, or the GPT's context
 
+  bool transformer() const { return is_transformer(config); }
   int64_t stages() const { return placement.stages; }
   // The process rank that runs stage s (in the in-process run every stage is in rank 0).
   int process_rank_of_stage(int64_t stage) const { return world == 1 ? 0 : placement.rank_of_stage(stage); }
 };
 
-bool is_gpt(const Config& c);
 // A transformer's layer by its index: "embed", "blocks.<i>", "head".
 std::string transformer_layer_name(const Config& c, int64_t layer);
 GptConfig gpt_config_of(const Config& c, int64_t vocab);
-void finish_job(Job& job);  // gpt, gpt_config, seq
+void finish_job(Job& job);  // gpt_config, seq
 
 // Every parameter of the whole model with its shape, under its global name.
 std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const Config& c, int64_t vocab);

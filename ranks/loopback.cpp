@@ -6,6 +6,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/errors.h"
+
 namespace arceus {
 
 namespace {
@@ -62,7 +64,7 @@ Request LoopbackTransport::isend(std::vector<uint8_t> bytes, int dest, int tag) 
                          " of a world of " + std::to_string(size_));
   }
   std::lock_guard<std::mutex> lock(world_->mutex);
-  if (!world_->failure.empty()) throw TransportError("[loopback] another rank failed: " + world_->failure);
+  if (!world_->failure.empty()) throw TransportError("[loopback] another rank failed: " + world_->failure, -1, -1, "", /*secondary=*/true);
   Mailbox& box = world_->boxes[static_cast<size_t>(dest)];
   for (auto it = box.posted.begin(); it != box.posted.end(); ++it) {
     Slot& slot = **it;
@@ -87,7 +89,7 @@ Request LoopbackTransport::irecv(size_t bytes, int source, int tag) {
   slot->tag = tag;
   slot->capacity = bytes;
   std::lock_guard<std::mutex> lock(world_->mutex);
-  if (!world_->failure.empty()) throw TransportError("[loopback] another rank failed: " + world_->failure);
+  if (!world_->failure.empty()) throw TransportError("[loopback] another rank failed: " + world_->failure, -1, -1, "", /*secondary=*/true);
   Mailbox& box = world_->boxes[static_cast<size_t>(rank_)];
   for (auto it = box.unexpected.begin(); it != box.unexpected.end(); ++it) {
     if (it->source != source || it->tag != tag) continue;
@@ -106,12 +108,13 @@ bool LoopbackTransport::test(Request& r) {
   Slot* slot = impl_of<Slot>(r);
   std::lock_guard<std::mutex> lock(world_->mutex);
   if (!slot->done) {
-    if (!world_->failure.empty()) throw TransportError("[loopback] another rank failed: " + world_->failure);
+    if (!world_->failure.empty()) throw TransportError("[loopback] another rank failed: " + world_->failure, -1, -1, "", /*secondary=*/true);
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - slot->posted).count();
     if (world_->timeout_seconds > 0 && waited > world_->timeout_seconds) {
       throw TransportError("[loopback] rank " + std::to_string(rank_) + " waited " + std::to_string(int(waited)) +
                            " s for a message from rank " + std::to_string(r.peer()) + " (tag " +
-                           std::to_string(r.tag()) + "): nothing was sent");
+                           std::to_string(r.tag()) + "): nothing was sent",
+                           r.peer(), r.tag(), "receive");
     }
     return false;
   }
@@ -180,8 +183,9 @@ void run_loopback(int size, const std::function<void(Transport&)>& body, double 
     if (!e) continue;
     try {
       std::rethrow_exception(e);
-    } catch (const TransportError& t) {
-      if (std::string(t.what()).find("another rank failed") != std::string::npos) {
+    } catch (const std::exception& x) {
+      const auto t = find_error<TransportError>(x);
+      if (t && t->secondary()) {
         if (!first) first = e;
         continue;
       }

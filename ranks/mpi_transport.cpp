@@ -28,7 +28,7 @@ void check(int code, const char* call, const char* file, int line, int peer = -1
   std::ostringstream os;
   os << "[mpi] " << call << " failed at " << file << ":" << line << ": " << mpi_error_string(code);
   if (peer >= 0) os << " (peer rank " << peer << ", tag " << tag << ", " << bytes << " bytes)";
-  throw TransportError(os.str());
+  throw TransportError(os.str(), peer, tag, call);
 }
 #define MPI_CHECK(call, ...) check((call), #call, __FILE__, __LINE__, ##__VA_ARGS__)
 

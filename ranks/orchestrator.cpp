@@ -13,6 +13,7 @@
 #include <random>
 #include <sstream>
 
+#include "common/errors.h"
 #include "common/splitmix.h"
 #include "datasets/dataset.h"
 #include "datasets/text.h"
@@ -35,7 +36,7 @@ class Orchestrator::Impl {
   Impl(Job& job, DataSplits& data, Transport& transport, const TrainOptions& options, std::vector<std::string> hosts,
        JobObserver* observer)
       : job_(job), p_(job.placement), data_(data), transport_(transport), options_(options), hosts_(std::move(hosts)),
-        msg_(transport, stats_, p_.stages), progress_(options.quiet, options.progress, job.gpt ? "tokens" : "samples"),
+        msg_(transport, stats_, p_.stages), progress_(options.quiet, options.progress, job.transformer() ? "tokens" : "samples"),
         observer_(observer) {
     reset_stats();
     summary_ = initial_summary(job, options.blas, hosts_);
@@ -43,11 +44,11 @@ class Orchestrator::Impl {
     last_rank_ = p_.rank_of_chunk(p_.chunk_count() - 1);
   }
 
-  std::string run() {
+  RunState run() {
     const auto& t = job_.config.training;
     const auto& o = job_.config.output;
     {
-      const int64_t n = job_.gpt ? text_windows_per_epoch(*data_.text, job_.config.dataset.windows_per_epoch, job_.seq)
+      const int64_t n = job_.transformer() ? text_windows_per_epoch(*data_.text, job_.config.dataset.windows_per_epoch, job_.seq)
                                  : data_.train.size();
       const int64_t b = job_.config.dataset.batch_size;
       steps_per_epoch_ = (n + b - 1) / b;
@@ -66,7 +67,7 @@ class Orchestrator::Impl {
         }
       }
     }
-    write_summary("running");
+    write_summary(RunState::Running);
     const auto run_start = Clock::now();
     try {
       for (int64_t epoch = resume_epoch_; epoch <= t.epochs && !stopped_; ++epoch) {
@@ -78,14 +79,13 @@ class Orchestrator::Impl {
           checkpoint(epoch, 0);
         }
       }
-    } catch (const TransportError& e) {  // a peer gone: say where the job was
-      throw TransportError(std::string(e.what()) + " (epoch " + std::to_string(epoch_) + ", global step " +
-                           std::to_string(step_) + ")");
+    } catch (const TransportError&) {  // a peer gone: say where the job was (the error stays nested)
+      rethrow_with("", " (epoch " + std::to_string(epoch_) + ", global step " + std::to_string(step_) + ")");
     }
     stop_workers();
     if (metrics_) metrics_->flush();
     summary_["seconds"] = seconds_since(run_start);
-    const std::string state = stopped_ ? "stopped" : "completed";
+    const RunState state = stopped_ ? RunState::Stopped : RunState::Completed;
     write_summary(state);
     return state;
   }
@@ -111,7 +111,7 @@ class Orchestrator::Impl {
 
   void fail(const std::string& error) {
     summary_["error"] = error;
-    write_summary("failed");
+    write_summary(RunState::Failed);
   }
 
  private:
@@ -155,7 +155,7 @@ class Orchestrator::Impl {
                      {"stages", std::to_string(job_.stages())},
                      {"chunks_per_rank", std::to_string(p_.chunks_per_rank)},
                      {"schedule", job_.config.training.schedule}};
-    if (job_.gpt) ck.attributes["vocab_code_points"] = vocab_attribute(data_.text->vocab);
+    if (job_.transformer()) ck.attributes["vocab_code_points"] = vocab_attribute(data_.text->vocab);
     for (StageState& st : gather_states()) {
       for (auto& a : st.parameters) ck.parameters.push_back(std::move(a));
       for (auto& a : st.optimizer) ck.optimizer.push_back(std::move(a));
@@ -289,7 +289,7 @@ class Orchestrator::Impl {
         if (msg.flow == Flow::Labels) {
           at::Tensor l = labels.narrow(0, off, s).to(at::kInt).contiguous();
           pending_sends_.push_back(msg_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(l.numel()), to, MsgKind::Labels, step_, i));
-        } else if (job_.gpt) {  // token ids, exact: raw int32
+        } else if (job_.transformer()) {  // token ids, exact: raw int32
           at::Tensor x = inputs.narrow(0, off, s).to(at::kInt).contiguous();
           pending_sends_.push_back(msg_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), to, MsgKind::Input, step_, i));
         } else {
@@ -366,7 +366,7 @@ class Orchestrator::Impl {
   // Data order: a permutation from (seed, epoch), independent of the partition.
   at::Tensor epoch_order(int64_t n, int64_t epoch) const {
     const auto& c = job_.config;
-    if (!c.dataset.shuffle || job_.gpt) return at::arange(n, at::kLong);
+    if (!c.dataset.shuffle || job_.transformer()) return at::arange(n, at::kLong);
     std::vector<int64_t> perm(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
     std::mt19937_64 rng(splitmix64(c.training.seed, static_cast<uint64_t>(epoch)));
@@ -400,7 +400,7 @@ class Orchestrator::Impl {
   void run_epoch(int64_t epoch);
   void report_epoch(int64_t epoch, const std::vector<RankStats>& all, json entry);
 
-  void write_summary(const std::string& state) {
+  void write_summary(RunState state) {
     summary_["bytes_raw"] = total_raw_;
     summary_["bytes_wire"] = total_wire_;
     summary_["wire_ratio"] = total_raw_ ? double(total_wire_) / double(total_raw_) : 1.0;
@@ -443,7 +443,7 @@ void Orchestrator::Impl::run_epoch(int64_t epoch) {
   const int64_t steps = steps_per_epoch_;
   // A text's training windows are drawn afresh each epoch (from seed and epoch).
   const TensorDataset train_set =
-      job_.gpt ? text_epoch_windows(*data_.text, c.dataset.windows_per_epoch, job_.seq, c.training.seed, epoch)
+      job_.transformer() ? text_epoch_windows(*data_.text, c.dataset.windows_per_epoch, job_.seq, c.training.seed, epoch)
                : data_.train;
   grad_norms_.clear();
 
@@ -507,7 +507,7 @@ void Orchestrator::Impl::run_epoch(int64_t epoch) {
                 {"train_seconds", train_seconds},
                 {"samples_per_second", train_seconds > 0 ? count / seq / train_seconds : 0},
                 {"step_losses", step_losses}};
-  if (job_.gpt) {
+  if (job_.transformer()) {
     entry["train_tokens"] = count;
     entry["tokens_per_second"] = train_seconds > 0 ? count / train_seconds : 0;
   }
@@ -526,11 +526,11 @@ void Orchestrator::Impl::report_epoch(int64_t epoch, const std::vector<RankStats
   total_raw_ += raw;
   total_wire_ += wire;
   const double seconds = entry["seconds"], sps = entry["samples_per_second"];
-  const double rate = job_.gpt ? entry["tokens_per_second"].get<double>() : sps;
+  const double rate = job_.transformer() ? entry["tokens_per_second"].get<double>() : sps;
   log(format("epoch %lld/%lld: train loss %.4f acc %.2f%% | val loss %.4f acc %.2f%% | %.1f s, %.0f %s/s | sent %s raw, %s on the wire (%.3f)",
              (long long)epoch, (long long)c.training.epochs, entry["train_loss"].get<double>(),
              100 * entry["train_accuracy"].get<double>(), entry["val_loss"].get<double>(),
-             100 * entry["val_accuracy"].get<double>(), seconds, rate, job_.gpt ? "tokens" : "samples",
+             100 * entry["val_accuracy"].get<double>(), seconds, rate, job_.transformer() ? "tokens" : "samples",
              human_bytes(double(raw)).c_str(), human_bytes(double(wire)).c_str(), raw ? double(wire) / double(raw) : 1.0));
 
   json timing = json::array();
@@ -557,7 +557,7 @@ void Orchestrator::Impl::report_epoch(int64_t epoch, const std::vector<RankStats
     entry["grad_norm_mean"] = mean;
   }
   entry["learning_rate"] = last_lr_;
-  if (job_.gpt && c.output.sample_tokens > 0) entry["sample"] = sample_text(epoch);
+  if (job_.transformer() && c.output.sample_tokens > 0) entry["sample"] = sample_text(epoch);
   summary_["epochs"].push_back(entry);
   summary_["final"] = {{"val_loss", entry["val_loss"]},
                        {"val_accuracy", entry["val_accuracy"]},
@@ -572,7 +572,7 @@ void Orchestrator::Impl::report_epoch(int64_t epoch, const std::vector<RankStats
     }
     metrics_->flush();
   }
-  write_summary("running");
+  write_summary(RunState::Running);
   if (observer_) observer_->on_epoch(summary_["epochs"].back());
 }
 
@@ -580,7 +580,7 @@ Orchestrator::Orchestrator(Job& job, DataSplits& data, Transport& transport, con
                            std::vector<std::string> hosts, JobObserver* observer)
     : impl_(std::make_unique<Impl>(job, data, transport, options, std::move(hosts), observer)) {}
 Orchestrator::~Orchestrator() = default;
-std::string Orchestrator::run() { return impl_->run(); }
+RunState Orchestrator::run() { return impl_->run(); }
 void Orchestrator::set_resume(CheckpointData checkpoint) { impl_->set_resume(std::move(checkpoint)); }
 std::pair<double, double> Orchestrator::evaluate(const CheckpointData& weights) { return impl_->evaluate(weights); }
 const nlohmann::json& Orchestrator::summary() const { return impl_->summary(); }

@@ -25,9 +25,9 @@ class Orchestrator {
                std::vector<std::string> hosts, JobObserver* observer);
   ~Orchestrator();
 
-  // Trains the job (from `resume` when set), then stops the workers. Returns "completed" or
-  // "stopped".
-  std::string run();
+  // Trains the job (from `resume` when set), then stops the workers. Returns Completed or
+  // Stopped.
+  RunState run();
   void set_resume(CheckpointData checkpoint);
   // Sends the stages `weights` (parameters by global name), evaluates the validation split,
   // stops the workers. Returns (loss, accuracy).

@@ -120,7 +120,7 @@ std::vector<LinkBytes> step_links(const Job& job, int64_t rows) {
   const Placement& p = job.placement;
   const int first = p.rank_of_chunk(0), last = p.rank_of_chunk(p.chunk_count() - 1);
   for (int64_t n : micro_batch_sizes(rows, c.training.micro_batches)) {
-    add(0, first, h + 4.0 * n * in, h + (job.gpt ? 4.0 * n * in : double(encoded_size(n, in, bits))));  // token ids: raw int32
+    add(0, first, h + 4.0 * n * in, h + (job.transformer() ? 4.0 * n * in : double(encoded_size(n, in, bits))));  // token ids: raw int32
     add(0, last, h + 4.0 * n * seq, h + 4.0 * n * seq);  // labels
     for (int64_t k = 0; k + 1 < p.chunk_count(); ++k) {
       if (p.stage_of_chunk(k) == p.stage_of_chunk(k + 1)) continue;  // handed over in memory
@@ -157,7 +157,7 @@ json initial_summary(const Job& job, const std::string& blas, const std::vector<
   json s;
   const auto& c = job.config;
   s["version"] = 1;
-  s["state"] = "running";
+  s["state"] = to_string(RunState::Running);
   s["world_size"] = job.world;
   s["blas"] = blas;
   s["dataset"] = job.dataset_description;
@@ -204,8 +204,8 @@ json initial_summary(const Job& job, const std::string& blas, const std::vector<
   return s;
 }
 
-void write_summary_file(const std::string& dir_name, json& summary, const std::string& state) {
-  summary["state"] = state;
+void write_summary_file(const std::string& dir_name, json& summary, RunState state) {
+  summary["state"] = to_string(state);
   const std::filesystem::path dir(dir_name);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);

@@ -10,6 +10,7 @@
 
 #include "ranks/job.h"
 #include "ranks/rank_stats.h"
+#include "ranks/run_state.h"
 #include "ranks/timing.h"
 
 namespace arceus {
@@ -52,7 +53,7 @@ std::vector<LinkBytes> step_links(const Job& job, int64_t rows);
 nlohmann::json initial_summary(const Job& job, const std::string& blas, const std::vector<std::string>& hosts);
 
 // Writes `summary` with "state" = state to <dir>/summary.json through a temp file and a rename.
-void write_summary_file(const std::string& dir, nlohmann::json& summary, const std::string& state);
+void write_summary_file(const std::string& dir, nlohmann::json& summary, RunState state);
 
 class Progress {
  public:

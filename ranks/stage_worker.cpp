@@ -33,7 +33,7 @@ namespace {
 constexpr uint64_t kSeedLanesPerChunk = 2048;
 
 std::unique_ptr<StageModel> make_chunk_model(const Job& job, LayerRange range) {
-  if (job.gpt) return make_gpt_slice(job.gpt_config, range, job.config.training.seed);
+  if (job.transformer()) return make_gpt_slice(job.gpt_config, range, job.config.training.seed);
   return make_mlp_slice(job.config.model.layer_sizes, range, job.config.training.seed);
 }
 
@@ -175,7 +175,7 @@ class StageWorker {
     Slot& s = slot(ch.index, i);
     switch (msg.flow) {
       case Flow::Input:
-        s.input = job_.gpt ? msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows * in_width(ch)))
+        s.input = job_.transformer() ? msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows * in_width(ch)))
                            : msg_.post_tensor(0, MsgKind::Input, i, input_bits_, rows, in_width(ch));
         break;
       case Flow::Activation:
@@ -200,7 +200,7 @@ class StageWorker {
     const int64_t rows = sizes_[size_t(i)], seq = job_.seq, in_f = in_width(ch);
     const Message in = consumes(Action{ActionKind::Forward, int32_t(c), int32_t(i)}, sh).front();
     at::Tensor x;
-    if (in.flow == Flow::Input && job_.gpt) {
+    if (in.flow == Flow::Input && job_.transformer()) {
       auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, step_, i, size_t(rows * in_f));
       x = at::from_blob(v.data(), {rows, in_f}, at::kInt).to(at::kLong);
     } else if (in.flow == Flow::Input) {
@@ -210,7 +210,7 @@ class StageWorker {
       s.local_input = at::Tensor();
     } else {
       x = msg_.finish_tensor(s.input, MsgKind::Activation, step_, i, bits_, rows * seq, in_f, c);
-      if (job_.gpt) x = x.view({rows, seq, in_f});
+      if (job_.transformer()) x = x.view({rows, seq, in_f});
     }
     const auto t0 = Clock::now();
     at::Tensor y;

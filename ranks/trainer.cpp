@@ -126,20 +126,20 @@ Setup set_up(const Config& config, int ranks, bool reference, int world, const T
   const int plan_world = reference ? 1 : ranks;
   job.placement = make_placement(c, plan_world, 0, reference ? std::vector<int>{} : options.stage_ranks);  // before loading data: fail fast
   if (!eval) check_output_dir(c.output.dir);
-  s.data = load_dataset(c.dataset, c.training.seed, is_gpt(c) ? c.model.context : 0);
+  s.data = load_dataset(c.dataset, c.training.seed, is_transformer(c) ? c.model.context : 0);
   job.features = s.data.features;
   job.classes = s.data.classes;
   job.dataset_description = s.data.description;
   finish_job(job);
-  if (job.gpt) {  // the head's cost needs the vocabulary
+  if (job.transformer()) {  // the head's cost needs the vocabulary
     job.placement = make_placement(c, plan_world, job.classes, reference ? std::vector<int>{} : options.stage_ranks);
   }
-  if (!job.gpt && c.model.layer_sizes.front() != s.data.features) {
+  if (!job.transformer() && c.model.layer_sizes.front() != s.data.features) {
     throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
                       " but the " + c.dataset.name + " inputs have " + std::to_string(s.data.features) +
                       " features: the first layer width must equal the input width");
   }
-  if (!job.gpt && c.model.layer_sizes.back() != s.data.classes) {
+  if (!job.transformer() && c.model.layer_sizes.back() != s.data.classes) {
     throw ConfigError("[model] model_config.layer_sizes[-1] = " + std::to_string(c.model.layer_sizes.back()) +
                       " but the " + c.dataset.name + " dataset has " + std::to_string(s.data.classes) +
                       " classes: the last layer width must equal the number of classes");
@@ -157,7 +157,7 @@ Setup set_up(const Config& config, int ranks, bool reference, int world, const T
   training_programs(c.training.schedule, {job.placement.stages, job.placement.chunks_per_rank, m});
   job.config_yaml = to_yaml(c);
   if (eval) {
-    if (job.gpt) check_vocab_matches(*eval_weights, s.data.text->vocab, options.resume);
+    if (job.transformer()) check_vocab_matches(*eval_weights, s.data.text->vocab, options.resume);
     check_checkpoint_matches(*eval_weights, c, job.classes, options.resume);
     return s;
   }
@@ -166,7 +166,7 @@ Setup set_up(const Config& config, int ranks, bool reference, int world, const T
   if (resume_path.empty() && c.resume && std::filesystem::exists(own)) resume_path = own;
   if (!resume_path.empty()) {
     s.resume = read_checkpoint(resume_path);
-    if (job.gpt) check_vocab_matches(*s.resume, s.data.text->vocab, resume_path);
+    if (job.transformer()) check_vocab_matches(*s.resume, s.data.text->vocab, resume_path);
     check_checkpoint_matches(*s.resume, c, job.classes, resume_path);
     if (s.resume->epoch >= c.training.epochs) {
       throw ConfigError("[checkpoint] '" + resume_path + "' has already finished epoch " + std::to_string(s.resume->epoch) +
@@ -189,7 +189,7 @@ JobResult lead_job(Transport& transport, const Config& config, const TrainOption
   } catch (const std::exception& e) {
     broadcast_setup_failure(transport, e.what());
     JobResult r;
-    r.state = "failed";
+    r.state = RunState::Failed;
     r.error = e.what();
     return r;
   }
@@ -222,7 +222,7 @@ JobResult lead_job(Transport& transport, const Config& config, const TrainOption
   if (eval_weights) {
     const auto [loss, accuracy] = orchestrator.evaluate(*eval_weights);
     *eval_out = {loss, accuracy, s.data.val.size(), job.dataset_description};
-    result.state = "completed";
+    result.state = RunState::Completed;
     return result;
   }
   if (s.resume) orchestrator.set_resume(std::move(*s.resume));
@@ -280,7 +280,7 @@ EvalResult evaluate_checkpoint(const Config& config, const CheckpointData& check
                                const std::string& host) {
   EvalResult out;
   const JobResult r = in_process(2, config, options, nullptr, true, 0, host, &checkpoint, &out);
-  if (r.state == "failed") throw ConfigError(r.error);
+  if (r.state == RunState::Failed) throw ConfigError(r.error);
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "ranks/run_state.h"
 #include "partition/partition.h"
 #include "ranks/transport.h"
 #include "storage/storage.h"
@@ -46,7 +47,7 @@ class JobObserver {
 };
 
 struct JobResult {
-  std::string state;      // completed | stopped | failed
+  RunState state = RunState::Completed;
   std::string error;      // when failed
   nlohmann::json summary; // what summary.json holds
 };

@@ -91,7 +91,8 @@ void Transport::wait(Request& r) {
       if (waited > wait_limit_) {
         throw TransportError("[transport] rank " + std::to_string(rank_) + " waited " + std::to_string(int(waited)) +
                              " s for a message " + (r.is_recv_ ? "from" : "to") + " rank " + std::to_string(r.peer_) +
-                             " (tag " + std::to_string(r.tag_) + "): the peer is gone or stuck");
+                             " (tag " + std::to_string(r.tag_) + "): the peer is gone or stuck",
+                             r.peer_, r.tag_, r.is_recv_ ? "receive" : "send");
       }
     }
   }

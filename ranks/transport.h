@@ -19,13 +19,28 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace arceus {
 
+// A failed send, receive, wait or MPI call. The message says everything; the fields are for
+// code that acts on the failure (the REST shim names the device behind `peer`).
 class TransportError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit TransportError(const std::string& message, int peer = -1, int tag = -1, std::string operation = "",
+                          bool secondary = false)
+      : std::runtime_error(message), peer_(peer), tag_(tag), operation_(std::move(operation)), secondary_(secondary) {}
+  int peer() const { return peer_; }                          // the other rank, -1 when none
+  int tag() const { return tag_; }                            // -1 when none
+  const std::string& operation() const { return operation_; }  // "send", "receive", "MPI_Isend", ...
+  // This rank's wait ended because another rank of the world failed first (in-process).
+  bool secondary() const { return secondary_; }
+
+ private:
+  int peer_, tag_;
+  std::string operation_;
+  bool secondary_;
 };
 
 // Owns a pending non-blocking send or receive and its buffer. Move-only. Must be completed

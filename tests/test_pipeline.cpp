@@ -123,8 +123,8 @@ class Pipeline : public ::testing::Test {
       options.quiet = true;
       options.progress = "none";
       const JobResult result = run_in_process(ranks, config, options, nullptr, kTimeoutSeconds);
-      if (result.state != "completed") {
-        r.error = result.state + ": " + result.error;
+      if (result.state != RunState::Completed) {
+        r.error = std::string(to_string(result.state)) + ": " + result.error;
         return r;
       }
       for (const auto& e : result.summary["epochs"])

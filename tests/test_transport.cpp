@@ -7,6 +7,7 @@
 #include <atomic>
 #include <string>
 
+#include "common/errors.h"
 #include "ranks/loopback.h"
 
 namespace arceus {
@@ -94,7 +95,48 @@ TEST(Loopback, AWaitForAMessageNeverSentTimesOut) {
   } catch (const TransportError& e) {
     EXPECT_NE(std::string(e.what()).find("rank 1 waited"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("from rank 0 (tag 3)"), std::string::npos) << e.what();
+    EXPECT_EQ(e.peer(), 0);
+    EXPECT_EQ(e.tag(), 3);
+    EXPECT_EQ(e.operation(), "receive");
   }
+}
+
+// A transport error wrapped with where it happened (as the executor and the orchestrator do)
+// keeps its whole message in what() and its fields for whoever looks (the REST shim names the
+// device behind the peer).
+TEST(Errors, RethrowWithKeepsTheErrorNested) {
+  try {
+    try {
+      try {
+        throw TransportError("[transport] rank 0 waited 9 s for a message from rank 2 (tag 7)", 2, 7, "receive");
+      } catch (const TransportError&) {
+        rethrow_with("[executor] stage 1, action 3 of 8 (F0.1): ");
+      }
+    } catch (const std::exception&) {
+      rethrow_with("", " (epoch 1, global step 5)");
+    }
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "[executor] stage 1, action 3 of 8 (F0.1): [transport] rank 0 waited 9 s for a message from rank 2 "
+              "(tag 7) (epoch 1, global step 5)");
+    const auto t = find_error<TransportError>(e);
+    ASSERT_TRUE(t.has_value());
+    EXPECT_EQ(t->peer(), 2);
+    EXPECT_EQ(t->tag(), 7);
+    EXPECT_FALSE(find_error<std::invalid_argument>(e).has_value());
+  }
+}
+
+// One table of categories: every set-up category is told apart from the runtime ones by its tag.
+TEST(Errors, CategoriesByTag) {
+  ASSERT_NE(error_category_of("[config] x.yaml: training.epochs: ..."), nullptr);
+  EXPECT_TRUE(error_category_of("[config] x")->set_up);
+  EXPECT_TRUE(error_category_of("[partition] 4 stages but ...")->set_up);
+  EXPECT_FALSE(error_category_of("[transport] rank 0 waited")->set_up);
+  EXPECT_FALSE(error_category_of("[wire] bad magic")->set_up);
+  EXPECT_EQ(error_category_of("no tag here"), nullptr);
+  EXPECT_EQ(error_category_of("[configx] not a tag"), nullptr);
 }
 
 }  // namespace
