@@ -38,6 +38,7 @@ inline const std::vector<ErrorCategory>& error_categories() {
       {"mpi", false, "an MPI call that failed"},
       {"loopback", false, "the in-process transport: a rank of the same process failed"},
       {"executor", false, "an action of a schedule that failed on a stage"},
+      {"replicas", false, "replicas of a stage whose parameters differ at a checkpoint"},
   };
   return kCategories;
 }

@@ -81,6 +81,7 @@ struct CommunicationConfig {
   // receiver did not get) to the next step's message of the same chunk and micro-batch
   // (error feedback, as in 1-bit Adam). Costs one float per gradient element sent, per stage.
   bool error_feedback = false;
+  int gradient_bits = 32;  // replicas' gradient synchronisation: 32 (MPI's allreduce) | 16 | 8 | 4
 };
 
 struct PartitionConfig {
@@ -90,6 +91,7 @@ struct PartitionConfig {
   // Chunks (virtual stages) per stage rank for multi-chunk schedules (multi_chunk in the
   // registry): 1..8; more than 1 needs such a training.schedule and no explicit layers.
   int64_t chunks_per_rank = 1;
+  int64_t replicas = 1;  // R: copies of the pipeline on R x S worker ranks (data parallelism); 0 = auto
 };
 
 struct OutputConfig {

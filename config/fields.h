@@ -177,6 +177,8 @@ void visit_fields(C& c, V&& v) {
     k.stochastic_rounding, Flag{});
   v(Key{"communication.error_feedback", "carry each gradient message's quantization error to the next step"},
     k.error_feedback, Flag{});
+  v(Key{"communication.gradient_bits", "replicas' gradient sync: 32 (MPI allreduce) or 16, 8, 4 (a compressed ring)"},
+    k.gradient_bits, IntOneOf{{32, 16, 8, 4}});
 
   auto& p = c.partition;
   v(Key{"partition.method", "uniform (the original's rule) or balanced (by the cost model)"}, p.method,
@@ -187,6 +189,8 @@ void visit_fields(C& c, V&& v) {
     p.layers, LayerLists{});
   v(Key{"partition.chunks_per_rank", "v: chunks per stage rank (multi-chunk schedules), 1..8"},
     p.chunks_per_rank, Int{1, "an integer from 1 to 8 (chunks per stage rank)", 8});
+  v(Key{"partition.replicas", "R copies of the pipeline (data parallel); auto: as many as the world allows"},
+    p.replicas, AutoOr{1, "'auto' or a positive integer"});
 
   auto& o = c.output;
   v(Key{"output.dir", "summary.json, checkpoint.h5, metrics.h5 go here"}, o.dir, Text{false});

@@ -26,12 +26,14 @@ class LoopbackTransport final : public Transport {
   bool test(Request& request) override;
   void broadcast(std::vector<uint8_t>& bytes, int root) override;
   std::vector<std::string> all_hosts() override;
+  std::unique_ptr<Group> split(int color, int key) override;
   // Marks the world failed (every other rank's next call throws TransportError) and throws.
   [[noreturn]] void abort(int code) override;
   // Marks the world failed with `why` without throwing (a rank's thread ended by an error).
   void fail(const std::string& why);
 
  private:
+  friend class LoopbackGroup;
   std::shared_ptr<LoopbackWorld> world_;
 };
 

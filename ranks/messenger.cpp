@@ -54,6 +54,31 @@ Request Messenger::send_tensor(const at::Tensor& t, int dest, MsgKind kind, uint
   return transport_.isend(std::move(buf), dest, make_tag(kind, mb, round_of(chunk)));
 }
 
+Request Messenger::send_encoded(std::vector<uint8_t> payload, int dest, MsgKind kind, uint32_t step, int64_t mb,
+                                int bits, int64_t rows, int64_t cols) {
+  if (payload.size() != encoded_size(rows, cols, bits)) {
+    throw CodecError("[codec] an encoded [" + std::to_string(rows) + ", " + std::to_string(cols) + "] payload at " +
+                     std::to_string(bits) + " bits has " + std::to_string(encoded_size(rows, cols, bits)) +
+                     " bytes, got " + std::to_string(payload.size()));
+  }
+  std::vector<uint8_t> buf(sizeof(WireHeader) + payload.size());
+  const WireHeader h = make_header(kind, step, mb, bits, rows, cols, payload.size());
+  std::memcpy(buf.data(), &h, sizeof h);
+  std::memcpy(buf.data() + sizeof h, payload.data(), payload.size());
+  count(sizeof(WireHeader) + static_cast<uint64_t>(rows * cols) * 4, buf.size());
+  return transport_.isend(std::move(buf), dest, make_tag(kind, mb));
+}
+
+const uint8_t* Messenger::finish_encoded(Request& r, MsgKind kind, uint32_t step, int64_t mb, int bits, int64_t rows,
+                                         int64_t cols) {
+  transport_.wait(r);
+  WireHeader got;
+  std::memcpy(&got, r.buffer().data(), std::min(sizeof got, r.received_bytes()));
+  const WireHeader want = make_header(kind, step, mb, bits, rows, cols, encoded_size(rows, cols, bits));
+  check_header(got, want, r.received_bytes(), describe_peer(r.peer()));
+  return r.buffer().data() + sizeof(WireHeader);
+}
+
 Request Messenger::post_tensor(int source, MsgKind kind, int64_t mb, int bits, int64_t rows, int64_t cols,
                                int64_t chunk) {
   return transport_.irecv(sizeof(WireHeader) + encoded_size(rows, cols, bits), source,

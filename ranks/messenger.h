@@ -36,6 +36,14 @@ class Messenger {
   at::Tensor finish_tensor(Request& r, MsgKind kind, uint32_t step, int64_t mb, int bits, int64_t rows,
                            int64_t cols, int64_t chunk = 0);
 
+  // An already codec-encoded [rows, cols] payload at `bits` (forwarded unchanged, e.g. by the
+  // replicas' ring), counted as rows * cols floats raw. post_tensor posts its receive;
+  // finish_encoded checks the header and returns the payload (valid while `r` lives).
+  Request send_encoded(std::vector<uint8_t> payload, int dest, MsgKind kind, uint32_t step, int64_t mb, int bits,
+                       int64_t rows, int64_t cols);
+  const uint8_t* finish_encoded(Request& r, MsgKind kind, uint32_t step, int64_t mb, int bits, int64_t rows,
+                                int64_t cols);
+
   // Trivially copyable items, raw. State messages (checkpoint and sample gathers) are not
   // counted: the byte counters measure the training traffic and its compression.
   template <typename T>

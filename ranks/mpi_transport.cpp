@@ -195,6 +195,57 @@ std::vector<std::string> MpiTransport::all_hosts() {
   return hosts;
 }
 
+// A sub-communicator of the transport's (MPI_Comm_split), freed with the group.
+class MpiGroup final : public Group {
+ public:
+  MpiGroup(MpiTransport& transport, MPI_Comm comm) : transport_(transport), comm_(comm) {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    int size = 0;
+    MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    MPI_CHECK(MPI_Comm_size(comm_, &size));
+    // The members' ranks in the transport's communicator.
+    MPI_Group mine, parent;
+    MPI_CHECK(MPI_Comm_group(comm_, &mine));
+    MPI_CHECK(MPI_Comm_group(comm_of(transport_.comm_), &parent));
+    std::vector<int> own(static_cast<size_t>(size));
+    for (int i = 0; i < size; ++i) own[static_cast<size_t>(i)] = i;
+    members_.assign(static_cast<size_t>(size), -1);
+    MPI_CHECK(MPI_Group_translate_ranks(mine, size, own.data(), parent, members_.data()));
+    MPI_Group_free(&mine);
+    MPI_Group_free(&parent);
+  }
+  ~MpiGroup() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+
+  Request iallreduce_sum(std::vector<uint8_t> floats) override {
+    if (floats.size() % sizeof(float) != 0) {
+      throw TransportError("[mpi] allreduce of " + std::to_string(floats.size()) + " bytes: not a whole number of floats");
+    }
+    auto handle = std::make_shared<MPI_Request>(MPI_REQUEST_NULL);
+    MPI_Request* h = handle.get();
+    Request r = MpiTransport::make_request(std::move(handle), std::move(floats), -1, -1, false);
+    auto& buf = MpiTransport::buffer_of(r);
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size() / sizeof(float)), MPI_FLOAT, MPI_SUM,
+                             comm_, h),
+              -1, -1, buf.size());
+    return r;
+  }
+
+ private:
+  MpiTransport& transport_;
+  MPI_Comm comm_;
+};
+
+std::unique_ptr<Group> MpiTransport::split(int color, int key) {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_CHECK(MPI_Comm_split(comm_of(comm_), color < 0 ? MPI_UNDEFINED : color, key, &comm));
+  if (comm == MPI_COMM_NULL) return nullptr;
+  return std::make_unique<MpiGroup>(*this, comm);
+}
+
 void MpiTransport::abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);

@@ -32,9 +32,11 @@ class MpiTransport final : public Transport {
   bool test(Request& request) override;
   void broadcast(std::vector<uint8_t>& bytes, int root) override;
   std::vector<std::string> all_hosts() override;
+  std::unique_ptr<Group> split(int color, int key) override;
   [[noreturn]] void abort(int code) override;
 
  private:
+  friend class MpiGroup;
   MpiTransport() = default;
   // Takes `comm` and `inter` (Fortran handles, so this header stays MPI-free); frees both.
   MpiTransport(int comm, int inter);

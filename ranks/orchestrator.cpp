@@ -41,7 +41,6 @@ class Orchestrator::Impl {
     reset_stats();
     summary_ = initial_summary(job, options.blas, hosts_);
     input_bits_ = job.world == 1 ? 32 : job.config.communication.quantization_bits;
-    last_rank_ = p_.rank_of_chunk(p_.chunk_count() - 1);
   }
 
   RunState run() {
@@ -117,7 +116,7 @@ class Orchestrator::Impl {
  private:
   // One batch issued to the pipeline, awaiting its metrics from the last stage.
   struct InFlight {
-    Request metrics;
+    std::vector<Request> metrics;  // from each replica's last stage
     uint32_t step = 0;
     int64_t rows = 0;
     bool train = false;
@@ -155,6 +154,7 @@ class Orchestrator::Impl {
                      {"stages", std::to_string(job_.stages())},
                      {"chunks_per_rank", std::to_string(p_.chunks_per_rank)},
                      {"schedule", job_.config.training.schedule}};
+    if (p_.replicas > 1) ck.attributes["replicas"] = std::to_string(p_.replicas);
     if (job_.transformer()) ck.attributes["vocab_code_points"] = vocab_attribute(data_.text->vocab);
     for (StageState& st : gather_states()) {
       for (auto& a : st.parameters) ck.parameters.push_back(std::move(a));
@@ -172,10 +172,28 @@ class Orchestrator::Impl {
   }
 
   // Every stage's state (parameters, optimizer, RNG), in stage order.
+  // With replicas: replica 0's, each checked against the other replicas' hash of their
+  // parameters (a reduction whose result differs by rank would show here).
   std::vector<StageState> gather_states() {
     send_control(Command::Checkpoint, 0, 0, p_.stage_ranks());
     std::vector<StageState> states;
-    for (int r : p_.stage_ranks()) states.push_back(unpack_state(msg_.receive_blob(r, control_step_[r] - 1)));
+    for (int64_t s = 1; s <= p_.stages; ++s) {
+      const int r = p_.rank_of_stage(s, 0);
+      states.push_back(unpack_state(msg_.receive_blob(r, control_step_[r] - 1)));
+      const uint64_t expected = p_.replicas > 1 ? parameter_hash(states.back()) : 0;
+      std::string differ;
+      for (int64_t replica = 1; replica < p_.replicas; ++replica) {
+        const int q = p_.rank_of_stage(s, replica);
+        if (msg_.receive_one<uint64_t>(q, MsgKind::Replica, control_step_[q] - 1) != expected) {
+          differ += (differ.empty() ? "" : ", ") + std::to_string(replica) + " (rank " + std::to_string(q) + ")";
+        }
+      }
+      if (!differ.empty()) {
+        throw WireError("[replicas] stage " + std::to_string(s) + ": the parameters of replica " + differ +
+                        " differ from replica 0's (rank " + std::to_string(r) + ") at global step " +
+                        std::to_string(step_) + ": the replicas' gradient sums disagreed");
+      }
+    }
     return states;
   }
 
@@ -212,7 +230,10 @@ class Orchestrator::Impl {
         if (p_.holds_layer(s, layer_of(job_, a.name))) st.optimizer.push_back(a);
       for (const auto& b : ck.rng)
         if (b.name == "stage" + std::to_string(s - 1)) st.rng.push_back(b);
-      msg_.send_blob(pack_state(st), p_.rank_of_stage(s), 0);
+      // Every replica starts from the same state (replica 0's RNG too: the replicas draw their
+      // dropout seeds in step with it).
+      const std::vector<uint8_t> bytes = pack_state(st);
+      for (int64_t replica = 0; replica < p_.replicas; ++replica) msg_.send_blob(bytes, p_.rank_of_stage(s, replica), 0);
     }
   }
 
@@ -268,37 +289,42 @@ class Orchestrator::Impl {
     if (observer_) observer_->on_log(line);
   }
 
-  // Issues one batch: Control to every stage, the micro-batch inputs to the first chunk's
-  // stage and labels to the last's, and the receive of the last stage's metrics.
+  // Issues one batch: Control to every stage, each replica's share of the rows (all of them
+  // without replicas) as micro-batch inputs to its first chunk's stage and labels to its last's
+  // (dataflow.h), and the receives of every replica's metrics.
   InFlight issue(const at::Tensor& inputs, const at::Tensor& labels, bool train, double lr) {
     const int64_t rows = inputs.size(0);
-    const std::vector<int64_t> sizes = micro_batch_sizes(rows, job_.config.training.micro_batches);
-    const int64_t m = static_cast<int64_t>(sizes.size());
+    const int64_t m = static_cast<int64_t>(micro_batch_sizes(rows, job_.config.training.micro_batches).size());
     InFlight f;
     f.rows = rows;
     f.train = train;
     f.lr = lr;
     f.step = step_;
     send_control(train ? Command::Train : Command::Eval, rows, m, p_.stage_ranks(), lr);
-    const PipelineShape shape{p_.stages, p_.chunks_per_rank, m};
+    const std::vector<int64_t> shares = replica_shares(rows, p_.replicas);
     int64_t off = 0;
-    for (int64_t i = 0; i < m; ++i) {
-      const int64_t s = sizes[static_cast<size_t>(i)];
-      for (const Message& msg : orchestrator_sends(i, shape)) {  // dataflow.h: the input, then the labels
-        const int to = p_.rank_of_chunk(msg.to);
-        if (msg.flow == Flow::Labels) {
-          at::Tensor l = labels.narrow(0, off, s).to(at::kInt).contiguous();
-          pending_sends_.push_back(msg_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(l.numel()), to, MsgKind::Labels, step_, i));
-        } else if (job_.transformer()) {  // token ids, exact: raw int32
-          at::Tensor x = inputs.narrow(0, off, s).to(at::kInt).contiguous();
-          pending_sends_.push_back(msg_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), to, MsgKind::Input, step_, i));
-        } else {
-          pending_sends_.push_back(msg_.send_tensor(inputs.narrow(0, off, s), to, MsgKind::Input, step_, i, input_bits_, false, 0));
+    for (int64_t r = 0; r < p_.replicas; ++r) {
+      const int64_t share = shares[size_t(r)];
+      const std::vector<int64_t> sizes = share > 0 ? micro_batch_sizes(share, m) : std::vector<int64_t>{};
+      const PipelineShape shape{p_.stages, p_.chunks_per_rank, static_cast<int64_t>(sizes.size())};
+      for (int64_t i = 0; i < shape.micro_batches; ++i) {
+        const int64_t n = sizes[static_cast<size_t>(i)];
+        for (const Message& msg : orchestrator_sends(i, shape)) {  // dataflow.h: the input, then the labels
+          const int to = p_.rank_of_chunk(msg.to, r);
+          if (msg.flow == Flow::Labels) {
+            at::Tensor l = labels.narrow(0, off, n).to(at::kInt).contiguous();
+            pending_sends_.push_back(msg_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(l.numel()), to, MsgKind::Labels, step_, i));
+          } else if (job_.transformer()) {  // token ids, exact: raw int32
+            at::Tensor x = inputs.narrow(0, off, n).to(at::kInt).contiguous();
+            pending_sends_.push_back(msg_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), to, MsgKind::Input, step_, i));
+          } else {
+            pending_sends_.push_back(msg_.send_tensor(inputs.narrow(0, off, n), to, MsgKind::Input, step_, i, input_bits_, false, 0));
+          }
         }
+        off += n;
       }
-      off += s;
+      f.metrics.push_back(msg_.post_raw<MetricsPayload>(p_.rank_of_chunk(p_.chunk_count() - 1, r), MsgKind::Metrics, 0, 1));
     }
-    f.metrics = msg_.post_raw<MetricsPayload>(last_rank_, MsgKind::Metrics, 0, 1);
     ++step_;
     reap_sends();
     return f;
@@ -306,7 +332,13 @@ class Orchestrator::Impl {
 
   MetricsPayload complete(InFlight& f) {
     if (f.train && job_.config.training.grad_clip > 0) exchange_norms(f.step);
-    MetricsPayload m = msg_.finish_raw<MetricsPayload>(f.metrics, MsgKind::Metrics, f.step, 0, 1)[0];
+    MetricsPayload m;
+    for (Request& r : f.metrics) {
+      const MetricsPayload part = msg_.finish_raw<MetricsPayload>(r, MsgKind::Metrics, f.step, 0, 1)[0];
+      m.loss_sum += part.loss_sum;
+      m.correct += part.correct;
+      m.count += part.count;
+    }
     reap_sends();
     if (m.count != f.rows * job_.seq) {
       throw WireError("[wire] metrics of step " + std::to_string(f.step) + " count " + std::to_string(m.count) +
@@ -316,9 +348,13 @@ class Orchestrator::Impl {
   }
 
   // Gradient clipping: the stages' squared norms in, the global norm back out.
+  // With replicas every replica's stage holds the same summed gradients: replica 0's count.
   void exchange_norms(uint32_t step) {
     double sq = 0;
-    for (int r : p_.stage_ranks()) sq += msg_.receive_one<double>(r, MsgKind::Norm, step);
+    for (int r : p_.stage_ranks()) {
+      const double part = msg_.receive_one<double>(r, MsgKind::Norm, step);
+      if (p_.slot_of_rank(r).replica == 0) sq += part;
+    }
     const double norm = std::sqrt(sq);
     for (int r : p_.stage_ranks()) pending_sends_.push_back(msg_.send_raw(&norm, 1, r, MsgKind::Norm, step, 0));
     grad_norms_.push_back(norm);
@@ -418,7 +454,6 @@ class Orchestrator::Impl {
   Progress progress_;
   JobObserver* observer_ = nullptr;
   int input_bits_ = 32;
-  int last_rank_ = 1;
   bool stopped_ = false;
   std::optional<CheckpointData> resume_;
   int64_t resume_epoch_ = 1, resume_step_ = 0;
@@ -534,7 +569,7 @@ void Orchestrator::Impl::report_epoch(int64_t epoch, const std::vector<RankStats
              human_bytes(double(raw)).c_str(), human_bytes(double(wire)).c_str(), raw ? double(wire) / double(raw) : 1.0));
 
   json timing = json::array();
-  for (const auto& s : all) timing.push_back(stats_to_json(s, hosts_[size_t(s.rank)], reported_rank(job_, s)));
+  for (const auto& s : all) timing.push_back(stats_to_json(s, hosts_[size_t(s.rank)], reported_rank(job_, s), replica_of(job_, s)));
   if (!options_.quiet)
     for (const auto& line : timing_table(job_, all, hosts_)) log(line);
   const int64_t m = std::min<int64_t>(c.training.micro_batches, c.dataset.batch_size);

@@ -19,6 +19,7 @@ struct RankStats {
   int32_t threads = 0;     // intra-op threads of the rank
   int32_t cpus = 0;        // CPUs it may run on (its cpuset)
   double cpu_quota = 0;    // its cgroup's CPU limit in cores, 0 = none
+  double sync = 0;         // replicas: waiting for the gradient sums after the backward (not hidden by it)
 
   double busy() const { return forward + backward + optimizer + codec; }
 };

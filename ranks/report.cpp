@@ -32,10 +32,12 @@ std::string format(const char* fmt, ...) {
 
 std::string human_bytes(double b) { return format("%.2f MiB", b / (1024.0 * 1024.0)); }
 
-json stats_to_json(const RankStats& s, const std::string& host, int rank) {
+json stats_to_json(const RankStats& s, const std::string& host, int rank, int64_t replica) {
   const double busy = s.busy();
   return {{"rank", rank},
           {"stage", s.stage},
+          {"replica", replica},
+          {"sync_s", s.sync},
           {"host", host},
           {"forward_s", s.forward},
           {"backward_s", s.backward},
@@ -60,24 +62,35 @@ json stats_to_json(const RankStats& s, const std::string& host, int rank) {
 }
 
 int reported_rank(const Job& job, const RankStats& s) {
-  return s.stage >= 1 ? job.process_rank_of_stage(s.stage) : s.rank;
+  return s.stage >= 1 && job.world == 1 ? 0 : s.rank;  // the in-process run: every stage is in rank 0
+}
+
+int64_t replica_of(const Job& job, const RankStats& s) {
+  return s.stage >= 1 && job.world > 1 ? job.placement.slot_of_rank(s.rank).replica : 0;
 }
 
 std::vector<std::string> timing_table(const Job& job, const std::vector<RankStats>& all,
                                       const std::vector<std::string>& hosts) {
+  // With replicas, two more columns: the replica, and the sync seconds (waiting for the
+  // gradient sums after the backward; its codec time is in codec s).
+  const bool replicas = job.placement.replicas > 1;
   std::vector<std::string> lines;
-  lines.push_back(format("  %-4s %-12s %-5s %-7s %7s %7s %7s %7s %7s %7s %7s %7s %6s %6s %8s", "rank", "host", "stage",
-                         "layers", "fwd s", "bwd s", "opt s", "codec s", "wait s", "idle s", "wall s", "cpu s", "busy%",
-                         "idle%", "GFLOP/s"));
+  lines.push_back(format("  %-4s %-12s %s%-5s %-7s %7s %7s %7s %7s %7s %7s %s%7s %7s %6s %6s %8s", "rank", "host",
+                         replicas ? "rep " : "", "stage", "layers", "fwd s", "bwd s", "opt s", "codec s", "wait s",
+                         "idle s", replicas ? " sync s " : "", "wall s", "cpu s", "busy%", "idle%", "GFLOP/s"));
   for (const auto& s : all) {
     const std::string& host = hosts[static_cast<size_t>(s.rank)];
     const std::string layers = s.stage >= 1 ? job.placement.layers_of_stage(s.stage) : "-";
     const std::string stage = s.stage >= 1 ? std::to_string(s.stage) : "-";
+    const std::string replica =
+        !replicas ? "" : s.stage >= 1 ? format("%-3lld ", (long long)replica_of(job, s)) : std::string("-   ");
+    const std::string sync = replicas ? format("%7.2f ", s.sync) : "";
     const double busy = s.busy();
-    lines.push_back(format("  %-4d %-12.12s %-5s %-7s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %5.1f%% %5.1f%% %8.2f",
-                           reported_rank(job, s), host.c_str(), stage.c_str(), layers.c_str(), s.forward, s.backward,
-                           s.optimizer, s.codec, s.wait, s.idle, s.wall, s.cpu, s.wall > 0 ? 100 * busy / s.wall : 0.0,
-                           s.wall > 0 ? 100 * s.idle / s.wall : 0.0, s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0));
+    lines.push_back(format("  %-4d %-12.12s %s%-5s %-7s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %s%7.2f %7.2f %5.1f%% %5.1f%% %8.2f",
+                           reported_rank(job, s), host.c_str(), replica.c_str(), stage.c_str(), layers.c_str(),
+                           s.forward, s.backward, s.optimizer, s.codec, s.wait, s.idle, sync.c_str(), s.wall, s.cpu,
+                           s.wall > 0 ? 100 * busy / s.wall : 0.0, s.wall > 0 ? 100 * s.idle / s.wall : 0.0,
+                           s.wall > 0 ? s.flops / s.wall / 1e9 : 0.0));
   }
   return lines;
 }
@@ -118,27 +131,51 @@ std::vector<LinkBytes> step_links(const Job& job, int64_t rows) {
   const double h = sizeof(WireHeader);
   const int64_t seq = job.seq, in = job.features;
   const Placement& p = job.placement;
-  const int first = p.rank_of_chunk(0), last = p.rank_of_chunk(p.chunk_count() - 1);
-  for (int64_t n : micro_batch_sizes(rows, c.training.micro_batches)) {
-    add(0, first, h + 4.0 * n * in, h + (job.transformer() ? 4.0 * n * in : double(encoded_size(n, in, bits))));  // token ids: raw int32
-    add(0, last, h + 4.0 * n * seq, h + 4.0 * n * seq);  // labels
-    for (int64_t k = 0; k + 1 < p.chunk_count(); ++k) {
-      if (p.stage_of_chunk(k) == p.stage_of_chunk(k + 1)) continue;  // handed over in memory
-      const int64_t w = boundary_width(job, k);
-      const double raw = h + 4.0 * n * seq * w, wire = h + double(encoded_size(n * seq, w, bits));
-      add(p.rank_of_chunk(k), p.rank_of_chunk(k + 1), raw, wire);  // activation
-      add(p.rank_of_chunk(k + 1), p.rank_of_chunk(k), raw, wire);  // gradient
+  const std::vector<int64_t> shares = replica_shares(rows, p.replicas);
+  for (int64_t replica = 0; replica < p.replicas; ++replica) {
+    const int first = p.rank_of_chunk(0, replica), last = p.rank_of_chunk(p.chunk_count() - 1, replica);
+    const int64_t share = shares[size_t(replica)];
+    if (share == 0) continue;
+    const int64_t m = static_cast<int64_t>(micro_batch_sizes(rows, c.training.micro_batches).size());
+    for (int64_t n : micro_batch_sizes(share, m)) {
+      add(0, first, h + 4.0 * n * in, h + (job.transformer() ? 4.0 * n * in : double(encoded_size(n, in, bits))));  // token ids: raw int32
+      add(0, last, h + 4.0 * n * seq, h + 4.0 * n * seq);  // labels
+      for (int64_t k = 0; k + 1 < p.chunk_count(); ++k) {
+        if (p.stage_of_chunk(k) == p.stage_of_chunk(k + 1)) continue;  // handed over in memory
+        const int64_t w = boundary_width(job, k);
+        const double raw = h + 4.0 * n * seq * w, wire = h + double(encoded_size(n * seq, w, bits));
+        add(p.rank_of_chunk(k, replica), p.rank_of_chunk(k + 1, replica), raw, wire);  // activation
+        add(p.rank_of_chunk(k + 1, replica), p.rank_of_chunk(k, replica), raw, wire);  // gradient
+      }
     }
+    add(last, 0, h + sizeof(MetricsPayload), h + sizeof(MetricsPayload));
   }
-  for (int64_t s = 1; s <= p.stages; ++s) {
-    const int r = p.rank_of_stage(s);
+  for (const int r : p.stage_ranks()) {
     add(0, r, h + sizeof(ControlPayload), h + sizeof(ControlPayload));
     if (c.training.grad_clip > 0) {
       add(r, 0, h + sizeof(double), h + sizeof(double));
       add(0, r, h + sizeof(double), h + sizeof(double));
     }
   }
-  add(last, 0, h + sizeof(MetricsPayload), h + sizeof(MetricsPayload));
+  // The replicas' gradient sums: each stage's ring over its replicas moves 2(R-1)/R of the
+  // stage's gradients out of every member to the next (MPI's own allreduce at 32 bits counted so).
+  if (p.replicas > 1) {
+    const auto params = stage_parameter_counts(job);
+    const int gbits = c.communication.gradient_bits;
+    const int64_t R = p.replicas;
+    for (int64_t s = 1; s <= p.stages; ++s) {
+      const double n = double(params[size_t(s - 1)]);
+      const double raw = 2.0 * double(R - 1) / double(R) * n * 4.0;
+      double wire = raw;
+      if (gbits < 32) {  // 2(R-1) hops of one slice of [rows, 512] codec rows, with headers
+        const int64_t slice_rows = (params[size_t(s - 1)] + R * 512 - 1) / (R * 512);
+        wire = 2.0 * double(R - 1) * (h + double(encoded_size(slice_rows, 512, gbits)));
+      }
+      for (int64_t replica = 0; replica < R; ++replica) {
+        add(p.rank_of_stage(s, replica), p.rank_of_stage(s, (replica + 1) % R), raw, wire);
+      }
+    }
+  }
   std::vector<LinkBytes> out;
   for (const auto& [key, l] : links) out.push_back(l);
   return out;
@@ -167,9 +204,14 @@ json initial_summary(const Job& job, const std::string& blas, const std::vector<
   s["micro_batches"] = c.training.micro_batches;
   s["chunks_per_rank"] = job.placement.chunks_per_rank;
   s["quantization_bits"] = c.communication.quantization_bits;
+  s["replicas"] = job.placement.replicas;
+  if (job.placement.replicas > 1) s["gradient_bits"] = c.communication.gradient_bits;
   json ranks = json::array();
-  for (int r = 0; r < job.world; ++r)
-    ranks.push_back({{"rank", r}, {"host", hosts[static_cast<size_t>(r)]}, {"role", role_of(r, job.world, job.stages())}});
+  for (int r = 0; r < job.world; ++r) {
+    json rank = {{"rank", r}, {"host", hosts[static_cast<size_t>(r)]}, {"role", role_of(r, job.world, job.placement.workers())}};
+    if (job.world > 1 && r >= 1 && r <= job.placement.workers()) rank["replica"] = job.placement.slot_of_rank(r).replica;
+    ranks.push_back(rank);
+  }
   s["ranks"] = ranks;
   json stages = json::array();
   const auto cost = stage_cost_estimates(job);
@@ -185,8 +227,12 @@ json initial_summary(const Job& job, const std::string& blas, const std::vector<
       }
     }
     const int rank = job.process_rank_of_stage(k);
+    std::vector<int> replica_ranks;  // the stage's rank in each replica
+    for (int64_t replica = 0; replica < job.placement.replicas; ++replica)
+      replica_ranks.push_back(job.world == 1 ? 0 : job.placement.rank_of_stage(k, replica));
     stages.push_back({{"stage", k},
                       {"rank", rank},
+                      {"replica_ranks", replica_ranks},
                       {"host", hosts[static_cast<size_t>(rank)]},
                       {"layers", layers},
                       {"chunks", job.placement.chunks_of_stage(k)},

@@ -19,7 +19,7 @@ std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 std::string human_bytes(double bytes);
 
 // One rank's entry of summary.json's epochs[].timing.
-nlohmann::json stats_to_json(const RankStats& s, const std::string& host, int rank);
+nlohmann::json stats_to_json(const RankStats& s, const std::string& host, int rank, int64_t replica = 0);
 
 // The timing table printed after each epoch: a header line and one line per entry of `all`.
 // `hosts` by transport rank.
@@ -28,6 +28,8 @@ std::vector<std::string> timing_table(const Job& job, const std::vector<RankStat
 // The rank a stats entry is reported under: the process rank (every stage is in rank 0's
 // process in the in-process run).
 int reported_rank(const Job& job, const RankStats& s);
+// The replica a stage rank's statistics belong to (0 for rank 0 and without replicas).
+int64_t replica_of(const Job& job, const RankStats& s);
 
 // Mean over the stage ranks of the idle fraction inside training steps.
 double measured_bubble(const std::vector<RankStats>& all);

@@ -117,6 +117,20 @@ StageState unpack_state(const std::vector<uint8_t>& bytes) {
   return st;
 }
 
+uint64_t parameter_hash(const StageState& state) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a, 64 bits
+  const auto mix = [&h](const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+  };
+  for (const NamedArray& a : state.parameters) {
+    mix(a.name.data(), a.name.size());
+    for (int64_t d : a.shape) mix(&d, sizeof d);
+    mix(a.data.data(), a.data.size() * sizeof(float));
+  }
+  return h;
+}
+
 NamedArray to_named(const std::string& name, const at::Tensor& t) {
   NamedArray a;
   a.name = name;

@@ -28,6 +28,10 @@ struct StageState {
 std::vector<uint8_t> pack_state(const StageState& state);
 StageState unpack_state(const std::vector<uint8_t>& bytes);
 
+// A hash of the parameters (names, shapes and every float's bits, in order): equal on two
+// replicas of a stage exactly when they hold the same bits.
+uint64_t parameter_hash(const StageState& state);
+
 NamedArray to_named(const std::string& name, const at::Tensor& t);
 at::Tensor from_named(const NamedArray& a);
 

@@ -17,6 +17,7 @@
 #include "common/splitmix.h"
 #include "models/stage_model.h"
 #include "ranks/executor.h"
+#include "ranks/grad_sync.h"
 #include "ranks/affinity.h"
 #include "ranks/messenger.h"
 #include "ranks/schedule/dataflow.h"
@@ -39,12 +40,13 @@ std::unique_ptr<StageModel> make_chunk_model(const Job& job, LayerRange range) {
 
 class StageWorker {
  public:
-  StageWorker(const Job& job, int64_t stage, Transport& transport)
-      : job_(job), p_(job.placement), stage_(stage), transport_(transport), msg_(transport, stats_, p_.stages) {
+  StageWorker(const Job& job, Placement::Slot slot, Transport& transport, Group* replicas)
+      : job_(job), p_(job.placement), stage_(slot.stage), replica_(slot.replica), transport_(transport),
+        msg_(transport, stats_, p_.stages) {
     const auto& c = job.config;
     reset_stats();
     std::vector<at::Tensor> params;
-    for (int64_t index : p_.chunks_of_stage(stage)) {
+    for (int64_t index : p_.chunks_of_stage(stage_)) {
       Chunk ch;
       ch.index = index;
       ch.model = make_chunk_model(job, p_.chunks[size_t(index)]);
@@ -61,6 +63,15 @@ class StageWorker {
           params, torch::optim::SGDOptions(c.training.learning_rate)
                       .momentum(c.training.momentum)
                       .weight_decay(c.training.weight_decay));
+    }
+    if (replicas) {
+      std::vector<std::vector<at::Tensor>> per_chunk;
+      for (Chunk& ch : chunks_) {
+        per_chunk.emplace_back();
+        for (auto& [name, t] : ch.model->named_parameters()) per_chunk.back().push_back(t);
+      }
+      sync_ = std::make_unique<GradientSync>(std::move(per_chunk), *replicas, msg_, stats_,
+                                             c.communication.gradient_bits);
     }
     bits_ = c.communication.quantization_bits;
     input_bits_ = job.world == 1 ? 32 : bits_;  // the in-process run moves no data over a network
@@ -89,7 +100,15 @@ class StageWorker {
         run_batch(c, step, cmd == Command::Train);
         ++step;
       } else if (cmd == Command::Checkpoint) {
-        msg_.send_blob(pack_state(export_state(step)), 0, this_control);
+        // Replica 0 sends the state; the others their parameters' hash, which rank 0 checks
+        // against replica 0's: every replica must hold the same bits.
+        if (replica_ == 0) {
+          msg_.send_blob(pack_state(export_state(step)), 0, this_control);
+        } else {
+          const uint64_t hash = parameter_hash(export_state(step));
+          Request r = msg_.send_raw(&hash, 1, 0, MsgKind::Replica, this_control, 0);
+          transport_.wait(r);
+        }
       } else if (cmd == Command::EpochEnd) {
         stats_.wall = seconds_since(epoch_start);
         stats_.cpu = cpu_seconds() - cpu0;
@@ -147,8 +166,9 @@ class StageWorker {
   }
 
   PipelineShape shape() const { return {p_.stages, p_.chunks_per_rank, static_cast<int64_t>(sizes_.size())}; }
-  // The transport rank a message comes from or goes to (rank 0 for the orchestrator's).
-  int rank_of(int64_t chunk) const { return chunk == kOrchestrator ? 0 : p_.rank_of_chunk(chunk); }
+  // The transport rank a message comes from or goes to, in this replica (rank 0 for the
+  // orchestrator's).
+  int rank_of(int64_t chunk) const { return chunk == kOrchestrator ? 0 : p_.rank_of_chunk(chunk, replica_); }
 
   // Posts every receive of the batch up front (what each chunk's F and, when training, its B
   // consume: dataflow.h): no order of arrival can deadlock, and transfers overlap with compute.
@@ -288,11 +308,13 @@ class StageWorker {
     Slot& s = slot(c, i);
     const at::Tensor g = output_grad(ch, s, i);
     const auto t0 = Clock::now();
+    if (sync_) sync_->before_backward(size_t(c / p_.stages));
     if (ch.last) {
       s.loss.backward();
     } else {
       s.y.backward(g);
     }
+    if (sync_) sync_->after_backward(size_t(c / p_.stages));
     count_backward(ch, i, 2.0, t0);
     if (!ch.first) send_input_grad(c, i, s.x.grad());
     s = Slot{};
@@ -323,11 +345,13 @@ class StageWorker {
     Chunk& ch = chunk(c);
     Slot& s = slot(c, i);
     const auto t0 = Clock::now();
+    if (sync_) sync_->before_backward(size_t(c / p_.stages));
     for (size_t j = s.ops.ops.size(); j-- > 0;) {
       const auto& [out, params] = s.ops.ops[j];
       if (params.empty()) continue;
       torch::autograd::backward({out}, {s.op_grads[j]}, /*retain_graph=*/false, /*create_graph=*/false, params);
     }
+    if (sync_) sync_->after_backward(size_t(c / p_.stages));
     count_backward(ch, i, 1.0, t0);
     s = Slot{};
   }
@@ -342,12 +366,15 @@ class StageWorker {
     step_ = step;
     train_ = train;
     metrics_ = MetricsPayload{};
-    sizes_ = micro_batch_sizes(control.rows, control.micro_batches);
+    // This replica's contiguous share of the batch (all of it without replicas), in micro-batches.
+    const int64_t share = replica_shares(control.rows, p_.replicas)[size_t(replica_)];
+    sizes_ = share > 0 ? micro_batch_sizes(share, control.micro_batches) : std::vector<int64_t>{};
     post_receives(train);
     for (Chunk& ch : chunks_) ch.model->module().train(train);  // dropout and the like: on in training only
     if (train) {
       optimizer_->zero_grad();
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(control.learning_rate);
+      if (sync_) sync_->begin_step(step, static_cast<int64_t>(sizes_.size()));
     }
     ActionHandlers handlers;
     handlers.forward = [this](int64_t c, int64_t i) { forward(c, i); };
@@ -357,9 +384,11 @@ class StageWorker {
     // Free finished send buffers early; this also drives MPI progress.
     handlers.between = [this] {
       for (auto& s : sends_) transport_.test(s);
+      if (sync_) sync_->progress();
     };
-    execute(program(static_cast<int64_t>(sizes_.size()), train), handlers, stage_);
+    if (!sizes_.empty()) execute(program(static_cast<int64_t>(sizes_.size()), train), handlers, stage_);
 
+    if (train && sync_) sync_->finish();  // the sum over the replicas, before clipping and the step
     if (train) {
       if (job_.config.training.grad_clip > 0) clip_gradients(step);
       const auto t0 = Clock::now();
@@ -481,11 +510,13 @@ class StageWorker {
   const Job& job_;
   const Placement& p_;
   int64_t stage_;
+  int64_t replica_;
   Transport& transport_;
   RankStats stats_;
   Messenger msg_;
   std::vector<Chunk> chunks_;  // ascending chunk index: chunk c is chunks_[c / S]
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<GradientSync> sync_;  // with replicas
   std::map<int64_t, Program> train_programs_, eval_programs_;  // by micro-batch count
   int bits_ = 32, input_bits_ = 32;
   bool split_ = false;
@@ -505,8 +536,8 @@ class StageWorker {
 
 }  // namespace
 
-void run_stage(const Job& job, int64_t stage, Transport& transport) {
-  StageWorker worker(job, stage, transport);
+void run_stage(const Job& job, Placement::Slot slot, Transport& transport, Group* replicas) {
+  StageWorker worker(job, slot, transport, replicas);
   worker.run();
 }
 

@@ -12,9 +12,11 @@
 
 namespace arceus {
 
-// Runs stage `stage` (1-based) of `job` on `transport` until rank 0 sends Stop. With
-// job.resume it first receives its state (parameters, optimizer, RNG) from rank 0.
-void run_stage(const Job& job, int64_t stage, Transport& transport);
+// Runs `slot` (its replica and 1-based stage) of `job` on `transport` until rank 0 sends Stop.
+// With job.resume it first receives its state (parameters, optimizer, RNG) from rank 0.
+// `replicas`: the stage's group over the replicas (nullptr with one replica), whose gradients
+// it sums every step (grad_sync.h).
+void run_stage(const Job& job, Placement::Slot slot, Transport& transport, Group* replicas = nullptr);
 
 // Ranks beyond the stages: wait (yielding) for Stop.
 void run_idle(Transport& transport);

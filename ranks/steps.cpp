@@ -17,6 +17,16 @@ std::vector<int64_t> micro_batch_sizes(int64_t rows, int64_t micro_batches) {
   return sizes;
 }
 
+std::vector<int64_t> replica_shares(int64_t rows, int64_t replicas) {
+  if (rows < 0 || replicas < 1) {
+    throw std::invalid_argument("[schedule] cannot share " + std::to_string(rows) + " rows among " +
+                                std::to_string(replicas) + " replicas");
+  }
+  std::vector<int64_t> shares(static_cast<size_t>(replicas), rows / replicas);
+  for (int64_t i = 0; i < rows % replicas; ++i) shares[static_cast<size_t>(i)] += 1;
+  return shares;
+}
+
 double learning_rate_at(const std::string& schedule, double base, double min_lr, int64_t warmup,
                         int64_t step, int64_t total_steps) {
   if (schedule != "constant" && schedule != "cosine") {

@@ -12,6 +12,10 @@ namespace arceus {
 // one larger. Every rank computes the same split.
 std::vector<int64_t> micro_batch_sizes(int64_t rows, int64_t micro_batches);
 
+// The replicas' contiguous shares of a batch of `rows`: R parts, the first rows % R one larger
+// (some 0 when rows < R). Replica r takes rows [sum of shares before r, + its share).
+std::vector<int64_t> replica_shares(int64_t rows, int64_t replicas);
+
 // Learning rate of training step `step` (0-based over the whole run) of `total_steps`:
 // linear warm-up base * (step + 1) / warmup over the first `warmup` steps, then `schedule`
 // "constant" (base) or "cosine" (from base down to min_lr at the last step:

@@ -59,7 +59,9 @@ json receive_json(Transport& transport) {
 json placement_to_json(const Placement& p) {
   json chunks = json::array();
   for (const auto& r : p.chunks) chunks.push_back({r.first, r.count});
-  return {{"chunks", chunks}, {"stages", p.stages}, {"chunks_per_rank", p.chunks_per_rank}, {"ranks", p.ranks}};
+  json j = {{"chunks", chunks}, {"stages", p.stages}, {"chunks_per_rank", p.chunks_per_rank}, {"ranks", p.ranks}};
+  if (p.replicas > 1) j["replicas"] = p.replicas;
+  return j;
 }
 
 Placement placement_from_json(const json& j) {
@@ -68,6 +70,7 @@ Placement placement_from_json(const json& j) {
   p.stages = j["stages"].get<int64_t>();
   p.chunks_per_rank = j["chunks_per_rank"].get<int64_t>();
   p.ranks = j["ranks"].get<std::vector<int>>();
+  p.replicas = j.value("replicas", int64_t{1});
   return p;
 }
 
@@ -77,26 +80,38 @@ std::vector<std::string> plan_lines(const Job& job, const TrainOptions& options,
   const auto& c = job.config;
   const Placement& p = job.placement;
   std::vector<std::string> lines;
-  lines.push_back(format("arceus: %d rank%s%s, %lld stage%s, %s schedule, M=%lld%s, %d-bit messages, seed %llu",
+  lines.push_back(format("arceus: %d rank%s%s, %s%lld stage%s, %s schedule, M=%lld%s, %d-bit messages, seed %llu",
                          job.world, job.world == 1 ? "" : "s", job.world == 1 && ranks > 1 ? " (in-process)" : "",
+                         p.replicas > 1 ? format("%lld replicas x ", (long long)p.replicas).c_str() : "",
                          (long long)p.stages, p.stages == 1 ? "" : "s", c.training.schedule.c_str(),
                          (long long)c.training.micro_batches,
                          p.chunks_per_rank > 1 ? format(", v=%lld chunks per stage", (long long)p.chunks_per_rank).c_str() : "",
                          c.communication.quantization_bits, (unsigned long long)c.training.seed));
+  if (p.replicas > 1) {
+    lines.push_back(format("  replicas: %lld copies of the pipeline, each a 1/%lld share of every batch; gradients "
+                           "summed per stage over the replicas at %d bits%s",
+                           (long long)p.replicas, (long long)p.replicas, c.communication.gradient_bits,
+                           c.communication.gradient_bits == 32 ? " (MPI allreduce)" : " (a ring with error feedback)"));
+  }
   lines.push_back(format("  blas: %s; %d thread%s per stage rank", options.blas.c_str(), threads, threads == 1 ? "" : "s"));
   lines.push_back("  data: " + job.dataset_description);
   const auto cost = stage_cost_estimates(job);
   const auto params = stage_parameter_counts(job);
   if (job.world > 1) lines.push_back(format("  rank 0 on %s: orchestrator", hosts[0].c_str()));
-  for (int64_t s = 1; s <= p.stages; ++s) {
-    const int rank = job.process_rank_of_stage(s);
-    lines.push_back(format("  rank %d on %s: stage %lld, layers %s, %lld parameters, est. cost %.3g", rank,
-                           hosts[size_t(rank)].c_str(), (long long)s, p.layers_of_stage(s).c_str(),
-                           (long long)params[size_t(s - 1)], cost[size_t(s - 1)]));
+  for (int64_t replica = 0; replica < p.replicas; ++replica) {
+    for (int64_t s = 1; s <= p.stages; ++s) {
+      const int rank = job.world == 1 ? 0 : p.rank_of_stage(s, replica);
+      const std::string which = p.replicas > 1 ? format("replica %lld, ", (long long)replica) : std::string();
+      lines.push_back(format("  rank %d on %s: %sstage %lld, layers %s, %lld parameters, est. cost %.3g", rank,
+                             hosts[size_t(rank)].c_str(), which.c_str(), (long long)s, p.layers_of_stage(s).c_str(),
+                             (long long)params[size_t(s - 1)], cost[size_t(s - 1)]));
+    }
   }
-  for (int r = static_cast<int>(p.stages) + 1; r < job.world; ++r)
-    lines.push_back(format("  rank %d on %s: idle (partition uses %lld stages)", r, hosts[size_t(r)].c_str(),
-                           (long long)p.stages));
+  for (int r = static_cast<int>(p.workers()) + 1; r < job.world; ++r)
+    lines.push_back(format("  rank %d on %s: idle (partition uses %s)", r, hosts[size_t(r)].c_str(),
+                           p.replicas > 1 ? format("%lld replicas x %lld stages", (long long)p.replicas,
+                                                   (long long)p.stages).c_str()
+                                          : format("%lld stages", (long long)p.stages).c_str()));
   return lines;
 }
 
@@ -205,6 +220,7 @@ JobResult lead_job(Transport& transport, const Config& config, const TrainOption
                              {"resume", job.resume}});
   const std::vector<std::string> hosts =
       transport.in_process() ? std::vector<std::string>(size_t(transport.size()), transport.host()) : transport.all_hosts();
+  if (job.placement.replicas > 1) transport.split(-1, 0);  // collective: the stages' replica groups
   const int threads = choose_threads(options.threads, transport, job.placement.stage_ranks());
   set_threads(options, threads);
   const bool quiet = options.quiet || eval_weights;
@@ -315,9 +331,12 @@ int worker_loop(Transport& world, const TrainOptions& options, bool serve, const
     finish_job(job);
     if (!transport.in_process()) transport.all_hosts();  // collective: rank 0 gathers the host names
     set_threads(options, choose_threads(options.threads, transport, job.placement.stage_ranks()));
-    const int64_t stage = job.placement.stage_of_rank(transport.rank());
-    if (stage >= 1) {
-      run_stage(job, stage, transport);
+    const Placement::Slot slot = job.placement.slot_of_rank(transport.rank());
+    // With replicas, each stage's ranks over the replicas sum their gradients (collective split).
+    std::unique_ptr<Group> replicas;
+    if (job.placement.replicas > 1) replicas = transport.split(slot.stage >= 1 ? int(slot.stage) : -1, int(slot.replica));
+    if (slot.stage >= 1) {
+      run_stage(job, slot, transport, replicas.get());
     } else {
       run_idle(transport);
     }

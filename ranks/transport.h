@@ -74,6 +74,26 @@ class Request {
   void release() noexcept;
 };
 
+// Some of the world's ranks that run collectives together (with MPI a communicator made by
+// MPI_Comm_split, freed with the Group). Made by Transport::split; used from its rank's thread,
+// completed with that transport's wait. Destroy it before its transport.
+class Group {
+ public:
+  virtual ~Group() = default;
+  int rank() const { return rank_; }  // this rank's index in the group
+  int size() const { return static_cast<int>(members_.size()); }
+  const std::vector<int>& members() const { return members_; }  // transport ranks, by index
+  // The sum over the group of every member's float32 values (the same count on each), non-
+  // blocking: once the transport's wait completes the request, its buffer holds the sum, the
+  // same bits on every member. Every member starts its collectives in the same order (MPI's
+  // rule for a communicator).
+  virtual Request iallreduce_sum(std::vector<uint8_t> floats) = 0;
+
+ protected:
+  int rank_ = 0;
+  std::vector<int> members_;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -99,6 +119,9 @@ class Transport {
   virtual void broadcast(std::vector<uint8_t>& bytes, int root) = 0;
   // Every rank's host name, at rank index (collective).
   virtual std::vector<std::string> all_hosts() = 0;
+  // Collective over every rank: the ranks that give the same color >= 0 form a Group, ordered
+  // by key (then rank); a rank giving a negative color gets nullptr (MPI_Comm_split).
+  virtual std::unique_ptr<Group> split(int color, int key) = 0;
   // Ends every rank of the world (MPI_Abort; in-process: the other ranks' next call throws).
   [[noreturn]] virtual void abort(int code) = 0;
 

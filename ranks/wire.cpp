@@ -15,6 +15,8 @@ const char* kind_name(MsgKind kind) {
     case MsgKind::Stats: return "stats";
     case MsgKind::State: return "state";
     case MsgKind::Norm: return "norm";
+    case MsgKind::Sync: return "sync";
+    case MsgKind::Replica: return "replica";
   }
   return "unknown";
 }

@@ -29,6 +29,9 @@ enum class MsgKind : uint16_t {
                    // (resume); micro_batch 0 carries the size, micro_batch 1 the bytes
   Norm = 9,        // gradient clipping: stage -> orchestrator the squared norm of its gradients,
                    // orchestrator -> stage the global norm (one double each way)
+  Sync = 10,       // replicas' gradient ring: one hop of a bucket's slice (codec payload;
+                   // micro_batch = the hop)
+  Replica = 11,    // checkpoint: a replica's parameter hash, stage -> orchestrator (uint64)
 };
 const char* kind_name(MsgKind kind);
 

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "common/errors.h"
@@ -137,6 +139,43 @@ TEST(Errors, CategoriesByTag) {
   EXPECT_FALSE(error_category_of("[wire] bad magic")->set_up);
   EXPECT_EQ(error_category_of("no tag here"), nullptr);
   EXPECT_EQ(error_category_of("[configx] not a tag"), nullptr);
+}
+
+}  // namespace
+}  // namespace arceus
+
+namespace arceus {
+namespace {
+
+// Transport::split and a group's allreduce on the in-process transport, as MPI does them: the
+// ranks of one color, ordered by key; every member gets the same sum.
+TEST(Loopback, SplitGroupsAndAllreduce) {
+  std::atomic<int> checked{0};
+  run_loopback(5, [&](Transport& t) {
+    const int color = t.rank() == 0 ? -1 : t.rank() % 2;  // {1, 3} and {2, 4}; rank 0 in none
+    std::unique_ptr<Group> g = t.split(color, -t.rank());  // descending ranks
+    if (t.rank() == 0) {
+      EXPECT_EQ(g, nullptr);
+      return;
+    }
+    ASSERT_NE(g, nullptr);
+    const std::vector<int> expected = t.rank() % 2 ? std::vector<int>{3, 1} : std::vector<int>{4, 2};
+    EXPECT_EQ(g->members(), expected);
+    EXPECT_EQ(g->members()[static_cast<size_t>(g->rank())], t.rank());
+    for (int round = 0; round < 3; ++round) {
+      std::vector<float> mine{float(t.rank()), 0.5f * float(round)};
+      std::vector<uint8_t> bytes(sizeof(float) * mine.size());
+      std::memcpy(bytes.data(), mine.data(), bytes.size());
+      Request r = g->iallreduce_sum(std::move(bytes));
+      t.wait(r);
+      std::vector<float> sum(2);
+      std::memcpy(sum.data(), r.buffer().data(), sizeof(float) * 2);
+      EXPECT_EQ(sum[0], float(expected[0] + expected[1]));
+      EXPECT_EQ(sum[1], 1.0f * float(round));
+    }
+    ++checked;
+  });
+  EXPECT_EQ(checked.load(), 4);
 }
 
 }  // namespace

@@ -1,0 +1,77 @@
+// End-to-end tests of replicas under real mpirun (the in-process suite, pipeline_tests'
+// Replicas.*, covers every schedule x R x S x M): every parameter and optimizer tensor of the
+// checkpoint equals the 1-rank reference's; worlds that do not fit are clear errors.
+#include "support/e2e_runs.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class ReplicasMpi : public E2E {};
+
+// R = 2 replicas of S = 1 (np 3) and of S = 2 (np 5), at 32 bits: the reference's tensors, and
+// summary.json names the replicas and the synchronisation's bytes between them.
+TEST_F(ReplicasMpi, MatchTheReferenceUnderMpirun) {
+  auto tensors_of = [](const RunResult& r) {
+    std::map<std::string, arceus::NamedArray> out;
+    const arceus::CheckpointData ck = arceus::read_checkpoint((r.out_dir / "checkpoint.h5").string());
+    for (const auto& a : ck.parameters) out[a.name] = a;
+    for (const auto& a : ck.optimizer) out[a.name] = a;
+    return out;
+  };
+  std::vector<std::string> sets = equivalence_sets();
+  sets.push_back("training.micro_batches=2");
+  sets.push_back("training.grad_clip=1.0");
+  const RunResult ref = run(1, sets);
+  ASSERT_TRUE(Completed(ref));
+  const auto want = tensors_of(ref);
+  for (const auto& [np, stages] : std::vector<std::pair<int, int>>{{3, 1}, {5, 2}}) {
+    SCOPED_TRACE("np=" + std::to_string(np) + " S=" + std::to_string(stages));
+    std::vector<std::string> s = sets;
+    s.push_back("training.schedule=1f1b");
+    s.push_back("partition.replicas=2");
+    s.push_back("partition.stages=" + std::to_string(stages));
+    const RunResult r = run(np, s);
+    ASSERT_TRUE(Completed(r));
+    EXPECT_EQ(r.summary.value("replicas", 0), 2) << r.describe();
+    ASSERT_EQ(r.summary["stages"].size(), size_t(stages)) << r.describe();
+    // Replica-major: replica r's stage s on rank 1 + r*S + (s-1).
+    for (int k = 0; k < stages; ++k)
+      EXPECT_EQ(r.summary["stages"][size_t(k)]["replica_ranks"], json::array({1 + k, 1 + stages + k})) << r.describe();
+    // The stage groups' rings: replica 0's stage 1 sends its share of the sums to replica 1's.
+    bool sync_link = false;
+    for (const auto& l : r.summary["step_links"])
+      if (l["from"] == 1 && l["to"] == 1 + stages) sync_link = true;
+    EXPECT_TRUE(sync_link) << r.summary["step_links"].dump();
+    const auto got = tensors_of(r);
+    ASSERT_EQ(got.size(), want.size()) << r.describe();
+    double worst = 0;
+    for (const auto& [name, a] : want) {
+      ASSERT_TRUE(got.count(name)) << name << r.describe();
+      for (size_t i = 0; i < a.data.size(); ++i) worst = std::max(worst, double(std::abs(a.data[i] - got.at(name).data[i])));
+    }
+    EXPECT_LE(worst, 1e-6) << r.command;
+    std::printf("[  result  ] 2 replicas x %d stage(s), np=%d: %zu tensors, max abs difference %g\n", stages, np,
+                want.size(), worst);
+    for (const auto& t : r.summary["epochs"][0]["timing"])
+      if (t["stage"].get<int>() >= 1) EXPECT_TRUE(t.contains("replica") && t.contains("sync_s")) << t.dump();
+  }
+}
+
+// A world that does not fit names every number; every rank exits.
+TEST_F(ReplicasMpi, ErrorWhenTheWorldDoesNotFit) {
+  const RunResult r = run(4, {"partition.replicas=2", "partition.stages=2"});
+  EXPECT_TRUE(FailsCleanly(r, {"[partition] 2 replicas x 2 stages need 5 ranks (rank 0 + 4 workers)",
+                               "mpirun -np 4 gave 3 workers"}));
+}
+
+// replicas: 2 with stages auto on np 3 is 2 replicas of one stage (S = (world - 1) / R).
+TEST_F(ReplicasMpi, StagesAuto) {
+  const RunResult r = run(3, {"partition.replicas=2", "training.epochs=1"});
+  ASSERT_TRUE(Completed(r));
+  EXPECT_EQ(r.summary.value("replicas", 0), 2) << r.describe();
+  EXPECT_EQ(r.summary["stages"].size(), 1u) << r.describe();
+}
+
+}  // namespace
