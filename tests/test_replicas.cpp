@@ -11,6 +11,7 @@
 #include <cmath>
 #include <utility>
 
+#include "ranks/placement.h"
 #include "ranks/schedule/registry.h"
 #include "support/pipeline_runs.h"
 
@@ -20,6 +21,56 @@ namespace {
 using namespace test;
 
 class Replicas : public Pipeline {};
+
+Config placement_config(const std::vector<std::string>& sets) {
+  std::vector<Override> o;
+  for (const auto& s : sets) o.push_back(parse_override(s));
+  return parse_config(kMlp, o, "<test>");
+}
+
+// The layout, replica-major: replica r's stage s on rank 1 + r*S + (s-1); 'auto' on either side.
+TEST(ReplicaPlacement, LayoutAndAuto) {
+  Placement p = make_placement(placement_config({"partition.replicas=2", "partition.stages=3"}), 8);
+  EXPECT_EQ(p.replicas, 2);
+  EXPECT_EQ(p.stages, 3);
+  EXPECT_EQ(p.stage_ranks(), (std::vector<int>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(p.rank_of_stage(2, 1), 5);
+  EXPECT_EQ(p.rank_of_chunk(2, 1), 6);
+  EXPECT_EQ(p.stage_group(3), (std::vector<int>{3, 6}));
+  EXPECT_EQ(p.slot_of_rank(5).replica, 1);
+  EXPECT_EQ(p.slot_of_rank(5).stage, 2);
+  EXPECT_EQ(p.slot_of_rank(7).stage, 0) << "rank 7 is idle";
+  EXPECT_EQ(role_of(7, 8, p.workers()), "idle");
+  // replicas 2, stages auto: S = (world - 1) / R.
+  p = make_placement(placement_config({"partition.replicas=2"}), 3);
+  EXPECT_EQ(p.replicas * 10 + p.stages, 21);
+  // stages 2, replicas auto: R = (world - 1) / S.
+  p = make_placement(placement_config({"partition.replicas=auto", "partition.stages=2"}), 8);
+  EXPECT_EQ(p.replicas * 10 + p.stages, 32);
+  // Both auto: data parallelism, one stage per replica.
+  p = make_placement(placement_config({"partition.replicas=auto"}), 5);
+  EXPECT_EQ(p.replicas * 10 + p.stages, 41);
+  // The default (replicas 1, stages auto): a pipeline over every worker, as before replicas.
+  p = make_placement(placement_config({}), 4);
+  EXPECT_EQ(p.replicas * 10 + p.stages, 13);
+  EXPECT_EQ(p.stage_ranks(), (std::vector<int>{1, 2, 3}));
+}
+
+TEST(ReplicaPlacement, ErrorsNameEveryNumber) {
+  auto error_of = [](const std::vector<std::string>& sets, int world) -> std::string {
+    try {
+      make_placement(placement_config(sets), world);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(error_of({"partition.replicas=2", "partition.stages=2"}, 4),
+            "[partition] 2 replicas x 2 stages need 5 ranks (rank 0 + 4 workers); mpirun -np 4 gave 3 workers");
+  EXPECT_EQ(error_of({"partition.replicas=3"}, 3),
+            "[partition] 3 replicas need at least 3 worker ranks (rank 0 + 3); mpirun -np 3 gave 2");
+  EXPECT_NE(error_of({"partition.replicas=2", "partition.stages=9"}, 19).find("9 stages"), std::string::npos);
+}
 
 // The reference of M is the one-process run with the same M; a replica splits its share into
 // M micro-batches of its own, so the gradient sums are taken in another order than the
@@ -80,6 +131,47 @@ TEST_F(Replicas, UnequalSharesAreExact) {
     const Outcome ref = run(yaml, 2, ref_sets);
     ASSERT_TRUE(ref.error.empty()) << ref.error;
     EXPECT_EQ(compare(ref, run(yaml, 4, sets)), "") << shape[0];
+  }
+}
+
+// A checkpoint is by layer name and holds replica 0's state: a run resumes on another number
+// of replicas or stages (R 2 -> 1 -> 3, then R 2 x S 2 -> S 1) and ends where an uninterrupted
+// run ends.
+TEST_F(Replicas, ResumeAcrossShapes) {
+  const std::string yaml = std::string(kMlp) + "\n";
+  const std::vector<std::string> common = {"training.micro_batches=2", "training.schedule=1f1b"};
+  auto with = [&](std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  struct Leg {
+    int replicas, stages;
+  };
+  for (const std::vector<Leg>& legs : {std::vector<Leg>{{2, 1}, {1, 1}, {3, 1}}, std::vector<Leg>{{2, 2}, {1, 1}}}) {
+    const int epochs = static_cast<int>(legs.size());
+    const Outcome straight = run(yaml, 2, with(common, {"training.epochs=" + std::to_string(epochs)}));
+    ASSERT_TRUE(straight.error.empty()) << straight.error;
+    const std::string out = (dir_ / ("shapes" + std::to_string(count_++))).string();
+    Outcome last;
+    nlohmann::json first_epoch;
+    std::string path;
+    for (int e = 1; e <= epochs; ++e) {
+      const Leg& leg = legs[size_t(e - 1)];
+      path += (path.empty() ? "" : " -> ") + std::to_string(leg.replicas) + "x" + std::to_string(leg.stages);
+      last = run(yaml, leg.replicas * leg.stages + 1,
+                 with(common, {"training.epochs=" + std::to_string(e), "output.dir=" + out, "resume=true",
+                               "partition.replicas=" + std::to_string(leg.replicas),
+                               "partition.stages=" + std::to_string(leg.stages)}));
+      ASSERT_TRUE(last.error.empty()) << path << ": " << last.error;
+      // It resumed: the earlier epochs are the first run's, timings and all (a run from scratch
+      // would have measured its own).
+      if (e == 1) first_epoch = last.summary["epochs"][0];
+      EXPECT_EQ(last.summary["epochs"][0], first_epoch) << path;
+    }
+    Outcome want = straight;
+    want.losses = {};
+    last.losses = {};
+    EXPECT_EQ(compare(want, last), "") << path;
   }
 }
 

@@ -90,6 +90,7 @@ struct Outcome {
   std::string error;  // empty when the run completed
   std::map<std::string, NamedArray> tensors;  // parameters and optimizer state by name
   std::vector<double> losses;
+  nlohmann::json summary;  // what summary.json holds
 };
 
 class Pipeline : public ::testing::Test {
@@ -124,6 +125,7 @@ class Pipeline : public ::testing::Test {
         r.error = std::string(to_string(result.state)) + ": " + result.error;
         return r;
       }
+      r.summary = result.summary;
       for (const auto& e : result.summary["epochs"])
         for (double l : e["step_losses"]) r.losses.push_back(l);
       const CheckpointData ck = read_checkpoint((fs::path(out) / "checkpoint.h5").string());
