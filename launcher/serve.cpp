@@ -155,6 +155,7 @@ struct JobRecord {
   Config config;                  // as created; output.dir filled in
   Config train_config;            // config + the train request's epochs / learning_rate
   std::vector<LayerRange> plan;   // from initialize (or train, for a transformer); then the trainer's
+  int64_t replicas = 1;           // copies of the plan (partition.replicas), replica-major on the ranks
   json stage_parameters;          // per stage, from the trainer's summary once the job ran (else null)
   json train_request;             // {"epochs", "learning_rate"} once asked to train
   std::vector<std::string> logs;  // on_log lines and the server's own "[serve] ..." lines
@@ -336,14 +337,27 @@ std::string host_of_rank(const ServeState& s, int rank) {
 // MLP's stage also has its "layer_sizes" and "parameters"; a transformer's its "layer_names"
 // and "parameters" once the trainer reported them (`parameters`, per stage, else null: its
 // embeddings and head depend on the text's vocabulary, known only when the data is read).
+// With replicas, "replica_ranks" and "replica_hosts" give the stage's rank and host in each
+// replica (replica-major slots: replica r's stage k on the job's slot r * S + k - 1).
 json stages_json(const ServeState& s, const Config& c, const std::vector<LayerRange>& plan, int job,
-                 const json& parameters = nullptr) {
+                 const json& parameters = nullptr, int64_t replicas = 1) {
   json stages = json::array();
   const std::vector<int> ranks = job_stage_ranks(s, job);
   for (size_t k = 0; k < plan.size(); ++k) {
     const auto& r = plan[k];
     const int rank = k < ranks.size() ? ranks[k] : process_rank_of_stage(static_cast<int64_t>(k) + 1, s.world);
     json stage = {{"stage", k + 1}, {"rank", rank}, {"host", host_of_rank(s, rank)}, {"layers", {r.first, r.end() - 1}}};
+    if (replicas > 1) {
+      json rr = json::array(), hosts = json::array();
+      for (int64_t replica = 0; replica < replicas; ++replica) {
+        const size_t slot = size_t(replica) * plan.size() + k;
+        const int q = slot < ranks.size() ? ranks[slot] : -1;
+        rr.push_back(q);
+        hosts.push_back(host_of_rank(s, q));
+      }
+      stage["replica_ranks"] = rr;
+      stage["replica_hosts"] = hosts;
+    }
     if (is_transformer(c)) {
       std::vector<std::string> names;
       for (int64_t i = r.first; i < r.end(); ++i) names.push_back(transformer_layer_name(c, i));
@@ -381,7 +395,7 @@ json job_id_json(int id) { return std::to_string(id); }
 // The original's `devices` of a job: the stages it runs on. Its plan's once initialized, else
 // the world's stage ranks and its devices (1 in a one-process world without devices).
 int64_t job_devices(const ServeState& s, const JobRecord& job) {
-  if (!job.plan.empty()) return static_cast<int64_t>(job.plan.size());
+  if (!job.plan.empty()) return static_cast<int64_t>(job.plan.size()) * job.replicas;
   const size_t n = job_stage_ranks(s, job.id).size();
   return n == 0 ? 1 : static_cast<int64_t>(n);
 }
@@ -412,7 +426,8 @@ json job_json(const ServeState& s, const JobRecord& job, bool detail) {
   j["config_yaml"] = to_yaml(c);
   j["body_format"] = job.format;
   j["world_size"] = s.world;
-  j["plan"] = job.plan.empty() ? json(nullptr) : stages_json(s, c, job.plan, job.id, job.stage_parameters);
+  j["plan"] = job.plan.empty() ? json(nullptr) : stages_json(s, c, job.plan, job.id, job.stage_parameters, job.replicas);
+  j["replicas"] = job.replicas;
   // The latest training step as the trainer reported it (epoch, step, steps, loss, accuracy,
   // samples_per_second, learning_rate, ...), with the job's epoch count.
   json progress = nullptr;
@@ -777,7 +792,8 @@ class Api {
     std::vector<LayerRange> plan;
     const std::vector<int> ranks = job_stage_ranks(s_, job.id);
     const int64_t layers = model_layers(job.config);
-    if (static_cast<int64_t>(ranks.size()) > layers && static_cast<int64_t>(ranks.size()) > s_.world - 1) {
+    if (job.config.partition.replicas == 1 && static_cast<int64_t>(ranks.size()) > layers &&
+        static_cast<int64_t>(ranks.size()) > s_.world - 1) {
       throw HttpError(400, "[serve] job " + std::to_string(job.id) + " has " + std::to_string(ranks.size()) +
                                " stages (" + std::to_string(s_.world - 1) + " world rank(s) + " +
                                std::to_string(ranks.size() - size_t(s_.world - 1)) +
@@ -792,6 +808,7 @@ class Api {
                                  ": the REST shim places one chunk per stage; run multi-chunk schedules with arceus train");
       }
       plan = p.chunks;
+      job.replicas = p.replicas;
     } catch (const HttpError&) {
       throw;
     } catch (const std::exception& e) {
@@ -800,10 +817,12 @@ class Api {
     job.plan = plan;
     job.state = JobState::Initialized;
     std::string summary;
-    for (size_t k = 0; k < plan.size(); ++k) {
+    for (size_t k = 0; k < plan.size() * size_t(job.replicas); ++k) {
       const int rank = k < ranks.size() ? ranks[k] : 0;
+      const LayerRange& r = plan[k % plan.size()];
       summary += (k ? ", " : "") + std::string("rank ") + std::to_string(rank) + " layers " +
-                 std::to_string(plan[k].first) + "-" + std::to_string(plan[k].end() - 1);
+                 std::to_string(r.first) + "-" + std::to_string(r.end() - 1);
+      if (job.replicas > 1) summary += " (replica " + std::to_string(k / plan.size()) + ")";
     }
     note(job, what + " on " + std::to_string(s_.world) + " rank(s) and " +
                   std::to_string(ranks.size() - (s_.world > 1 ? size_t(s_.world - 1) : 0)) + " device(s): " + summary);
@@ -830,7 +849,8 @@ class Api {
         json layers = nullptr;
         const auto it = std::find(stage_ranks.begin(), stage_ranks.end(), r);
         const size_t k = static_cast<size_t>(it - stage_ranks.begin());
-        if (it != stage_ranks.end() && k < plan.size()) layers = {plan[k].first, plan[k].end() - 1};
+        if (it != stage_ranks.end() && k < plan.size() * size_t(job->replicas))
+          layers = {plan[k % plan.size()].first, plan[k % plan.size()].end() - 1};
         ranks.push_back({{"rank", r}, {"host", host_of_rank(s_, r)}, {"role", layers.is_null() ? "idle" : "stage"},
                          {"layers", layers}});
       }
@@ -840,7 +860,8 @@ class Api {
                     {"status", job->state},
                     {"devices", job_devices(s_, *job)},
                     {"world_size", s_.world},
-                    {"stages", stages_json(s_, job->config, plan, job->id)},
+                    {"stages", stages_json(s_, job->config, plan, job->id, nullptr, job->replicas)},
+                    {"replicas", job->replicas},
                     {"ranks", ranks}});
   }
 
@@ -917,11 +938,14 @@ class Api {
       bool busy = false;
       if (job) {
         const auto& plan = job->plan;
-        role = r == 0 && s_.size > 1 ? "orchestrator" : rank_role(r, s_.world, plan.size());
-        const int64_t stage = s_.size > s_.world && s_.world == 1
-                                  ? 0  // the stages are the devices'
-                                  : stage_of_process_rank(r, s_.world, static_cast<int64_t>(plan.size()));
-        if (stage >= 1) layers = {plan[size_t(stage - 1)].first, plan[size_t(stage - 1)].end() - 1};
+        const size_t slots = plan.size() * size_t(job->replicas);
+        role = r == 0 && s_.size > 1 ? "orchestrator" : rank_role(r, s_.world, slots);
+        // World rank r holds slot r - 1 (replica-major); a one-process world's stages are the devices'.
+        const bool holds = !(s_.size > s_.world && s_.world == 1) && (s_.world == 1 ? r == 0 : r >= 1 && size_t(r) <= slots);
+        if (holds) {
+          const LayerRange& lr = plan[s_.world == 1 ? 0 : size_t(r - 1) % plan.size()];
+          layers = {lr.first, lr.end() - 1};
+        }
         busy = training && role != "idle";
       }
       devices.push_back({{"rank", r},

@@ -426,6 +426,30 @@ int create_initialized(const Server& s, const std::string& body = kSyntheticJob)
 
 // The issue's curl workflow on a synthetic job, every read endpoint, then a YAML job so that
 // /api/previous_teraflops has the first job's numbers.
+// A job with partition.replicas on np 3: 2 replicas of one stage, the plan's stage names its
+// rank in each replica, and the job trains to completion.
+TEST(Serve, ReplicasJobTrains) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  ASSERT_TRUE(s.start(3));
+  json body = json::parse(kSyntheticJob);
+  body["partition"] = {{"replicas", 2}};
+  Reply r = post(s, "/api/jobs", body.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  r = curl_post_no_body(s, "/api/network/initialize/1");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(r.body["replicas"], 2) << show(r);
+  ASSERT_EQ(r.body["stages"].size(), 1u) << show(r);
+  EXPECT_EQ(r.body["stages"][0]["replica_ranks"], json({1, 2})) << show(r);
+  EXPECT_EQ(r.body["devices"], 2) << show(r);
+  r = post(s, "/api/network/train/1", R"({"epochs": 1})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  const json job = wait_state(s, 1, {"completed", "failed", "stopped"}, 120);
+  ASSERT_EQ(job["state"], "completed") << job.dump(2);
+  EXPECT_EQ(job["replicas"], 2) << job.dump(2);
+  EXPECT_EQ(job["plan"][0]["replica_ranks"], json({1, 2})) << job.dump(2);
+}
+
 TEST(Serve, CurlWorkflowSynthetic) {
   SKIP_WITHOUT_MPI();
   Server s;

@@ -78,6 +78,8 @@
  * @property {number[]} [layer_sizes]
  * @property {string[]} [layer_names]
  * @property {number} [parameters]
+ * @property {number[]} [replica_ranks]  with replicas: the stage's rank in each replica
+ * @property {string[]} [replica_hosts]
  */
 /** @typedef {{rank: number, host?: string}} RankInfo */
 /** @typedef {{val_loss?: number, val_accuracy?: number}} Final */

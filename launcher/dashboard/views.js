@@ -12,6 +12,7 @@ import {
 import { LOG_KEEP, S, latestEpoch, latestTimedEpoch } from 'dashboard/state.js';
 
 /** @typedef {import('dashboard/state.js').RankTiming} RankTiming */
+/** @typedef {import('dashboard/state.js').PlanStage} PlanStage */
 /** @typedef {import('dashboard/charts.js').Point} Point */
 
 // Time segments of the per-rank bars, in drawing order.
@@ -390,31 +391,52 @@ export function renderPlan() {
   if (te) { const t0 = te.timing.find((t) => t.rank === 0); if (t0) host0 = t0.host; }
   const ranks = (S.sel !== null && S.ranksByJob[S.sel]) || (Array.isArray(job.ranks) ? job.ranks : null);
   if (!host0 && ranks) { const r0 = ranks.find((r) => r && r.rank === 0); if (r0) host0 = r0.host; }
-  const flow = h('div', { class: 'plan-flow' });
-  flow.append(h('div', { class: 'plan-box orchestrator', 'data-rank': '0' },
-    h('div', { class: 'pb-head' }, h('span', { class: 'pb-rank' }, 'rank 0'), h('span', { class: 'pb-tag' }, 'orchestrator')),
-    host0 ? h('div', { class: 'pb-host' }, host0) : null,
-    h('div', { class: 'pb-line' }, 'data, labels, loss'),
-    h('div', { class: 'pb-line muted' }, 'feeds stage ' + (plan[0].stage !== undefined ? plan[0].stage : 1))));
   const stages = [...plan].sort((a, b) => (a.stage - b.stage) || (a.rank - b.rank));
-  for (const st of stages) {
-    flow.append(arrow());
-    const layers = Array.isArray(st.layers) && st.layers.length === 2
-      ? (st.layers[0] === st.layers[1] ? 'layer ' + st.layers[0] : 'layers ' + st.layers[0] + '–' + st.layers[1]) : '';
-    let arch = null;
-    if (Array.isArray(st.layer_sizes)) arch = h('div', { class: 'pb-arch' }, st.layer_sizes.join('→'));
-    else if (Array.isArray(st.layer_names)) arch = h('div', { class: 'pb-names' }, st.layer_names.map((n) => h('span', { class: 'chip' }, n)));
-    flow.append(h('div', { class: 'plan-box stage', 'data-rank': st.rank, 'data-stage': st.stage, title: 'stage ' + st.stage + ' on rank ' + st.rank },
-      h('div', { class: 'pb-head' }, h('span', { class: 'pb-rank' }, 'rank ' + st.rank), h('span', { class: 'pb-tag' }, 'stage ' + st.stage)),
-      st.host ? h('div', { class: 'pb-host' }, st.host) : null,
-      layers ? h('div', { class: 'pb-line' }, layers) : null,
-      arch,
-      isNum(st.parameters) ? h('div', { class: 'pb-params' }, fmtInt(st.parameters) + ' parameters') : null));
+  // Replicas: one row per copy of the pipeline, each fed its share of the batch by rank 0.
+  const replicas = Array.isArray(stages[0].replica_ranks) ? stages[0].replica_ranks.length : 1;
+  for (let r = 0; r < replicas; ++r) {
+    const flow = h('div', { class: 'plan-flow', 'data-replica': String(r) });
+    flow.append(h('div', { class: 'plan-box orchestrator', 'data-rank': '0' },
+      h('div', { class: 'pb-head' }, h('span', { class: 'pb-rank' }, 'rank 0'), h('span', { class: 'pb-tag' }, 'orchestrator')),
+      host0 ? h('div', { class: 'pb-host' }, host0) : null,
+      h('div', { class: 'pb-line' }, 'data, labels, loss'),
+      h('div', { class: 'pb-line muted' }, (replicas > 1 ? 'replica ' + r + ': ' : '') + 'feeds stage ' +
+        (plan[0].stage !== undefined ? plan[0].stage : 1))));
+    for (const st of stages) {
+      flow.append(arrow());
+      const rank = replicas > 1 && st.replica_ranks ? st.replica_ranks[r] : st.rank;
+      const host = replicas > 1 && st.replica_hosts ? st.replica_hosts[r] : st.host;
+      flow.append(stageBox(st, rank, host, replicas > 1 ? r : null));
+    }
+    E.plan.append(flow);
   }
-  E.plan.append(flow);
   const total = stages.reduce((a, st) => a + (isNum(st.parameters) ? st.parameters : 0), 0);
-  E.plan.append(h('p', { class: 'note' }, stages.length + ' stage' + (stages.length === 1 ? '' : 's') + ', ' + fmtInt(total) +
-    ' parameters; activations flow left to right, gradients back, and the last stage reports the loss to rank 0'));
+  E.plan.append(h('p', { class: 'note' }, (replicas > 1 ? replicas + ' replicas of ' : '') + stages.length + ' stage' +
+    (stages.length === 1 ? '' : 's') + ', ' + fmtInt(total) +
+    ' parameters; activations flow left to right, gradients back, and the last stage reports the loss to rank 0' +
+    (replicas > 1 ? '; each stage sums its gradients with its other replicas every step' : '')));
+}
+
+/**
+ * One stage's box in a row of the plan.
+ * @param {PlanStage} st
+ * @param {number} rank
+ * @param {string | undefined} host
+ * @param {number | null} replica
+ */
+function stageBox(st, rank, host, replica) {
+  const layers = Array.isArray(st.layers) && st.layers.length === 2
+    ? (st.layers[0] === st.layers[1] ? 'layer ' + st.layers[0] : 'layers ' + st.layers[0] + '–' + st.layers[1]) : '';
+  let arch = null;
+  if (Array.isArray(st.layer_sizes)) arch = h('div', { class: 'pb-arch' }, st.layer_sizes.join('→'));
+  else if (Array.isArray(st.layer_names)) arch = h('div', { class: 'pb-names' }, st.layer_names.map((/** @type {string} */ n) => h('span', { class: 'chip' }, n)));
+  const tag = (replica !== null ? 'replica ' + replica + ', ' : '') + 'stage ' + st.stage;
+  return h('div', { class: 'plan-box stage', 'data-rank': rank, 'data-stage': st.stage, title: tag + ' on rank ' + rank },
+    h('div', { class: 'pb-head' }, h('span', { class: 'pb-rank' }, 'rank ' + rank), h('span', { class: 'pb-tag' }, tag)),
+    host ? h('div', { class: 'pb-host' }, host) : null,
+    layers ? h('div', { class: 'pb-line' }, layers) : null,
+    arch,
+    isNum(st.parameters) ? h('div', { class: 'pb-params' }, fmtInt(st.parameters) + ' parameters') : null);
 }
 
 function arrow() {
