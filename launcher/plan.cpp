@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/atomic_file.h"
 #include "config/config.h"
 #include "datasets/text.h"
 #include "launcher/blas.h"
@@ -395,13 +396,11 @@ int run_plan(const PlanOptions& o) {
       cal.measured_at = when;
       std::error_code ec;
       std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-      const std::string tmp = path + ".tmp";
-      {
-        std::ofstream out(tmp);
-        out << to_json(cal);
+      try {
+        write_atomically(path, to_json(cal));
+      } catch (const FileError& e) {
+        log << "warning: the calibration cache is not written: " << e.what() << "\n";
       }
-      std::filesystem::rename(tmp, path, ec);
-      if (ec) log << "warning: cannot write the calibration cache " << path << ": " << ec.message() << "\n";
       log << "calibration took " << fmt(cal.seconds, 1) << " s, written to " << path << "\n";
     }
 
