@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "datasets/text.h"
 #include "launcher/blas.h"
+#include "launcher/shared_options.h"
 #include "models/gpt.h"
 #include "planner/calibrate.h"
 #include "planner/planner.h"
@@ -286,8 +287,7 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
   auto* cmd = app.add_subcommand(
       "plan", "Predict the job's throughput on a cluster (hosts x link x bits x schedule) and rank the configurations");
   cmd->add_option("config", o.config, "YAML job file")->required();
-  cmd->add_option("--set", o.sets, "Override one config key, KEY=VALUE (repeatable; as train takes them)")
-      ->allow_extra_args(false);
+  add_set_option(*cmd, o.sets, "Override one config key, KEY=VALUE (repeatable; as train takes them)");
   cmd->add_option("--hostfile", o.hostfile,
                   "Open MPI hostfile: rank 0 and stage 1 on the first host, one stage per host after it; a line may "
                   "end in '# arceus: speed=F' (a host F times as fast as this one)");
