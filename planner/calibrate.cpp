@@ -18,9 +18,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <memory>
 #include <thread>
+
+#include "common/atomic_file.h"
 
 #include "models/gpt.h"
 #include "models/stage_model.h"
@@ -283,6 +288,49 @@ void calibrate_system(Calibration& cal, std::ostream& log) {
   cal.adamw_s_per_param = optimizer_seconds_per_param(true);
   log << "  optimizer step: SGD " << 1e9 * cal.sgd_s_per_param << " ns/parameter, AdamW "
       << 1e9 * cal.adamw_s_per_param << " ns/parameter\n";
+}
+
+Calibration load_or_calibrate(const std::string& path, bool refresh, const std::string& cpu, const std::string& blas,
+                              int64_t threads, const std::vector<LayerProbe>& probes, std::ostream& log) {
+  Calibration cal;
+  const bool have = !refresh && std::filesystem::exists(path);
+  if (have) cal = read_calibration_file(path);
+  std::vector<LayerProbe> missing;
+  for (const LayerProbe& p : probes) {
+    bool seen = false;
+    for (const auto& q : missing) seen = seen || q.key == p.key;
+    if (seen) continue;
+    bool measured = have;
+    for (int64_t n : p.rows) measured = measured && has_rows(cal, p.key, n);
+    if (!measured) missing.push_back(p);
+  }
+  if (have && missing.empty()) return cal;
+
+  const auto t0 = Clock::now();
+  log << "calibrating on this machine (" << cpu << ", " << blas << ", " << threads << " thread"
+      << (threads > 1 ? "s" : "") << ")" << (have ? ": layers not measured yet" : "") << "\n";
+  if (!have) {
+    cal = Calibration{};
+    cal.cpu = cpu;
+    cal.blas = blas;
+    cal.threads = threads;
+    calibrate_system(cal, log);
+  }
+  calibrate_layers(cal, missing, /*refresh=*/false, log);
+  cal.seconds = since(t0);
+  const std::time_t now = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M", std::localtime(&now));
+  cal.measured_at = when;
+  try {
+    write_calibration_file(path, cal);
+  } catch (const FileError& e) {
+    log << "warning: the calibration cache is not written: " << e.what() << "\n";
+  }
+  char took[64];
+  std::snprintf(took, sizeof(took), "%.1f", cal.seconds);
+  log << "calibration took " << took << " s, written to " << path << "\n";
+  return cal;
 }
 
 }  // namespace arceus::plan
