@@ -42,6 +42,7 @@
 
 #include "common/utc.h"
 #include "config/config.h"
+#include "datasets/lookup.h"
 #include "partition/partition.h"
 #include "launcher/assets.h"
 #include "launcher/events.h"
@@ -59,9 +60,6 @@
 #endif
 
 namespace arceus {
-
-// From datasets/dataset.h, which includes ATen: declared here to keep this unit torch-free.
-std::string dataset_root(const std::string& name, const std::string& root, const std::string& base);
 
 namespace {
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "datasets/idx.h"
+#include "datasets/lookup.h"
 
 namespace fs = std::filesystem;
 using arceus::DataError;
