@@ -7,51 +7,28 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 
 #include "common/atomic_file.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 namespace fs = std::filesystem;
 using arceus::FileError;
+namespace test = arceus::test;
 
 namespace {
 
 class AtomicFile : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "arceus_files_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << tmpl << ": " << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::permissions(dir_, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return tmp_.file(name); }
+  static std::string read(const std::string& p) { return test::read_text(p); }
 
-  static std::string read(const std::string& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-  // What the FileError of f() says, or "" (and a test failure) when nothing was thrown.
-  template <class F>
-  static std::string error_of(F&& f) {
-    try {
-      f();
-    } catch (const FileError& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << "expected a FileError";
-    return "";
-  }
-
-  fs::path dir_;
+  test::TempDir tmp_{"arceus_files_"};
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(AtomicFile, WritesTheBytesAndLeavesNoTemporaryFile) {
@@ -101,7 +78,7 @@ TEST_F(AtomicFile, UnwritableDirectoryIsAnErrorNamingThePath) {
     dir = "/sys";
   }
   const std::string p = (dir / "summary.json").string();
-  const std::string msg = error_of([&] { arceus::write_atomically(p, "x"); });
+  const std::string msg = test::expected_error<FileError>([&] { arceus::write_atomically(p, "x"); });
   EXPECT_NE(msg.find("'" + p + "'"), std::string::npos) << msg;
   const bool reason = msg.find(std::strerror(EACCES)) != std::string::npos ||
                       msg.find(std::strerror(EROFS)) != std::string::npos;
@@ -112,7 +89,7 @@ TEST_F(AtomicFile, UnwritableDirectoryIsAnErrorNamingThePath) {
 
 TEST_F(AtomicFile, MissingDirectoryIsAnErrorNamingThePath) {
   const std::string p = path("no-such-dir/summary.json");
-  const std::string msg = error_of([&] { arceus::write_atomically(p, "x"); });
+  const std::string msg = test::expected_error<FileError>([&] { arceus::write_atomically(p, "x"); });
   EXPECT_NE(msg.find("'" + p + "'"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::strerror(ENOENT)), std::string::npos) << msg;
 }
@@ -129,7 +106,7 @@ TEST_F(AtomicFile, ReplaceAtomicallyMovesAFinishedFile) {
 TEST_F(AtomicFile, ReplaceAtomicallyWithoutTheTemporaryFileNamesBoth) {
   const std::string p = path("checkpoint.h5"), tmp = p + ".tmp";
   std::ofstream(p) << "old";
-  const std::string msg = error_of([&] { arceus::replace_atomically(tmp, p); });
+  const std::string msg = test::expected_error<FileError>([&] { arceus::replace_atomically(tmp, p); });
   EXPECT_NE(msg.find("'" + tmp + "'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'" + p + "'"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::strerror(ENOENT)), std::string::npos) << msg;
@@ -139,7 +116,7 @@ TEST_F(AtomicFile, ReplaceAtomicallyWithoutTheTemporaryFileNamesBoth) {
 TEST_F(AtomicFile, RenameOverADirectoryFailsAndRemovesTheTemporaryFile) {
   const std::string p = path("taken");
   fs::create_directories(fs::path(p) / "inside");  // rename(2) cannot replace a non-empty directory
-  const std::string msg = error_of([&] { arceus::write_atomically(p, "x"); });
+  const std::string msg = test::expected_error<FileError>([&] { arceus::write_atomically(p, "x"); });
   EXPECT_NE(msg.find("'" + p + "'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("rename"), std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(p + ".tmp"));

@@ -1,48 +1,27 @@
 // What `arceus plan` does around the model (planner/command.h) and its calibration cache
 // (planner/calibration.h: read_calibration_file, write_calibration_file). Torch-free.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "planner/calibration.h"
 #include "planner/command.h"
 #include "planner/planner.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 namespace fs = std::filesystem;
 
 namespace arceus::plan {
 namespace {
 
-// PlanError's message of f(), or "" (and a failure) when it does not throw one.
-template <class F>
-std::string plan_error(F&& f) {
-  try {
-    f();
-  } catch (const PlanError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a PlanError";
-  return "";
-}
-
 class CalibrationFile : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "arceus_plan_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << tmpl << ": " << std::strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path dir_;
+  test::TempDir tmp_{"arceus_plan_"};
+  fs::path dir_ = tmp_.path();
 };
 
 TEST_F(CalibrationFile, WrittenIntoANewDirectoryAndReadBack) {
@@ -65,13 +44,13 @@ TEST_F(CalibrationFile, WrittenIntoANewDirectoryAndReadBack) {
 
 TEST_F(CalibrationFile, AFileThatIsNotACalibrationIsNamed) {
   const std::string missing = (dir_ / "missing.json").string();
-  std::string msg = plan_error([&] { read_calibration_file(missing); });
+  std::string msg = test::expected_error<PlanError>([&] { read_calibration_file(missing); });
   EXPECT_NE(msg.find("'" + missing + "'"), std::string::npos) << msg;
   EXPECT_NE(msg.find(std::strerror(ENOENT)), std::string::npos) << msg;
 
   const std::string other = (dir_ / "other.json").string();
-  std::ofstream(other) << "{\"format\": \"something else\"}";
-  msg = plan_error([&] { read_calibration_file(other); });
+  test::write_text(other, "{\"format\": \"something else\"}");
+  msg = test::expected_error<PlanError>([&] { read_calibration_file(other); });
   EXPECT_NE(msg.find(other + " is not an arceus calibration"), std::string::npos) << msg;
 }
 
@@ -81,9 +60,9 @@ TEST(PlanCommand, SearchSpaceFromTheOptions) {
   EXPECT_EQ(s.micro_batches, (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(s.bits, (std::vector<int>{32, 4}));
 
-  EXPECT_EQ(plan_error([] { search_space("1f1b", "1,x", "32"); }),
+  EXPECT_EQ(test::expected_error<PlanError>([] { search_space("1f1b", "1,x", "32"); }),
             "[plan] --micro-batches '1,x': expected counts M >= 1, e.g. 1,2,4,8");
-  EXPECT_EQ(plan_error([] { search_space("1f1b", "1", "32,7"); }),
+  EXPECT_EQ(test::expected_error<PlanError>([] { search_space("1f1b", "1", "32,7"); }),
             "[plan] --bits '32,7': '7' is not a bit width (expected 32, 16, 8 or 4)");
   EXPECT_THROW(search_space("1f1b,nope", "1", "32"), std::exception);
 }
@@ -102,9 +81,9 @@ TEST(PlanCommand, ClusterHostsAndTheirSpeeds) {
   EXPECT_DOUBLE_EQ(hosts[1].speed, 3.0);
 
   const std::string expected = "expected a speed factor F > 0 (relative to this machine) or one per host, F,F,...";
-  EXPECT_EQ(plan_error([] { cluster_hosts("", 3, "1,2", 1.0); }),
+  EXPECT_EQ(test::expected_error<PlanError>([] { cluster_hosts("", 3, "1,2", 1.0); }),
             "[plan] --host-speed '1,2' has 2 values for 3 hosts: " + expected);
-  EXPECT_EQ(plan_error([] { cluster_hosts("", 3, "0", 1.0); }),
+  EXPECT_EQ(test::expected_error<PlanError>([] { cluster_hosts("", 3, "0", 1.0); }),
             "[plan] --host-speed '0': '0' is not a number > 0: " + expected);
 }
 
