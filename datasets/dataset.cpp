@@ -10,6 +10,7 @@
 
 #include "common/splitmix.h"
 #include "datasets/idx.h"
+#include "datasets/lookup.h"
 #include "datasets/text.h"
 
 namespace arceus {
@@ -20,27 +21,7 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kMnistClasses = 10;
 
-// The four files of an MNIST-format dataset, as find_mnist_files (datasets/idx.cpp) looks for
-// them: NAME or NAME.gz.
-const std::vector<std::string> kIdxFiles = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                            "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
-
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
-  return out;
-}
-
-// The IDX files `dir` lacks: neither NAME nor NAME.gz is a regular file there.
-std::vector<std::string> missing_idx_files(const fs::path& dir) {
-  std::vector<std::string> missing;
-  std::error_code ec;
-  for (const auto& name : kIdxFiles)
-    if (!fs::is_regular_file(dir / name, ec) && !fs::is_regular_file(dir / (name + ".gz"), ec)) missing.push_back(name);
-  return missing;
-}
 
 std::string shape_string(const std::vector<uint32_t>& dims) {
   std::string s;
@@ -106,44 +87,6 @@ std::string count_string(int64_t kept, int64_t available) {
 }
 
 }  // namespace
-
-std::vector<std::string> dataset_search_dirs(const std::string& name, const std::string& base) {
-  std::string system;
-  if (name == "MNIST") {
-    system = "/usr/share/datasets/mnist";
-  } else if (name == "FashionMNIST") {
-    system = "/usr/share/datasets/fashion-mnist";  // the Debian package dataset-fashion-mnist
-  } else {
-    return {};
-  }
-  const fs::path torchvision = fs::path(base) / "data" / name;  // torchvision.datasets.<name>(root="data")
-  return {(torchvision / "raw").string(), torchvision.string(), system};
-}
-
-std::string dataset_root(const std::string& name, const std::string& root, const std::string& base) {
-  if (!root.empty()) return root;
-  const std::vector<std::string> dirs = dataset_search_dirs(name, base);
-  if (dirs.empty()) {
-    throw DataError("[data] dataset " + quoted(name) + " has no IDX files to look for (only MNIST and FashionMNIST do)");
-  }
-  std::vector<std::string> tried;
-  for (const auto& dir : dirs) {
-    std::error_code ec;
-    if (!fs::exists(dir, ec)) {
-      tried.push_back(dir + " (does not exist)");
-    } else if (!fs::is_directory(dir, ec)) {
-      tried.push_back(dir + " (not a directory)");
-    } else if (const auto missing = missing_idx_files(dir); !missing.empty()) {
-      tried.push_back(dir + " (lacks " + join(missing) + ")");
-    } else {
-      return dir;
-    }
-  }
-  throw DataError("[data] " + name + ": no directory holds its four IDX files " + join(kIdxFiles) +
-                  " (each raw or .gz); looked in " + join(tried) + ". Put them in data/" + name +
-                  "/raw/ under the working directory (where torchvision keeps them) or set dataset_config.root "
-                  "to their directory; nothing is downloaded here");
-}
 
 DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t context) {
   if (config.name == "synthetic") return make_synthetic(config.synthetic, seed);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "datasets/lookup.h"  // dataset_root: where load_dataset reads MNIST-format files
 
 namespace arceus {
 
@@ -28,20 +29,6 @@ struct DataSplits {
   std::shared_ptr<const TextData> text;  // name text: vocabulary and token ids
   std::string description;  // e.g. "FashionMNIST from /usr/share/...: 60000 train, 10000 val"
 };
-
-// Where the IDX files of MNIST / FashionMNIST are looked for when dataset_config.root is empty,
-// in order: where torchvision keeps them under `base`, <base>/data/<name>/raw then
-// <base>/data/<name>, then the Debian package's directory (/usr/share/datasets/mnist,
-// /usr/share/datasets/fashion-mnist). Empty for the other names (synthetic, text). load_dataset
-// passes the working directory as `base` (the trainer loads the data on rank 0; so does
-// `arceus serve`'s check, in the same process).
-std::vector<std::string> dataset_search_dirs(const std::string& name, const std::string& base);
-
-// The directory dataset `name` is read from: `root` when not empty (find_mnist_files then says
-// what it lacks), else the first of dataset_search_dirs(name, base) holding all four IDX files
-// (each raw or .gz). Throws DataError naming every directory tried, what each lacked, and the
-// four file names.
-std::string dataset_root(const std::string& name, const std::string& root, const std::string& base);
 
 // Loads MNIST / FashionMNIST (IDX; without a root, dataset_root from the working directory),
 // generates the synthetic set (deterministic from `seed`), or reads a text (name text:

@@ -209,36 +209,4 @@ IdxArray parse_idx(const std::vector<uint8_t>& bytes, const std::string& name) {
 
 IdxArray read_idx(const std::string& path) { return parse_idx(read_file_maybe_gzip(path), path); }
 
-MnistFiles find_mnist_files(const std::string& root) {
-  std::error_code ec;
-  if (root.empty()) throw DataError("[data] no dataset directory given (empty root)");
-  if (!fs::exists(root, ec)) {
-    throw DataError("[data] dataset directory " + quoted(root) + " does not exist");
-  }
-  if (!fs::is_directory(root, ec)) {
-    throw DataError("[data] dataset root " + quoted(root) + " is not a directory");
-  }
-
-  static const char* const kNames[4] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
-  std::string found[4];
-  std::vector<std::string> missing;
-  for (int i = 0; i < 4; ++i) {
-    const std::string base = (fs::path(root) / kNames[i]).string();
-    if (fs::is_regular_file(base, ec)) {
-      found[i] = base;
-    } else if (fs::is_regular_file(base + ".gz", ec)) {
-      found[i] = base + ".gz";
-    } else {
-      missing.push_back(base + "(.gz)");
-    }
-  }
-  if (!missing.empty()) {
-    std::string msg = "[data] MNIST files not found in " + quoted(root) + ": looked for ";
-    for (size_t i = 0; i < missing.size(); ++i) msg += (i ? ", " : "") + missing[i];
-    throw DataError(msg);
-  }
-  return MnistFiles{found[0], found[1], found[2], found[3]};
-}
-
 }  // namespace arceus

@@ -32,11 +32,7 @@ IdxArray parse_idx(const std::vector<uint8_t>& bytes, const std::string& name);
 
 IdxArray read_idx(const std::string& path);
 
-// The four files of an MNIST-format dataset, found in `root` as NAME or NAME.gz.
-struct MnistFiles {
-  std::string train_images, train_labels, test_images, test_labels;
-};
-// Throws DataError listing every path it looked for when a file is missing.
-MnistFiles find_mnist_files(const std::string& root);
+// Where the files of MNIST-format datasets are found (find_mnist_files, dataset_root): see
+// datasets/lookup.h.
 
 }  // namespace arceus

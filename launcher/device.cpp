@@ -15,7 +15,7 @@
 #include <chrono>
 #include <thread>
 
-#include "launcher/blas.h"
+#include "launcher/shared_options.h"
 #include "ranks/mpi_transport.h"
 
 namespace arceus {
@@ -71,9 +71,7 @@ CLI::App* add_device_command(CLI::App& app, DeviceOptions& device, TrainOptions&
                   "Seconds a wait for a message may last inside a job before this device gives up")
       ->default_val(120)
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", train.threads, "LibTorch/BLAS threads of this device ('auto' = all its cores)")
-      ->default_val("auto")
-      ->check(check_threads_option);
+  add_threads_option(*cmd, train.threads, "LibTorch/BLAS threads of this device ('auto' = all its cores)");
   return cmd;
 }
 

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string_view>
 
+#include "common/atomic_file.h"
 #include "common/utc.h"
 #include "config/config.h"
 #include "launcher/assets.h"
@@ -225,15 +226,11 @@ int run_report(const ReportOptions& options) {
                        "<script id=\"arceus-report\" type=\"application/json\">" +
                        script_safe(data) + "</script>\n<script type=\"importmap\">" + script_safe(dashboard_import_map()) +
                        "</script>\n<script type=\"module\">import 'dashboard/app.js';</script>\n</body>\n</html>\n";
-    const fs::path tmp = out.string() + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      if (!f) throw std::runtime_error("[report] cannot write '" + tmp.string() + "'");
-      f << html;
-      f.flush();
-      if (!f) throw std::runtime_error("[report] writing '" + tmp.string() + "' failed");
+    try {
+      write_atomically(out.string(), html);
+    } catch (const FileError& e) {
+      throw std::runtime_error(std::string("[report] ") + e.what());
     }
-    fs::rename(tmp, out);
     const json parsed = json::parse(data);
     std::printf("report: %s (%zu steps, %zu epochs)\n", out.string().c_str(), parsed["metrics"]["steps"].size(),
                 parsed["metrics"]["epochs"].size());

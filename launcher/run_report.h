@@ -20,7 +20,7 @@ struct ReportOptions {
 // `warning` says so.
 std::string report_data_json(const std::string& run_dir, std::string* warning);
 
-// Writes the report (atomically: a temporary file renamed into place); returns the exit code.
+// Writes the report (write_atomically: temporary file, fsync, rename); returns the exit code.
 int run_report(const ReportOptions& options);
 
 }  // namespace arceus

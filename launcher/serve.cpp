@@ -44,6 +44,7 @@
 #include "config/config.h"
 #include "common/errors.h"
 #include "config/config_json.h"
+#include "datasets/lookup.h"
 #include "partition/partition.h"
 #include "launcher/assets.h"
 #include "launcher/events.h"
@@ -62,9 +63,6 @@
 #endif
 
 namespace arceus {
-
-// From datasets/dataset.h, which includes ATen: declared here to keep this unit torch-free.
-std::string dataset_root(const std::string& name, const std::string& root, const std::string& base);
 
 namespace {
 

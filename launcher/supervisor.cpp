@@ -19,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/atomic_file.h"
 #include "common/errors.h"
 #include "common/utc.h"
 #include "config/config.h"
@@ -186,7 +187,7 @@ std::vector<std::string> with_resume(std::vector<std::string> command, const std
   return command;
 }
 
-// Adds the restarts to summary.json (atomically: a temporary file renamed over it).
+// Adds the restarts to summary.json (write_atomically); a failure is printed, not thrown.
 void record_restarts(const std::string& dir, const json& restarts, int64_t redone) {
   const fs::path path = fs::path(dir) / "summary.json";
   std::ifstream in(path);
@@ -195,13 +196,11 @@ void record_restarts(const std::string& dir, const json& restarts, int64_t redon
   if (!summary.is_object()) return;
   summary["restarts"] = restarts;
   summary["steps_redone"] = redone;
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << summary.dump(2) << "\n";
-    if (!out) return;
+  try {
+    write_atomically(path.string(), summary.dump(2) + "\n");
+  } catch (const FileError& e) {
+    std::fprintf(stderr, "[run] warning: the restarts are not recorded: %s\n", e.what());
   }
-  fs::rename(tmp, path);
 }
 
 }  // namespace

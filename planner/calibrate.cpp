@@ -18,9 +18,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <filesystem>
 #include <memory>
 #include <thread>
+
+#include "common/atomic_file.h"
 
 #include "models/gpt.h"
 #include "models/stage_model.h"
@@ -39,7 +44,7 @@ double median(std::vector<double> v) {
 }
 
 std::unique_ptr<StageModel> build(const LayerProbe& p) {
-  if (!p.gpt) return make_mlp_slice(p.layer_sizes, LayerRange{p.layer, 1}, 7);
+  if (!p.transformer) return make_mlp_slice(p.layer_sizes, LayerRange{p.layer, 1}, 7);
   GptConfig g;
   g.vocab_size = p.vocab;
   g.context = p.context;
@@ -58,16 +63,16 @@ struct Times {
 Times time_layer(StageModel& model, const LayerProbe& p, int64_t rows) {
   const bool first = p.layer == 0, last = p.layer + 1 == p.layers;
   at::Tensor x;
-  if (p.gpt && first) {
+  if (p.transformer && first) {
     x = at::randint(0, p.vocab, {rows, p.context}, at::kLong);
-  } else if (p.gpt) {
+  } else if (p.transformer) {
     x = at::randn({rows, p.context, p.n_emb});
   } else {
     x = at::randn({rows, p.layer_sizes[size_t(p.layer)]});
   }
-  const int64_t classes = p.gpt ? p.vocab : p.layer_sizes.back();
-  const at::Tensor labels = at::randint(0, classes, {rows * (p.gpt ? p.context : 1)}, at::kLong);
-  const double scale = 1.0 / double(rows * (p.gpt ? p.context : 1));
+  const int64_t classes = p.transformer ? p.vocab : p.layer_sizes.back();
+  const at::Tensor labels = at::randint(0, classes, {rows * (p.transformer ? p.context : 1)}, at::kLong);
+  const double scale = 1.0 / double(rows * (p.transformer ? p.context : 1));
   at::Tensor g;  // the output gradient a non-last layer receives
 
   struct Pass {
@@ -283,6 +288,49 @@ void calibrate_system(Calibration& cal, std::ostream& log) {
   cal.adamw_s_per_param = optimizer_seconds_per_param(true);
   log << "  optimizer step: SGD " << 1e9 * cal.sgd_s_per_param << " ns/parameter, AdamW "
       << 1e9 * cal.adamw_s_per_param << " ns/parameter\n";
+}
+
+Calibration load_or_calibrate(const std::string& path, bool refresh, const std::string& cpu, const std::string& blas,
+                              int64_t threads, const std::vector<LayerProbe>& probes, std::ostream& log) {
+  Calibration cal;
+  const bool have = !refresh && std::filesystem::exists(path);
+  if (have) cal = read_calibration_file(path);
+  std::vector<LayerProbe> missing;
+  for (const LayerProbe& p : probes) {
+    bool seen = false;
+    for (const auto& q : missing) seen = seen || q.key == p.key;
+    if (seen) continue;
+    bool measured = have;
+    for (int64_t n : p.rows) measured = measured && has_rows(cal, p.key, n);
+    if (!measured) missing.push_back(p);
+  }
+  if (have && missing.empty()) return cal;
+
+  const auto t0 = Clock::now();
+  log << "calibrating on this machine (" << cpu << ", " << blas << ", " << threads << " thread"
+      << (threads > 1 ? "s" : "") << ")" << (have ? ": layers not measured yet" : "") << "\n";
+  if (!have) {
+    cal = Calibration{};
+    cal.cpu = cpu;
+    cal.blas = blas;
+    cal.threads = threads;
+    calibrate_system(cal, log);
+  }
+  calibrate_layers(cal, missing, /*refresh=*/false, log);
+  cal.seconds = since(t0);
+  const std::time_t now = std::time(nullptr);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M", std::localtime(&now));
+  cal.measured_at = when;
+  try {
+    write_calibration_file(path, cal);
+  } catch (const FileError& e) {
+    log << "warning: the calibration cache is not written: " << e.what() << "\n";
+  }
+  char took[64];
+  std::snprintf(took, sizeof(took), "%.1f", cal.seconds);
+  log << "calibration took " << took << " s, written to " << path << "\n";
+  return cal;
 }
 
 }  // namespace arceus::plan

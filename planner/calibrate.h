@@ -16,7 +16,7 @@ namespace arceus::plan {
 // layer), at the micro-batch sizes `rows`.
 struct LayerProbe {
   std::string key;
-  bool gpt = false;
+  bool transformer = false;
   std::vector<int64_t> layer_sizes;  // MLP
   int64_t layer = 0;
   int64_t layers = 0;                // the model's layer count (the last one computes the loss)
@@ -32,5 +32,14 @@ void calibrate_layers(Calibration& cal, const std::vector<LayerProbe>& probes, b
 // Codec seconds per MiB at 32/16/8/4 bits, one message's latency (a TCP ping-pong over
 // loopback, as Open MPI's TCP transport sends), the optimizers' seconds per parameter.
 void calibrate_system(Calibration& cal, std::ostream& log);
+
+// The calibration `arceus plan` predicts with: the cache file at `path` (not read with
+// `refresh`) when it holds every probe at each of its rows; else what is missing is measured
+// (everything, with the system's costs, when there is no cache: a new Calibration of `cpu`,
+// `blas`, `threads`), stamped with the local time and how long it took, and written back to
+// `path` (a failure to write is a warning on `log`, not an error). Probes with a key already
+// seen are skipped (a GPT's blocks share one). PlanError when the cache is not a calibration.
+Calibration load_or_calibrate(const std::string& path, bool refresh, const std::string& cpu, const std::string& blas,
+                              int64_t threads, const std::vector<LayerProbe>& probes, std::ostream& log);
 
 }  // namespace arceus::plan

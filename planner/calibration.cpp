@@ -3,8 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
+#include "common/atomic_file.h"
 #include "planner/planner.h"
 
 namespace arceus::plan {
@@ -125,6 +131,20 @@ Calibration calibration_from_json(const std::string& text, const std::string& wh
   } catch (const json::exception& e) {
     throw PlanError("[plan] " + what + " is not a readable calibration: " + e.what());
   }
+}
+
+Calibration read_calibration_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw PlanError("[plan] cannot read the calibration '" + path + "': " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  return calibration_from_json(text.str(), path);
+}
+
+void write_calibration_file(const std::string& path, const Calibration& cal) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);  // else write_atomically says
+  write_atomically(path, to_json(cal));
 }
 
 std::string calibration_path(const std::string& cpu, const std::string& blas, int64_t threads) {

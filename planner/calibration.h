@@ -1,7 +1,8 @@
 // What `arceus plan` measured on this machine (planner/calibrate.h measures it): seconds of
 // each action kind per layer and micro-batch size, codec seconds per MiB per bit width, the
 // per-message latency, and the optimizer's seconds per parameter. Cached as JSON in a file
-// keyed by CPU model, BLAS kernel and thread count. Torch-free.
+// keyed by CPU model, BLAS kernel and thread count (its path, its reading and writing are
+// here). Torch-free.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,12 @@ double codec_seconds(const Calibration& cal, int bits, double bytes_float, bool 
 std::string to_json(const Calibration& cal);
 // PlanError naming `what` (a file name) when the text is not a calibration.
 Calibration calibration_from_json(const std::string& text, const std::string& what);
+
+// The cache file `path` read; PlanError naming it when it cannot be read or is not a calibration.
+Calibration read_calibration_file(const std::string& path);
+// Writes `cal` to `path` (its directory created; write_atomically, common/atomic_file.h).
+// FileError naming the path and the reason.
+void write_calibration_file(const std::string& path, const Calibration& cal);
 
 // The cache file: $ARCEUS_CALIBRATION_DIR, else $XDG_CACHE_HOME/arceus, else ~/.cache/arceus,
 // then calibration-<cpu>-<blas>-<threads>.json with every character outside [A-Za-z0-9._-]

@@ -146,9 +146,9 @@ std::vector<Host> parse_hostfile(const std::string& path) {
   return hosts;
 }
 
-std::string bits_accuracy_cost(int bits, bool gpt) {
+std::string bits_accuracy_cost(int bits, bool transformer) {
   if (bits >= 8) return "";
-  if (gpt) {
+  if (transformer) {
     return "4 bits: validation loss +0.031 nats after 50 steps (char GPT, 2.9208 vs 2.8894 at 32 bits; 8 bits "
            "2.8879); use 8 bits for transformers";
   }
@@ -266,7 +266,7 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
           sc.w[size_t(c)][size_t(m)] += layer_seconds(cal, L.key, 'W', n) / speed;
           sc.held_bytes[size_t(c)][size_t(m)] += L.activation_bytes * double(n);
         }
-        if (c == 0 && !cand.in_process && !model.gpt) {
+        if (c == 0 && !cand.in_process && !model.transformer) {
           // inputs: rank 0 encodes them on host 1's CPU, stage 1 decodes
           const double bytes = 4.0 * double(n) * double(model.in_width);
           sc.f[0][size_t(m)] += codec_seconds(cal, bits, bytes, true, false) + codec_seconds(cal, bits, bytes, false, false);

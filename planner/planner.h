@@ -32,7 +32,7 @@ struct LayerSpec {
 
 struct ModelSpec {
   std::vector<LayerSpec> layers;
-  bool gpt = false;
+  bool transformer = false;
   int64_t seq = 1;                   // activation rows per sample (a GPT's context)
   int64_t in_width = 0;              // per sample: floats (MLP) or int32 token ids (GPT) sent to stage 1
   int64_t batch = 1;                 // dataset_config.batch_size
@@ -42,8 +42,8 @@ struct ModelSpec {
   bool stochastic_rounding = true;   // gradients
   // The partition cost model (what partition.method=balanced splits), per bit width.
   std::map<int, std::vector<double>> flop_costs;
-  std::string unit() const { return gpt ? "tokens" : "samples"; }
-  double units_per_sample() const { return gpt ? double(seq) : 1.0; }
+  std::string unit() const { return transformer ? "tokens" : "samples"; }
+  double units_per_sample() const { return transformer ? double(seq) : 1.0; }
 };
 
 struct Host {
@@ -120,7 +120,7 @@ std::vector<LayerRange> time_balanced(const ModelSpec& model, const Calibration&
 
 // The accuracy cost of a bit width, from the bits table of bench/cluster.py (docs/performance.md, "Bits"):
 // "" for 32, 16 and 8 bits (no measurable change), a sentence for 4.
-std::string bits_accuracy_cost(int bits, bool gpt);
+std::string bits_accuracy_cost(int bits, bool transformer);
 
 // "0-6|7-13" (v = 1) or "0-1,4-5|2-3,6-7".
 std::string partition_text(const Candidate& c);

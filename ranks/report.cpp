@@ -8,9 +8,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 
+#include "common/atomic_file.h"
 #include "ranks/codec.h"
 #include "ranks/schedule/registry.h"
 #include "ranks/steps.h"
@@ -255,17 +255,11 @@ void write_summary_file(const std::string& dir_name, json& summary, RunState sta
   const std::filesystem::path dir(dir_name);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  const auto tmp = dir / "summary.json.tmp";
-  {
-    std::ofstream out(tmp);
-    out << summary.dump(2) << "\n";
-    if (!out) {
-      std::fprintf(stderr, "[output] cannot write %s\n", tmp.c_str());
-      return;
-    }
+  try {
+    write_atomically((dir / "summary.json").string(), summary.dump(2) + "\n");
+  } catch (const FileError& e) {
+    std::fprintf(stderr, "[output] %s\n", e.what());
   }
-  std::filesystem::rename(tmp, dir / "summary.json", ec);
-  if (ec) std::fprintf(stderr, "[output] cannot rename %s: %s\n", tmp.c_str(), ec.message().c_str());
 }
 
 void Progress::update(int64_t epoch, int64_t epochs, int64_t k, int64_t n, double rate, double loss, double acc) {

@@ -54,7 +54,8 @@ std::vector<LinkBytes> step_links(const Job& job, int64_t rows);
 // layers, parameters and estimated cost. `hosts` by transport rank.
 nlohmann::json initial_summary(const Job& job, const std::string& blas, const std::vector<std::string>& hosts);
 
-// Writes `summary` with "state" = state to <dir>/summary.json through a temp file and a rename.
+// Writes `summary` with "state" = state to <dir>/summary.json (write_atomically: temporary
+// file, fsync, rename, directory fsync); a failure is printed, not thrown.
 void write_summary_file(const std::string& dir, nlohmann::json& summary, RunState state);
 
 class Progress {

@@ -1,13 +1,13 @@
 #include "storage/h5util.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+
+#include "common/atomic_file.h"
 
 namespace arceus::h5 {
 
@@ -297,27 +297,12 @@ void create_parent_dirs(const Ctx& ctx) {
   if (ec) ctx.fail(": cannot create directory '" + parent.string() + "': " + ec.message());
 }
 
-void fsync_path(const Ctx& ctx, const std::string& path, bool directory) {
-  const int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC));
-  if (fd < 0) {
-    if (directory) return;
-    ctx.fail(": cannot open for fsync: " + std::string(std::strerror(errno)));
-  }
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && !directory) ctx.fail(": fsync failed: " + std::string(std::strerror(err)));
-}
-
 void replace_file(const Ctx& ctx, const std::string& tmp, const std::string& path) {
-  std::error_code ec;
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::filesystem::remove(tmp, ec);
-    ctx.fail(": cannot rename '" + tmp + "' over it: " + std::strerror(err));
+  try {
+    replace_atomically(tmp, path);
+  } catch (const FileError& e) {
+    ctx.fail(std::string(": ") + e.what());
   }
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  fsync_path(ctx, parent.empty() ? std::string(".") : parent.string(), true);
 }
 
 }  // namespace arceus::h5

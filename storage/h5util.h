@@ -149,10 +149,9 @@ std::vector<std::string> link_names(const Ctx& ctx, hid_t loc, const std::string
 // Parent directory creation (no-op for a bare file name).
 void create_parent_dirs(const Ctx& ctx);
 
-// fsync `path`: a file (failures are errors) or a directory (best effort).
-void fsync_path(const Ctx& ctx, const std::string& path, bool directory);
-// The atomic step of a crash-safe write: rename `tmp` (complete, closed and fsynced by the
-// caller) over `path`, fsync the directory. On failure `tmp` is removed and the error names both.
+// The atomic step of a crash-safe write, for a `tmp` the HDF5 library wrote and closed:
+// replace_atomically (common/atomic_file.h: fsync it, rename it over `path`, fsync the
+// directory), its FileError as a StorageError of `ctx`. On failure `tmp` is removed.
 void replace_file(const Ctx& ctx, const std::string& tmp, const std::string& path);
 
 }  // namespace arceus::h5

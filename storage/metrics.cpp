@@ -20,6 +20,7 @@
 #include <iostream>
 #include <limits>
 
+#include "common/atomic_file.h"
 #include "storage/h5util.h"
 #include "storage/storage.h"
 
@@ -161,10 +162,10 @@ struct MetricsFile::Impl {
     }
   }
 
-  // Writes every row to "<path>.tmp" and renames it over the file.
+  // Writes every row to "<path>.tmp", then fsyncs and renames it over the file (replace_file).
   void write() {
     h5::create_parent_dirs(ctx);
-    const std::string tmp = ctx.path + ".tmp";
+    const std::string tmp = temporary_path(ctx.path);
     {
       h5::Plist fapl = h5::file_access(ctx, false);
       h5::File file(ctx.check(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "H5Fcreate",
@@ -200,7 +201,6 @@ struct MetricsFile::Impl {
       ctx.check_status(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", "the file");
       ctx.check_status(file.close(), "H5Fclose", "the file");
     }
-    h5::fsync_path(ctx, tmp, false);
     h5::replace_file(ctx, tmp, ctx.path);
     dirty = false;
   }

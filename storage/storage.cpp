@@ -23,9 +23,6 @@
 //   StorageError naming the file, the object and the HDF5 call, plus HDF5's innermost message.
 #include "storage/storage.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -38,6 +35,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/atomic_file.h"
 #include "config/limits.h"
 #include "storage/h5util.h"
 
@@ -529,7 +527,6 @@ void write_checkpoint_file(const std::string& path, const CheckpointData& data) 
     ctx.check_status(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), "H5Fflush", "the file");
     ctx.check_status(file.close(), "H5Fclose", "the file");
   }
-  h5::fsync_path(ctx, path, false);
 }
 
 void write_checkpoint(const std::string& path, const CheckpointData& data) {
@@ -537,7 +534,7 @@ void write_checkpoint(const std::string& path, const CheckpointData& data) {
   const h5::Ctx ctx{"checkpoint", path};
   h5::create_parent_dirs(ctx);
 
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temporary_path(path);
   std::error_code ec;
   std::filesystem::remove(tmp, ec);  // left by an interrupted write; H5F_ACC_TRUNC would also do
   try {

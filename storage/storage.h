@@ -49,13 +49,14 @@ struct CheckpointData {
   std::vector<NamedBytes> rng;
 };
 
-// Writes `path` atomically: to "<path>.tmp" first, flushed and closed, then renamed over
-// `path`, so a crash mid-write leaves the previous checkpoint intact. Creates the directory.
+// Writes `path` atomically: to "<path>.tmp" first, flushed and closed, then fsynced and renamed
+// over `path` (replace_atomically, common/atomic_file.h), so a crash mid-write leaves the
+// previous checkpoint intact. Creates the directory.
 void write_checkpoint(const std::string& path, const CheckpointData& data);
 
 // The first half of write_checkpoint, not atomic: writes the checkpoint straight to `path`
-// (truncating it), closes it and fsyncs it. write_checkpoint calls it with "<path>.tmp";
-// tests call it to simulate a crash between the temporary file and the rename.
+// (truncating it) and closes it. write_checkpoint calls it with "<path>.tmp"; tests call it
+// to simulate a crash between the temporary file and the rename.
 void write_checkpoint_file(const std::string& path, const CheckpointData& data);
 
 // Reads a checkpoint; StorageError for a missing file, a file that is not HDF5 (or is

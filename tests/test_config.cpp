@@ -1,5 +1,6 @@
 // Unit tests for config/: YAML parsing, validation messages, --set overrides, round trip.
 #include "config/config.h"
+#include "support/files.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -992,23 +993,13 @@ TEST(ConfigRoundTrip, StringsThatLookLikeOtherTypes) {
 
 class ConfigFile : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char pattern[] = "/tmp/arceus_config_test_XXXXXX";
-    ASSERT_NE(mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-  }
-  void TearDown() override {
-    for (const auto& f : files_) std::remove(f.c_str());
-    ::rmdir(dir_.c_str());
-  }
   std::string write(const std::string& name, const std::string& text) {
     const std::string path = dir_ + "/" + name;
-    std::ofstream(path) << text;
-    files_.push_back(path);
+    test::write_text(path, text);
     return path;
   }
-  std::string dir_;
-  std::vector<std::string> files_;
+  test::TempDir tmp_{"arceus_config_test_"};
+  std::string dir_ = tmp_.str();
 };
 
 TEST_F(ConfigFile, LoadsAndAppliesOverrides) {

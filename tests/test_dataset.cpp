@@ -1,14 +1,9 @@
 // Datasets as tensors: synthetic generation, IDX loading and normalisation, limits, errors;
 // where MNIST / FashionMNIST are looked for without a root.
 #include <gtest/gtest.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include <ATen/ATen.h>
 
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,33 +11,14 @@
 
 #include "datasets/dataset.h"
 #include "datasets/idx.h"
+#include "support/files.h"
+#include "support/idx_files.h"
 
 namespace fs = std::filesystem;
 using arceus::DataError;
+using namespace arceus::test;  // TempDir, write_raw, write_gz, idx_bytes, expect_data_error
 
 namespace {
-
-// An IDX file: magic 0x0000 08 DD (uint8 elements, DD dimensions), big-endian dimensions, data.
-std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
-  std::vector<uint8_t> b{0, 0, 8, uint8_t(dims.size())};
-  for (uint32_t d : dims)
-    for (int s = 24; s >= 0; s -= 8) b.push_back(uint8_t(d >> s));
-  b.insert(b.end(), data.begin(), data.end());
-  return b;
-}
-
-void write_raw(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-void write_gz(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  gzFile f = gzopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  ASSERT_EQ(gzwrite(f, bytes.data(), unsigned(bytes.size())), int(bytes.size())) << path;
-  ASSERT_EQ(gzclose(f), Z_OK) << path;
-}
 
 // Runs in `dir` until destroyed, then back where it was (load_dataset looks under the
 // working directory when a dataset has no root).
@@ -77,9 +53,6 @@ class DatasetIdxDir : public ::testing::Test {
   static constexpr uint32_t kRows = 2, kCols = 3, kTrain = 7, kVal = 4;
 
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "arceus_dataset_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
     train_pixels_ = pixels(kTrain, 11);
     val_pixels_ = pixels(kVal, 5);
     for (uint32_t i = 0; i < kTrain; ++i) train_labels_.push_back(uint8_t(i % 10));
@@ -89,11 +62,6 @@ class DatasetIdxDir : public ::testing::Test {
     write("t10k-images-idx3-ubyte", idx({kVal, kRows, kCols}, val_pixels_));
     write("t10k-labels-idx1-ubyte", idx({kVal}, val_labels_));
   }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
   static std::vector<uint8_t> pixels(uint32_t n, uint32_t step) {
     std::vector<uint8_t> v(size_t(n) * kRows * kCols);
     for (size_t i = 0; i < v.size(); ++i) v[i] = uint8_t((i * step * 37) % 256);
@@ -123,21 +91,10 @@ class DatasetIdxDir : public ::testing::Test {
     return at::tensor(v, at::kDouble).reshape({n, int64_t(kRows * kCols)});
   }
 
-  std::string dir_;
+  TempDir tmp_{"arceus_dataset_"};
+  std::string dir_ = tmp_.str();
   std::vector<uint8_t> train_pixels_, val_pixels_, train_labels_, val_labels_;
 };
-
-template <class F>
-void expect_data_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected DataError";
-  } catch (const DataError& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
 
 }  // namespace
 
@@ -318,15 +275,13 @@ TEST(DatasetFashionMnist, RealLoad) {
     GTEST_SKIP() << kDebianFashion << " not present (Debian package dataset-fashion-mnist not installed)";
   }
   // A working directory without data/FashionMNIST: the lookup ends at the Debian package.
-  std::string scratch = (fs::temp_directory_path() / "arceus_fashion_XXXXXX").string();
-  ASSERT_NE(mkdtemp(scratch.data()), nullptr);
   arceus::DataSplits s;
   {
-    WorkingDirectory in(scratch);
+    TempDir scratch("arceus_fashion_");
+    WorkingDirectory in(scratch.path());
     arceus::DatasetConfig c;  // name FashionMNIST, root "": looked up
     s = arceus::load_dataset(c, 0);
   }
-  fs::remove_all(scratch);
   EXPECT_EQ(s.train.size(), 60000);
   EXPECT_EQ(s.val.size(), 10000);
   EXPECT_EQ(s.features, 784);
@@ -349,16 +304,6 @@ TEST(DatasetFashionMnist, RealLoad) {
 class DatasetLookup : public ::testing::Test {
  protected:
   static constexpr uint32_t kVal = 3;
-
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "arceus_lookup_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    base_ = fs::canonical(tmpl).string();  // what the working directory reads back as
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(base_, ec);
-  }
 
   std::string at(const std::string& rel) const { return (fs::path(base_) / rel).string(); }
 
@@ -391,7 +336,8 @@ class DatasetLookup : public ::testing::Test {
     return arceus::load_dataset(c, 0).train.size();
   }
 
-  std::string base_;
+  TempDir tmp_{"arceus_lookup_"};
+  std::string base_ = fs::canonical(tmp_.path()).string();  // what the working directory reads back as
 };
 
 TEST_F(DatasetLookup, SearchDirsAreTorchvisionsThenDebians) {

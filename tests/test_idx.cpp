@@ -1,85 +1,34 @@
 // IDX reading: raw and gzip'd files, strict header checks, MNIST file discovery.
 #include <gtest/gtest.h>
-#include <zlib.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "datasets/idx.h"
+#include "datasets/lookup.h"
+#include "support/files.h"
+#include "support/idx_files.h"
 
 namespace fs = std::filesystem;
 using arceus::DataError;
+using namespace arceus::test;  // TempDir, read_raw, write_raw, write_gz, idx_bytes, expect_data_error
 
 namespace {
 
 // A fresh directory under the system temp dir, removed when the fixture ends.
 class IdxTempDir : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "arceus_idx_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
-  std::string dir_;
+  std::string path(const std::string& name) const { return tmp_.file(name); }
+  TempDir tmp_{"arceus_idx_"};
+  std::string dir_ = tmp_.str();
 };
-
-std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data,
-                               uint8_t type = 0x08) {
-  std::vector<uint8_t> b{0, 0, type, static_cast<uint8_t>(dims.size())};
-  for (uint32_t d : dims) {
-    b.push_back(uint8_t(d >> 24));
-    b.push_back(uint8_t(d >> 16));
-    b.push_back(uint8_t(d >> 8));
-    b.push_back(uint8_t(d));
-  }
-  b.insert(b.end(), data.begin(), data.end());
-  return b;
-}
 
 std::vector<uint8_t> iota_bytes(size_t n) {
   std::vector<uint8_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(i * 7 + 3);
   return v;
-}
-
-void write_raw(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-void write_gz(const std::string& path, const std::vector<uint8_t>& bytes) {
-  gzFile f = gzopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  if (!bytes.empty()) {
-    ASSERT_EQ(gzwrite(f, bytes.data(), unsigned(bytes.size())), int(bytes.size()));
-  }
-  ASSERT_EQ(gzclose(f), Z_OK);
-}
-
-std::vector<uint8_t> read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
-}
-
-// Runs f, expecting a DataError whose message contains every one of `parts`.
-template <class F>
-void expect_data_error(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected DataError";
-  } catch (const DataError& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
 }
 
 }  // namespace
@@ -97,7 +46,7 @@ TEST_F(IdxRead, ParsesRawFile) {
 TEST_F(IdxRead, ParsesGzipFileTransparently) {
   const auto data = iota_bytes(300 * 17);
   write_gz(path("b.gz"), idx_bytes({300, 17}, data));
-  const auto raw = read_all(path("b.gz"));
+  const auto raw = read_raw(path("b.gz"));
   ASSERT_GE(raw.size(), 2u);
   EXPECT_EQ(raw[0], 0x1f);  // really gzip'd on disk
   EXPECT_EQ(raw[1], 0x8b);
@@ -122,8 +71,8 @@ TEST_F(IdxRead, ConcatenatedGzipMembers) {
   const std::vector<uint8_t> second(bytes.begin() + 6, bytes.end());
   write_gz(path("p1.gz"), first);
   write_gz(path("p2.gz"), second);
-  auto cat = read_all(path("p1.gz"));
-  const auto p2 = read_all(path("p2.gz"));
+  auto cat = read_raw(path("p1.gz"));
+  const auto p2 = read_raw(path("p2.gz"));
   cat.insert(cat.end(), p2.begin(), p2.end());
   write_raw(path("cat.gz"), cat);
   EXPECT_EQ(arceus::read_file_maybe_gzip(path("cat.gz")), bytes);
@@ -132,7 +81,7 @@ TEST_F(IdxRead, ConcatenatedGzipMembers) {
 
 TEST_F(IdxRead, TruncatedGzipIsDataError) {
   write_gz(path("full.gz"), idx_bytes({500, 10}, iota_bytes(5000)));
-  auto gz = read_all(path("full.gz"));
+  auto gz = read_raw(path("full.gz"));
   gz.resize(gz.size() / 2);
   write_raw(path("trunc.gz"), gz);
   expect_data_error([&] { arceus::read_file_maybe_gzip(path("trunc.gz")); },
@@ -141,7 +90,7 @@ TEST_F(IdxRead, TruncatedGzipIsDataError) {
 
 TEST_F(IdxRead, CorruptGzipIsDataError) {
   write_gz(path("full.gz"), idx_bytes({500, 10}, iota_bytes(5000)));
-  auto gz = read_all(path("full.gz"));
+  auto gz = read_raw(path("full.gz"));
   for (size_t i = 12; i < gz.size() - 8; ++i) gz[i] ^= 0x5a;
   write_raw(path("bad.gz"), gz);
   expect_data_error([&] { arceus::read_idx(path("bad.gz")); },

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "support/errors.h"
+
 namespace arceus {
 namespace {
 
@@ -34,12 +36,7 @@ void expect_valid_plan(const std::vector<LayerRange>& plan, int64_t layers, int6
 
 template <class F>
 std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const PartitionError& e) {
-    return e.what();
-  }
-  return "<no PartitionError>";
+  return test::error_message<PartitionError>(f, "<no PartitionError>");
 }
 
 // Smallest largest-stage cost over all contiguous splits into `stages` non-empty parts.

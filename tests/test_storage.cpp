@@ -17,6 +17,8 @@
 #include <sstream>
 
 #include "storage/storage.h"
+#include "support/errors.h"
+#include "support/files.h"
 
 namespace fs = std::filesystem;
 using namespace arceus;
@@ -103,25 +105,11 @@ void expect_same_checkpoint(const CheckpointData& got, const CheckpointData& wan
 // The StorageError message of `f()` ("" if it did not throw one).
 template <class F>
 std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const StorageError& e) {
-    return e.what();
-  }
-  return "";
+  return test::error_message<StorageError>(f);
 }
 
-void write_bytes(const std::string& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_bytes(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::read_text;   // the whole file
+using test::write_text;  // created or truncated
 
 // HDF5 calls made by the tests themselves print nothing either.
 struct QuietHdf5 {
@@ -298,8 +286,8 @@ TEST_F(StorageCheckpoint, StaleTempFileFromAnInterruptedWriteIsIgnoredAndReplace
   write_checkpoint(p, a);
 
   // An interrupted write left half an HDF5 file behind.
-  const std::string whole = read_bytes(p);
-  write_bytes(p + ".tmp", whole.substr(0, whole.size() / 3));
+  const std::string whole = read_text(p);
+  write_text(p + ".tmp", whole.substr(0, whole.size() / 3));
   expect_same_checkpoint(read_checkpoint(p), a);
 
   CheckpointData b = sample_checkpoint(100.0f);
@@ -309,7 +297,7 @@ TEST_F(StorageCheckpoint, StaleTempFileFromAnInterruptedWriteIsIgnoredAndReplace
   EXPECT_FALSE(fs::exists(p + ".tmp"));
 
   // Garbage instead of HDF5 in the temporary file: same.
-  write_bytes(p + ".tmp", "garbage, not HDF5");
+  write_text(p + ".tmp", "garbage, not HDF5");
   expect_same_checkpoint(read_checkpoint(p), b);
   write_checkpoint(p, a);
   expect_same_checkpoint(read_checkpoint(p), a);
@@ -380,11 +368,11 @@ TEST_F(StorageCheckpoint, CorruptFile) {
   std::mt19937 gen(1234);
   std::string bytes(4096, '\0');
   for (char& c : bytes) c = static_cast<char>(gen() & 0xFF);
-  write_bytes(p, bytes);
+  write_text(p, bytes);
   const std::string msg = error_of([&] { read_checkpoint(p); });
   EXPECT_EQ(msg.rfind("[checkpoint] '" + p + "' is not a readable HDF5 file (truncated or corrupt?)", 0), 0u) << msg;
 
-  write_bytes(p, "");  // empty
+  write_text(p, "");  // empty
   const std::string empty = error_of([&] { read_checkpoint(p); });
   EXPECT_NE(empty.find("is not a readable HDF5 file (truncated or corrupt?)"), std::string::npos) << empty;
 }
@@ -394,10 +382,10 @@ TEST_F(StorageCheckpoint, TruncatedFile) {
   CheckpointData d = sample_checkpoint();
   d.parameters.push_back({"big", {100, 100}, iota_values(10000, 0.0f, 1e-3f)});
   write_checkpoint(p, d);
-  const std::string whole = read_bytes(p);
+  const std::string whole = read_text(p);
   ASSERT_GT(whole.size(), 40000u);
   for (size_t keep : {whole.size() / 2, whole.size() - 1, size_t{100}}) {
-    write_bytes(p, whole.substr(0, keep));
+    write_text(p, whole.substr(0, keep));
     const std::string msg = error_of([&] { read_checkpoint(p); });
     EXPECT_EQ(msg.rfind("[checkpoint] '" + p + "' is not a readable HDF5 file (truncated or corrupt?)", 0), 0u)
         << keep << ": " << msg;
@@ -421,7 +409,7 @@ TEST_F(StorageCheckpoint, OlderFormatWithoutMetadataChecksumsIsRefused) {
             "reads checkpoints in the format it writes (superblock version 3; written by an older arceus, or by "
             "another tool?)");
   write_checkpoint(p, sample_checkpoint());
-  EXPECT_EQ(read_bytes(p)[8], '\x03') << "the superblock version written";
+  EXPECT_EQ(read_text(p)[8], '\x03') << "the superblock version written";
 }
 
 TEST_F(StorageCheckpoint, VariableLengthAttributesAreRefused) {
@@ -519,14 +507,14 @@ TEST_F(StorageCheckpoint, CorruptedDataInsideAValidFileIsNamed) {
   d.rng.push_back({"big", pattern});
   d.parameters.push_back({"big.weight", {64, 64}, iota_values(4096, 1.0f, 1.0f)});
   write_checkpoint(p, d);
-  const std::string clean = read_bytes(p);
+  const std::string clean = read_text(p);
 
   auto corrupt_at = [&](const std::string& needle, const char* what) {
     const size_t pos = clean.find(needle);
     ASSERT_NE(pos, std::string::npos) << what;
     std::string bytes = clean;
     bytes[pos + needle.size() / 2] ^= 0x5A;
-    write_bytes(p, bytes);
+    write_text(p, bytes);
     const std::string msg = error_of([&] { read_checkpoint(p); });
     EXPECT_EQ(msg.rfind("[checkpoint] '" + p + "': ", 0), 0u) << msg;
     EXPECT_NE(msg.find(what), std::string::npos) << msg;
@@ -536,7 +524,7 @@ TEST_F(StorageCheckpoint, CorruptedDataInsideAValidFileIsNamed) {
   const std::vector<float> floats = iota_values(4096, 1.0f, 1.0f);
   corrupt_at(std::string(reinterpret_cast<const char*>(floats.data()) + 2000 * 4, 64), "/parameters/big.weight");
 
-  write_bytes(p, clean);
+  write_text(p, clean);
   expect_same_checkpoint(read_checkpoint(p), d);
 }
 
@@ -569,7 +557,7 @@ TEST_F(StorageCheckpoint, FixedLengthStringAttributesAreRead) {
 
 TEST_F(StorageCheckpoint, ErrorsPrintNothingOnStderr) {
   const std::string p = path("random.h5");
-  write_bytes(p, std::string(2048, 'x'));
+  write_text(p, std::string(2048, 'x'));
   ::testing::internal::CaptureStderr();
   EXPECT_THROW(read_checkpoint(p), StorageError);
   EXPECT_THROW(read_checkpoint(path("missing.h5")), StorageError);
@@ -1055,7 +1043,7 @@ TEST_F(StorageMetrics, Errors) {
             std::string::npos);
 
   const std::string junk = path("junk.h5");
-  write_bytes(junk, "not an HDF5 file at all");
+  write_text(junk, "not an HDF5 file at all");
   const std::string msg = error_of([&] { MetricsFile m(junk, true); });
   EXPECT_NE(msg.find("[metrics] '" + junk + "' is not a readable HDF5 file"), std::string::npos) << msg;
 

@@ -11,6 +11,7 @@
 
 #include "datasets/idx.h"
 #include "datasets/text.h"
+#include "support/files.h"
 
 namespace fs = std::filesystem;
 
@@ -19,16 +20,9 @@ namespace {
 
 class TextFile : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "arceus_text_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string write(const std::string& name, const std::string& bytes) {
-    const std::string path = (fs::path(dir_) / name).string();
-    std::ofstream(path, std::ios::binary) << bytes;
+    const std::string path = tmp_.file(name);
+    test::write_text(path, bytes);
     return path;
   }
 
@@ -43,7 +37,7 @@ class TextFile : public ::testing::Test {
     return "";
   }
 
-  std::string dir_;
+  test::TempDir tmp_{"arceus_text_"};
 };
 
 #define EXPECT_HAS(haystack, needle) \
@@ -106,11 +100,11 @@ TEST(TextVocab, StrictUtf8) {
 }
 
 TEST_F(TextFile, MissingFile) {
-  const std::string path = (fs::path(dir_) / "nope.txt").string();
+  const std::string path = tmp_.file("nope.txt");
   const std::string e = error_of(path, 8);
   EXPECT_HAS(e, path);
   EXPECT_HAS(e, "does not exist");
-  EXPECT_HAS(error_of(dir_, 8), "is a directory");
+  EXPECT_HAS(error_of(tmp_.str(), 8), "is a directory");
 }
 
 TEST_F(TextFile, EmptyFile) {

@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "files.h"  // read_text
+
 #ifndef ARCEUS_BIN
 #define ARCEUS_BIN ""
 #endif
@@ -50,12 +52,6 @@ inline std::string mpiexec() { return env_or("ARCEUS_E2E_MPIEXEC", MPIEXEC); }
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// The whole file ("" when it cannot be read).
-inline std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 // ---------------------------------------------------------------------------------------
