@@ -491,7 +491,10 @@ std::vector<ConfigKeyInfo> config_keys() {
     info.help = key.help;
     info.default_value = text_of(value, rule);
     const std::string& t = transformer_texts[keys.size()];
-    if (t != info.default_value && key.scope == Scope::Always) info.transformer_default = t;
+    // (model_config.type is what makes the transformer's defaults: not one of them)
+    if (t != info.default_value && key.scope == Scope::Always && info.key != "model_config.type") {
+      info.transformer_default = t;
+    }
     switch (key.scope) {
       case Scope::Always: break;
       case Scope::Mlp: info.applies_to = "mlp"; break;
@@ -508,6 +511,36 @@ std::vector<ConfigKeyInfo> config_keys() {
     keys.push_back(std::move(info));
   });
   return keys;
+}
+
+std::string format_config_keys(bool markdown) {
+  const std::vector<ConfigKeyInfo> keys = config_keys();
+  std::ostringstream out;
+  if (markdown) {
+    out << "| key | default | applies to | meaning |\n|---|---|---|---|\n";
+    for (const auto& k : keys) {
+      std::string def = "`" + k.default_value + "`";
+      if (!k.transformer_default.empty()) def += " (transformer: `" + k.transformer_default + "`)";
+      std::string help;
+      for (char c : k.help) help += c == '|' ? std::string("\\|") : std::string(1, c);
+      out << "| `" << k.key << "` | " << def << " | " << (k.applies_to.empty() ? "all" : k.applies_to) << " | " << help
+          << " |\n";
+    }
+    return out.str();
+  }
+  size_t kw = 0, dw = 0;
+  for (const auto& k : keys) {
+    kw = std::max(kw, k.key.size());
+    dw = std::max(dw, k.default_value.size());
+  }
+  for (const auto& k : keys) {
+    out << k.key << std::string(kw + 2 - k.key.size(), ' ') << k.default_value
+        << std::string(dw + 2 - k.default_value.size(), ' ') << k.help;
+    if (!k.applies_to.empty()) out << " [" << k.applies_to << " only]";
+    if (!k.transformer_default.empty()) out << " [transformer: " << k.transformer_default << "]";
+    out << "\n";
+  }
+  return out.str();
 }
 
 }  // namespace arceus

@@ -153,5 +153,7 @@ struct ConfigKeyInfo {
   std::string help;
 };
 std::vector<ConfigKeyInfo> config_keys();
+// The keys as text: aligned columns, or (markdown) the table docs/configuration.md holds.
+std::string format_config_keys(bool markdown);
 
 }  // namespace arceus

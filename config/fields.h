@@ -94,9 +94,9 @@ template <class C, class V>
 void visit_fields(C& c, V&& v) {
   using namespace rules;
   auto& m = c.model;
-  v(Key{"model_config.type", "mlp, or transformer (a char-level GPT; other defaults, see below)"}, m.type,
+  v(Key{"model_config.type", "mlp, or transformer: the char-level GPT (docs/transformer.md), with other defaults"}, m.type,
     OneOf{{"mlp", "transformer"}});
-  v(Key{"model_config.layer_sizes", "widths, input first; the model has count - 1 layers", Scope::Mlp},
+  v(Key{"model_config.layer_sizes", "widths, input first; layers = entries - 1, ReLU between them", Scope::Mlp},
     m.layer_sizes,
     IntList{2, 1, "a list of at least 2 positive integers (input, hidden..., output widths)",
             "a positive integer (layer width)"});
@@ -114,14 +114,14 @@ void visit_fields(C& c, V&& v) {
   auto& d = c.dataset;
   v(Key{"dataset_config.name", "MNIST, FashionMNIST, synthetic, or text (a transformer's)"}, d.name,
     OneOf{{"MNIST", "FashionMNIST", "synthetic", "text"}});
-  v(Key{"dataset_config.root", "directory of the IDX files (raw or .gz); empty: the name's default"}, d.root,
+  v(Key{"dataset_config.root", "directory of the IDX files (raw or .gz); empty: data/<name>/raw, data/<name>, /usr/share/datasets"}, d.root,
     Text{true});
   v(Key{"dataset_config.source", "the UTF-8 text file to train on (required for text)", Scope::Text}, d.source,
     Text{true});
   v(Key{"dataset_config.windows_per_epoch", "random windows per epoch; 0 = train characters / context",
         Scope::Text},
     d.windows_per_epoch, Int{0, "a non-negative integer (0 = train characters / context)"});
-  v(Key{"dataset_config.batch_size", "rows of one training step, split into micro-batches"}, d.batch_size,
+  v(Key{"dataset_config.batch_size", "rows of one training step (split among the replicas, then into micro-batches)"}, d.batch_size,
     Int{1, "a positive integer"});
   v(Key{"dataset_config.val_batch_size", "rows of one validation batch"}, d.val_batch_size,
     Int{1, "a positive integer"});
@@ -153,9 +153,9 @@ void visit_fields(C& c, V&& v) {
     Number{fraction, "a number in [0, 1)"});
   v(Key{"training.weight_decay", "L2 (sgd) or decoupled (adamw) weight decay"}, t.weight_decay,
     Number{non_negative, "a non-negative finite number"});
-  v(Key{"training.micro_batches", "M: micro-batches per step (at most batch_size)"}, t.micro_batches,
+  v(Key{"training.micro_batches", "M: micro-batches per step and replica (at most 256; capped at the rows)"}, t.micro_batches,
     Int{1, "a positive integer"});
-  v(Key{"training.schedule", "the pipeline schedule, a name from the registry"}, t.schedule,
+  v(Key{"training.schedule", "the pipeline schedule (docs/schedules.md): a name from the registry"}, t.schedule,
     OneOf{schedule_choices()});
   v(Key{"training.seed", "weights, data order, stochastic rounding, dropout"}, t.seed,
     Int{0, "a non-negative integer"});
@@ -167,7 +167,7 @@ void visit_fields(C& c, V&& v) {
     Int{0, "a non-negative integer (0 = no warm-up)"});
   v(Key{"training.min_learning_rate", "cosine: the rate at the last step (at most learning_rate)"},
     t.min_learning_rate, Number{non_negative, "a non-negative finite number"});
-  v(Key{"training.grad_clip", "max global gradient norm across stages; 0 = off"}, t.grad_clip,
+  v(Key{"training.grad_clip", "max global gradient norm over all stages (of the summed gradient with replicas); 0 = off"}, t.grad_clip,
     Number{non_negative, "a non-negative finite number (max global gradient norm; 0 = off)"});
 
   auto& k = c.communication;
@@ -175,7 +175,7 @@ void visit_fields(C& c, V&& v) {
     k.quantization_bits, IntOneOf{{32, 16, 8, 4}});
   v(Key{"communication.stochastic_rounding", "unbiased rounding of gradients below 32 bits"},
     k.stochastic_rounding, Flag{});
-  v(Key{"communication.error_feedback", "carry each gradient message's quantization error to the next step"},
+  v(Key{"communication.error_feedback", "gradients below 32 bits: add each message's quantization error to the next step's (one float per element sent; reset on resume)"},
     k.error_feedback, Flag{});
   v(Key{"communication.gradient_bits", "replicas' gradient sync: 32 (MPI allreduce) or 16, 8, 4 (a compressed ring)"},
     k.gradient_bits, IntOneOf{{32, 16, 8, 4}});
@@ -183,13 +183,13 @@ void visit_fields(C& c, V&& v) {
   auto& p = c.partition;
   v(Key{"partition.method", "uniform (the original's rule) or balanced (by the cost model)"}, p.method,
     OneOf{{"uniform", "balanced"}});
-  v(Key{"partition.stages", "auto (world size - 1, or 1 alone) or S; ranks beyond S idle"}, p.stages,
+  v(Key{"partition.stages", "S: auto (the workers over the replicas) or N; ranks beyond R x S idle"}, p.stages,
     AutoOr{1, "'auto' or a positive integer"});
   v(Key{"partition.layers", "explicit layer lists, one per stage, e.g. [[0, 1], [2]]; overrides method"},
     p.layers, LayerLists{});
-  v(Key{"partition.chunks_per_rank", "v: chunks per stage rank (multi-chunk schedules), 1..8"},
+  v(Key{"partition.chunks_per_rank", "v, 1..8: chunks per stage rank (interleaved, looped_bfs)"},
     p.chunks_per_rank, Int{1, "an integer from 1 to 8 (chunks per stage rank)", 8});
-  v(Key{"partition.replicas", "R copies of the pipeline (data parallel); auto: as many as the world allows"},
+  v(Key{"partition.replicas", "R copies of the pipeline, each a share of every batch (docs/replicas.md); auto: as many as the workers allow"},
     p.replicas, AutoOr{1, "'auto' or a positive integer"});
 
   auto& o = c.output;

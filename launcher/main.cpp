@@ -63,6 +63,7 @@ struct Cli {
   arceus::ReportOptions report;
   arceus::PlanOptions plan;
   arceus::SuperviseOptions supervise;
+  bool config_markdown = false;  // config keys --markdown
 };
 
 // One subcommand. A command without MPI runs alone (`run` gets no transport) and its result is
@@ -157,6 +158,14 @@ CLI::App* add_report(CLI::App& app, Cli& cli) {
 
 CLI::App* add_plan(CLI::App& app, Cli& cli) { return arceus::add_plan_command(app, cli.plan); }
 
+CLI::App* add_config(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("config", "About job files: `arceus config keys` lists every key, its default and its meaning");
+  auto* keys = cmd->add_subcommand("keys", "Every config key with its default and one line of help (from config/fields.h)");
+  keys->add_flag("--markdown", cli.config_markdown, "As the Markdown table of docs/configuration.md");
+  cmd->require_subcommand(1);
+  return cmd;
+}
+
 CLI::App* add_run(CLI::App& app, Cli& cli) {
   arceus::SuperviseOptions& s = cli.supervise;
   auto* cmd = app.add_subcommand(
@@ -231,6 +240,11 @@ const Command kCommands[] = {
     {add_report, false, [](Cli& cli, arceus::MpiTransport*) { return arceus::run_report(cli.report); }},  // no torch
     {add_plan, false, [](Cli& cli, arceus::MpiTransport*) { return arceus::run_plan(cli.plan); }},
     {add_run, false, [](Cli& cli, arceus::MpiTransport*) { return arceus::run_supervised(cli.supervise); }},
+    {add_config, false,
+     [](Cli& cli, arceus::MpiTransport*) {
+       std::cout << arceus::format_config_keys(cli.config_markdown);
+       return 0;
+     }},
 };
 
 // Under a launcher, stdout is a pty that Open MPI forwards (to a pipe or a file as often as

@@ -23,6 +23,12 @@ inline const char* to_string(JobState s) {
   return "?";
 }
 
+// JSON (nlohmann finds these by ADL): the text, never the enum's number.
+template <class Json>
+void to_json(Json& j, JobState s) {
+  j = to_string(s);
+}
+
 inline bool is_final(JobState s) { return s == JobState::Completed || s == JobState::Failed || s == JobState::Stopped; }
 
 // The job state a finished run leaves.
@@ -46,6 +52,11 @@ inline const char* to_string(DeviceState s) {
     case DeviceState::Unregistered: return "unregistered";
   }
   return "?";
+}
+
+template <class Json>
+void to_json(Json& j, DeviceState s) {
+  j = to_string(s);
 }
 
 }  // namespace arceus

@@ -16,4 +16,10 @@ inline const char* to_string(RunState s) {
   return "?";
 }
 
+// JSON (nlohmann finds it by ADL): the text, never the enum's number.
+template <class Json>
+void to_json(Json& j, RunState s) {
+  j = to_string(s);
+}
+
 }  // namespace arceus

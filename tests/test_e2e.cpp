@@ -137,13 +137,6 @@ INSTANTIATE_TEST_SUITE_P(Schedules, ScheduleEquivalence,
 // checkpoint equal to the 1-rank reference's (the in-process suite pipeline_tests covers every
 // schedule x S x v x M; this is the smaller set over MPI).
 TEST_F(E2E, EveryTensorMatchesTheReferenceUnderMpirun) {
-  auto tensors_of = [](const RunResult& r) {
-    std::map<std::string, arceus::NamedArray> out;
-    const arceus::CheckpointData ck = arceus::read_checkpoint((r.out_dir / "checkpoint.h5").string());
-    for (const auto& a : ck.parameters) out[a.name] = a;
-    for (const auto& a : ck.optimizer) out[a.name] = a;
-    return out;
-  };
   std::vector<std::string> sets = equivalence_sets();
   sets.push_back("training.micro_batches=4");
   const RunResult ref = run(1, sets);

@@ -13,13 +13,6 @@ class ReplicasMpi : public E2E {};
 // R = 2 replicas of S = 1 (np 3) and of S = 2 (np 5), at 32 bits: the reference's tensors, and
 // summary.json names the replicas and the synchronisation's bytes between them.
 TEST_F(ReplicasMpi, MatchTheReferenceUnderMpirun) {
-  auto tensors_of = [](const RunResult& r) {
-    std::map<std::string, arceus::NamedArray> out;
-    const arceus::CheckpointData ck = arceus::read_checkpoint((r.out_dir / "checkpoint.h5").string());
-    for (const auto& a : ck.parameters) out[a.name] = a;
-    for (const auto& a : ck.optimizer) out[a.name] = a;
-    return out;
-  };
   std::vector<std::string> sets = equivalence_sets();
   sets.push_back("training.micro_batches=2");
   sets.push_back("training.grad_clip=1.0");

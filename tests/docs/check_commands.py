@@ -117,6 +117,8 @@ def invocations(text, shell):
             sub, start = None, i + 1  # `arceus --help`: options of the program itself
         elif SUBCOMMAND.match(toks[i + 1]):
             sub, start = toks[i + 1], i + 2
+            if start < len(toks) and SUBCOMMAND.match(toks[start]):
+                sub += " " + toks[start]  # maybe a nested subcommand (`arceus config keys`): checked below
         else:
             continue  # `arceus plan:` in prose, `arceus's`, ...: not an invocation
         opts = []
@@ -134,18 +136,31 @@ class Help:
     def __init__(self, binary):
         self.binary = binary
         self.cache = {}
-        top = self.run([])
-        self.subcommands = set()
-        section = None
-        for line in top.splitlines():
+        self.nested = {}
+        self.subcommands = self.subcommands_in(self.run([]))
+        if not self.subcommands:
+            sys.exit(f"check_commands: `{binary} --help` lists no subcommands:\n{top}")
+
+    @staticmethod
+    def subcommands_in(text):
+        found, section = set(), None
+        for line in text.splitlines():
             if re.match(r"^\S.*:$", line):
                 section = line
                 continue
             m = re.match(r"^\s{1,6}([a-z][a-z0-9-]*)\s", line + " ")
             if section == "Subcommands:" and m:
-                self.subcommands.add(m.group(1))
-        if not self.subcommands:
-            sys.exit(f"check_commands: `{binary} --help` lists no subcommands:\n{top}")
+                found.add(m.group(1))
+        return found
+
+    def resolve(self, sub):
+        """`sub` ("config keys", "train configs/x.yaml") as the (sub)command it names."""
+        if sub is None or " " not in sub:
+            return sub
+        first, second = sub.split(" ", 1)
+        if first not in self.nested:
+            self.nested[first] = self.subcommands_in(self.run([first])) if first in self.subcommands else set()
+        return sub if second in self.nested[first] else first
 
     def run(self, args):
         env = dict(os.environ, ARCEUS_NO_BLAS_REEXEC="1")
@@ -158,7 +173,7 @@ class Help:
     def options(self, sub):
         if sub not in self.cache:
             opts = set()
-            for line in self.run([sub] if sub else []).splitlines():
+            for line in self.run(sub.split() if sub else []).splitlines():
                 m = re.match(r"^\s{1,6}((?:-{1,2}[A-Za-z0-9][A-Za-z0-9_-]*,?)+)", line)
                 if m:
                     opts.update(o for o in m.group(1).split(",") if o)
@@ -187,10 +202,12 @@ def check_commands(path, lines, help, problems, stats):
         for n, text in commands:
             for sub, opts in invocations(text, shell):
                 stats["invocations"] += 1
-                if sub is not None and sub not in help.subcommands:
+                if sub is not None and sub.split(" ")[0] not in help.subcommands:
+                    sub = sub.split(" ")[0]
                     problems.append(f"{path}:{n}: `arceus {sub}`: no such subcommand "
                                     f"(arceus --help lists {', '.join(sorted(help.subcommands))})")
                     continue
+                sub = help.resolve(sub)
                 known = help.options(sub)
                 for o in opts:
                     stats["options"] += 1

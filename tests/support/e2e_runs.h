@@ -231,6 +231,15 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
 // ---------------------------------------------------------------------------------------
 // Checks on a run.
 
+// Every parameter and optimizer tensor of a run's checkpoint, by name.
+std::map<std::string, arceus::NamedArray> tensors_of(const RunResult& r) {
+  std::map<std::string, arceus::NamedArray> out;
+  const arceus::CheckpointData ck = arceus::read_checkpoint((r.out_dir / "checkpoint.h5").string());
+  for (const auto& a : ck.parameters) out[a.name] = a;
+  for (const auto& a : ck.optimizer) out[a.name] = a;
+  return out;
+}
+
 ::testing::AssertionResult Completed(const RunResult& r) {
   if (r.timed_out) return ::testing::AssertionFailure() << "the run did not finish (hang?)" << r.describe();
   if (r.exit_code != 0) return ::testing::AssertionFailure() << "non-zero exit" << r.describe();
