@@ -67,4 +67,28 @@ TEST_F(ReplicasMpi, StagesAuto) {
   EXPECT_EQ(r.summary["stages"].size(), 1u) << r.describe();
 }
 
+// The default job (configs/fashion_mnist_mlp.yaml, 5 epochs) as 2 replicas: with 8-bit gradient
+// sums (the ring with error feedback) it reaches at least the validation accuracy of 32-bit sums
+// minus 0.5 points.
+TEST_F(ReplicasMpi, DefaultJobWithEightBitGradients) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist"))
+    GTEST_SKIP() << "/usr/share/datasets/fashion-mnist is missing (Debian package dataset-fashion-mnist)";
+  const std::string config = (fs::path(TEST_CONFIG_DIR).parent_path().parent_path() / "configs" /
+                              "fashion_mnist_mlp.yaml").string();
+  double accuracy[2] = {0, 0};
+  int k = 0;
+  for (const int bits : {32, 8}) {
+    const RunResult r = run(3, {"partition.replicas=2", "communication.gradient_bits=" + std::to_string(bits),
+                                "output.checkpoint_every=0"},
+                            config);
+    ASSERT_TRUE(Completed(r));
+    ASSERT_EQ(r.summary["epochs"].size(), 5u) << r.describe();
+    accuracy[k++] = r.summary["final"]["val_accuracy"].get<double>();
+  }
+  std::printf("[  result  ] default job, 2 replicas, 5 epochs: val accuracy %.2f%% with 32-bit gradient sums, %.2f%% "
+              "with 8-bit\n",
+              100 * accuracy[0], 100 * accuracy[1]);
+  EXPECT_GE(accuracy[1], accuracy[0] - 0.005);
+}
+
 }  // namespace
