@@ -54,6 +54,7 @@ struct DatasetConfig {
   bool shuffle = true;                // reshuffle the training set each epoch (from the seed)
   int64_t max_train_samples = 0;      // 0 = all; else use the first N training samples (not text)
   int64_t max_val_samples = 0;        // 0 = all; else use the first N validation samples (text: windows)
+  std::string feed = "rank0";         // rank0 | local (docs/replicas.md, feeding the replicas)
   SyntheticConfig synthetic;          // only for name: synthetic
 };
 

@@ -33,6 +33,7 @@ struct Key {
   const char* path;  // dotted: "training.epochs"
   const char* help;  // one line, for `arceus config keys` and docs/configuration.md
   Scope scope = Scope::Always;
+  const char* instead = "";  // out of its scope: what to use instead, for the error
 };
 
 // The rules, one per kind of value. `expectation` is how an error names a good value.
@@ -130,10 +131,14 @@ void visit_fields(C& c, V&& v) {
   v(Key{"dataset_config.normalize.std", "one positive value per channel"}, d.normalize.std,
     NumberList{positive, "a non-empty list of positive numbers (one per channel)", "a positive finite number"});
   v(Key{"dataset_config.shuffle", "reshuffle the training set every epoch (from the seed)"}, d.shuffle, Flag{});
-  v(Key{"dataset_config.max_train_samples", "use only the first N training samples; 0 = all", Scope::NotText},
+  v(Key{"dataset_config.max_train_samples", "use only the first N training samples; 0 = all", Scope::NotText,
+        "use windows_per_epoch for the windows per epoch, max_val_samples to cap validation windows"},
     d.max_train_samples, Int{0, "a non-negative integer (0 = all)"});
   v(Key{"dataset_config.max_val_samples", "use only the first N validation samples (text: windows); 0 = all"},
     d.max_val_samples, Int{0, "a non-negative integer (0 = all)"});
+  v(Key{"dataset_config.feed", "rank0: rank 0 sends the inputs; local: each first stage reads its own copy, rank 0 sends row indices",
+        Scope::NotText, "a text job's inputs are token ids already, 4 bytes per token"},
+    d.feed, OneOf{{"rank0", "local"}});
   auto& y = d.synthetic;
   v(Key{"dataset_config.synthetic.train_size", "synthetic: training samples"}, y.train_size,
     Int{1, "a positive integer"});

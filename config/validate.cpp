@@ -32,9 +32,7 @@ std::string refusal(const Key& key, const Config& c) {
       return "is an mlp setting, but model_config.type is 'transformer' (its shape is context, n_emb, n_heads "
              "and n_blocks)";
     case Scope::Text: return "is a text setting, but dataset_config.name is '" + c.dataset.name + "'";
-    case Scope::NotText:
-      return "does not apply to name 'text' (use windows_per_epoch for the windows per epoch, max_val_samples to "
-             "cap validation windows)";
+    case Scope::NotText: return "does not apply to name 'text' (" + std::string(key.instead) + ")";
     case Scope::Always: break;
   }
   return "";

@@ -5,6 +5,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 
@@ -145,6 +147,35 @@ DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t cont
                        std::to_string(splits.features) + " features, " +
                        std::to_string(splits.classes) + " classes";
   return splits;
+}
+
+namespace {
+
+// 64-bit words of a tensor's bytes mixed into h (splitmix64's finaliser per word).
+uint64_t mix_tensor(uint64_t h, const at::Tensor& t) {
+  if (!t.defined()) return h;
+  const at::Tensor c = t.contiguous();
+  const auto* p = static_cast<const uint8_t*>(c.data_ptr());
+  const size_t n = static_cast<size_t>(c.numel()) * c.element_size();
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, p + i, std::min<size_t>(8, n - i));
+    w += h + 0x9e3779b97f4a7c15ULL;
+    w = (w ^ (w >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    w = (w ^ (w >> 27)) * 0x94d049bb133111ebULL;
+    h = w ^ (w >> 31);
+  }
+  return h ^ n;
+}
+
+}  // namespace
+
+std::string dataset_fingerprint(const DataSplits& d) {
+  uint64_t h = 0;
+  for (const TensorDataset* s : {&d.train, &d.val}) h = mix_tensor(mix_tensor(h, s->inputs), s->labels);
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
 }
 
 int64_t text_windows_per_epoch(const TextData& text, int64_t windows, int64_t context) {

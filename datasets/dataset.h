@@ -36,6 +36,11 @@ struct DataSplits {
 // file and problem.
 DataSplits load_dataset(const DatasetConfig& config, uint64_t seed, int64_t context = 0);
 
+// A checksum of the loaded data (every input and label of both splits, as the trainer sees
+// them) as 16 hex digits: two machines that load the same files (or generate the same synthetic
+// set) get the same one (dataset_config.feed local compares each first stage's with rank 0's).
+std::string dataset_fingerprint(const DataSplits& data);
+
 // Training windows per epoch of a text: `windows`, or when 0 the train characters / context
 // (at least 1).
 int64_t text_windows_per_epoch(const TextData& text, int64_t windows, int64_t context);

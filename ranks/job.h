@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,8 @@
 
 namespace arceus {
 
+struct DataSplits;  // datasets/dataset.h
+
 struct Job {
   Config config;
   std::string config_yaml;
@@ -22,6 +25,11 @@ struct Job {
   std::string dataset_description;
   bool resume = false;   // stages first receive their state from rank 0
   int world = 1;         // processes of the MPI world (1: the in-process run)
+  // dataset_config.feed local: the first stages' own copy of the data (loaded by worker_loop,
+  // checked against rank 0's), and rank 0's checksum of it.
+  std::shared_ptr<const DataSplits> local_data;
+  std::string data_fingerprint;
+  bool local_feed() const { return config.dataset.feed == "local"; }
   // Set by finish_job from the config and the data:
   GptConfig gpt_config;  // when transformer()
   int64_t seq = 1;       // targets (and activation rows) per sample: 1, or the GPT's context

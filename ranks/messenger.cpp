@@ -107,18 +107,18 @@ void Messenger::check_raw(Request& r, MsgKind kind, uint32_t step, int64_t mb, s
   check_header(got, want, r.received_bytes(), describe_peer(r.peer()));
 }
 
-void Messenger::send_blob(const std::vector<uint8_t>& bytes, int dest, uint32_t step) {
+void Messenger::send_blob(const std::vector<uint8_t>& bytes, int dest, uint32_t step, MsgKind kind) {
   const uint64_t n = bytes.size();
-  Request a = send_raw(&n, 1, dest, MsgKind::State, step, 0);
-  Request b = send_raw(bytes.data(), bytes.size(), dest, MsgKind::State, step, 1);
+  Request a = send_raw(&n, 1, dest, kind, step, 0);
+  Request b = send_raw(bytes.data(), bytes.size(), dest, kind, step, 1);
   transport_.wait(a);
   transport_.wait(b);
 }
 
-std::vector<uint8_t> Messenger::receive_blob(int source, uint32_t step) {
-  const uint64_t n = receive_one<uint64_t>(source, MsgKind::State, step, 0);
-  Request b = post_raw<uint8_t>(source, MsgKind::State, 1, n);
-  return finish_raw<uint8_t>(b, MsgKind::State, step, 1, n);
+std::vector<uint8_t> Messenger::receive_blob(int source, uint32_t step, MsgKind kind) {
+  const uint64_t n = receive_one<uint64_t>(source, kind, step, 0);
+  Request b = post_raw<uint8_t>(source, kind, 1, n);
+  return finish_raw<uint8_t>(b, kind, step, 1, n);
 }
 
 }  // namespace arceus

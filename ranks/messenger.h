@@ -72,9 +72,10 @@ class Messenger {
     return finish_raw<T>(r, kind, step, mb, 1)[0];
   }
 
-  // Variable-size bytes as two State messages: the size (micro-batch 0), then the bytes (1).
-  void send_blob(const std::vector<uint8_t>& bytes, int dest, uint32_t step);
-  std::vector<uint8_t> receive_blob(int source, uint32_t step);
+  // Variable-size bytes as two messages of `kind` (State unless said): the size (micro-batch
+  // 0), then the bytes (1).
+  void send_blob(const std::vector<uint8_t>& bytes, int dest, uint32_t step, MsgKind kind = MsgKind::State);
+  std::vector<uint8_t> receive_blob(int source, uint32_t step, MsgKind kind = MsgKind::State);
 
   Transport& transport() { return transport_; }
 

@@ -292,8 +292,10 @@ class Orchestrator::Impl {
   // Issues one batch: Control to every stage, each replica's share of the rows (all of them
   // without replicas) as micro-batch inputs to its first chunk's stage and labels to its last's
   // (dataflow.h), and the receives of every replica's metrics.
-  InFlight issue(const at::Tensor& inputs, const at::Tensor& labels, bool train, double lr) {
-    const int64_t rows = inputs.size(0);
+  // With dataset_config.feed local, `inputs` is undefined and the first stages get the rows'
+  // indices in the split (`index`) instead, raw int32: they hold the data themselves.
+  InFlight issue(const at::Tensor& inputs, const at::Tensor& labels, const at::Tensor& index, bool train, double lr) {
+    const int64_t rows = labels.size(0);
     const int64_t m = static_cast<int64_t>(micro_batch_sizes(rows, job_.config.training.micro_batches).size());
     InFlight f;
     f.rows = rows;
@@ -314,6 +316,9 @@ class Orchestrator::Impl {
           if (msg.flow == Flow::Labels) {
             at::Tensor l = labels.narrow(0, off, n).to(at::kInt).contiguous();
             pending_sends_.push_back(msg_.send_raw(l.data_ptr<int32_t>(), static_cast<size_t>(l.numel()), to, MsgKind::Labels, step_, i));
+          } else if (job_.local_feed()) {  // the rows' indices: the stage reads its own copy
+            at::Tensor x = index.narrow(0, off, n).to(at::kInt).contiguous();
+            pending_sends_.push_back(msg_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), to, MsgKind::Input, step_, i));
           } else if (job_.transformer()) {  // token ids, exact: raw int32
             at::Tensor x = inputs.narrow(0, off, n).to(at::kInt).contiguous();
             pending_sends_.push_back(msg_.send_raw(x.data_ptr<int32_t>(), static_cast<size_t>(x.numel()), to, MsgKind::Input, step_, i));
@@ -392,7 +397,8 @@ class Orchestrator::Impl {
         lr = learning_rate_at(t.lr_schedule, t.learning_rate, t.min_learning_rate, t.warmup_steps,
                               (epoch_ - 1) * steps_per_epoch_ + k, t.epochs * steps_per_epoch_);
       }
-      flight.push_back(issue(set.inputs.index_select(0, idx), set.labels.index_select(0, idx), train, lr));
+      const at::Tensor inputs = job_.local_feed() ? at::Tensor() : set.inputs.index_select(0, idx);
+      flight.push_back(issue(inputs, set.labels.index_select(0, idx), idx, train, lr));
       if (flight.size() > 1) finish_one();
     }
     while (!flight.empty()) finish_one();

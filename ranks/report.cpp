@@ -138,7 +138,11 @@ std::vector<LinkBytes> step_links(const Job& job, int64_t rows) {
     if (share == 0) continue;
     const int64_t m = static_cast<int64_t>(micro_batch_sizes(rows, c.training.micro_batches).size());
     for (int64_t n : micro_batch_sizes(share, m)) {
-      add(0, first, h + 4.0 * n * in, h + (job.transformer() ? 4.0 * n * in : double(encoded_size(n, in, bits))));  // token ids: raw int32
+      if (job.local_feed()) {
+        add(0, first, h + 4.0 * n, h + 4.0 * n);  // the rows' indices (int32): the stage holds the data
+      } else {
+        add(0, first, h + 4.0 * n * in, h + (job.transformer() ? 4.0 * n * in : double(encoded_size(n, in, bits))));  // token ids: raw int32
+      }
       add(0, last, h + 4.0 * n * seq, h + 4.0 * n * seq);  // labels
       for (int64_t k = 0; k + 1 < p.chunk_count(); ++k) {
         if (p.stage_of_chunk(k) == p.stage_of_chunk(k + 1)) continue;  // handed over in memory

@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "common/splitmix.h"
+#include "datasets/dataset.h"
 #include "models/stage_model.h"
 #include "ranks/executor.h"
 #include "ranks/grad_sync.h"
@@ -195,8 +196,13 @@ class StageWorker {
     Slot& s = slot(ch.index, i);
     switch (msg.flow) {
       case Flow::Input:
-        s.input = job_.transformer() ? msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows * in_width(ch)))
-                           : msg_.post_tensor(0, MsgKind::Input, i, input_bits_, rows, in_width(ch));
+        if (job_.local_feed()) {  // the rows' indices into this stage's own copy of the split
+          s.input = msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows));
+        } else if (job_.transformer()) {
+          s.input = msg_.post_raw<int32_t>(0, MsgKind::Input, i, size_t(rows * in_width(ch)));
+        } else {
+          s.input = msg_.post_tensor(0, MsgKind::Input, i, input_bits_, rows, in_width(ch));
+        }
         break;
       case Flow::Activation:
         s.input = msg_.post_tensor(rank_of(msg.from), MsgKind::Activation, i, bits_, rows * seq, in_width(ch), msg.to);
@@ -220,7 +226,16 @@ class StageWorker {
     const int64_t rows = sizes_[size_t(i)], seq = job_.seq, in_f = in_width(ch);
     const Message in = consumes(Action{ActionKind::Forward, int32_t(c), int32_t(i)}, sh).front();
     at::Tensor x;
-    if (in.flow == Flow::Input && job_.transformer()) {
+    if (in.flow == Flow::Input && job_.local_feed()) {
+      auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, step_, i, size_t(rows));
+      const at::Tensor index = at::from_blob(v.data(), {rows}, at::kInt).to(at::kLong);
+      const TensorDataset& split = train_ ? job_.local_data->train : job_.local_data->val;
+      if (index.numel() > 0 && (index.min().item<int64_t>() < 0 || index.max().item<int64_t>() >= split.size())) {
+        throw WireError("[wire] input rows of step " + std::to_string(step_) + " out of range of the " +
+                        std::to_string(split.size()) + " rows of this stage's copy of the data");
+      }
+      x = split.inputs.index_select(0, index);
+    } else if (in.flow == Flow::Input && job_.transformer()) {
       auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, step_, i, size_t(rows * in_f));
       x = at::from_blob(v.data(), {rows, in_f}, at::kInt).to(at::kLong);
     } else if (in.flow == Flow::Input) {

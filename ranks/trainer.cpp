@@ -13,6 +13,7 @@
 #include "ranks/affinity.h"
 #include "ranks/job.h"
 #include "ranks/loopback.h"
+#include "ranks/messenger.h"
 #include "ranks/orchestrator.h"
 #include "ranks/report.h"
 #include "ranks/schedule/registry.h"
@@ -193,6 +194,55 @@ Setup set_up(const Config& config, int ranks, bool reference, int world, const T
   return s;
 }
 
+// dataset_config.feed local: each replica's first stage loads the dataset itself (the same
+// path as on rank 0) and sends rank 0 its checksum, or the error; rank 0 then tells every rank
+// whether the job goes on (a broadcast: {"type": "feed", "ok", "error"}). Returns the error
+// naming the host, the rank and the data, or "".
+std::string lead_feed_check(Transport& transport, const Job& job, const std::string& fingerprint,
+                            const std::vector<std::string>& hosts) {
+  RankStats stats;
+  Messenger msg(transport, stats);
+  std::string error;
+  for (int64_t r = 0; r < job.placement.replicas; ++r) {
+    const int rank = job.placement.rank_of_chunk(0, r);
+    const std::vector<uint8_t> bytes = msg.receive_blob(rank, 0, MsgKind::Feed);
+    const json check = json::parse(bytes.begin(), bytes.end());
+    const std::string where = "rank " + std::to_string(rank) + " on " + hosts[size_t(rank)];
+    std::string problem;
+    if (!check.value("ok", false)) {
+      problem = where + ": " + check.value("error", std::string("?"));
+    } else if (check.value("fingerprint", "") != fingerprint) {
+      problem = where + " loaded " + check.value("description", std::string("?")) + " with checksum " +
+                check.value("fingerprint", std::string("?")) + "; rank 0 on " + hosts[0] + " loaded " +
+                job.dataset_description + " with checksum " + fingerprint + ": the files differ";
+    }
+    if (!problem.empty() && error.empty()) error = "[data] dataset_config.feed local: " + problem;
+  }
+  broadcast_json(transport, {{"type", "feed"}, {"ok", error.empty()}, {"error", error}});
+  return error;
+}
+
+// A worker's part of the check: the first stage of a replica loads the data (kept in
+// job.local_data) and reports; every worker learns rank 0's verdict. False: the job is off.
+bool worker_feed_check(Transport& transport, Job& job, Placement::Slot slot) {
+  if (slot.stage == 1) {
+    json check;
+    try {
+      auto data = std::make_shared<DataSplits>(load_dataset(job.config.dataset, job.config.training.seed));
+      check = {{"ok", true}, {"fingerprint", dataset_fingerprint(*data)}, {"description", data->description}};
+      job.local_data = std::move(data);
+    } catch (const std::exception& e) {
+      check = {{"ok", false}, {"error", e.what()}};
+    }
+    RankStats stats;
+    Messenger msg(transport, stats);
+    const std::string text = check.dump();
+    msg.send_blob(std::vector<uint8_t>(text.begin(), text.end()), 0, 0, MsgKind::Feed);
+  }
+  const json verdict = receive_json(transport);
+  return verdict.value("ok", false);
+}
+
 // Rank 0 of a job on `transport`: set-up, broadcast, then train (or, with `eval_weights`,
 // evaluate those weights).
 JobResult lead_job(Transport& transport, const Config& config, const TrainOptions& options, JobObserver* observer,
@@ -217,10 +267,20 @@ JobResult lead_job(Transport& transport, const Config& config, const TrainOption
                              {"classes", job.classes},
                              {"world", job.world},
                              {"dataset", job.dataset_description},
-                             {"resume", job.resume}});
+                             {"resume", job.resume},
+                             {"data_fingerprint", job.local_feed() ? json(dataset_fingerprint(s.data)) : json()}});
   const std::vector<std::string> hosts =
       transport.in_process() ? std::vector<std::string>(size_t(transport.size()), transport.host()) : transport.all_hosts();
   if (job.placement.replicas > 1) transport.split(-1, 0);  // collective: the stages' replica groups
+  if (job.local_feed()) {
+    const std::string error = lead_feed_check(transport, job, dataset_fingerprint(s.data), hosts);
+    if (!error.empty()) {
+      JobResult r;
+      r.state = RunState::Failed;
+      r.error = error;
+      return r;
+    }
+  }
   const int threads = choose_threads(options.threads, transport, job.placement.stage_ranks());
   set_threads(options, threads);
   const bool quiet = options.quiet || eval_weights;
@@ -328,6 +388,8 @@ int worker_loop(Transport& world, const TrainOptions& options, bool serve, const
     job.classes = message["classes"].get<int64_t>();
     job.world = message["world"].get<int>();
     job.resume = message.value("resume", false);
+    if (message.contains("data_fingerprint") && message["data_fingerprint"].is_string())
+      job.data_fingerprint = message["data_fingerprint"].get<std::string>();
     finish_job(job);
     if (!transport.in_process()) transport.all_hosts();  // collective: rank 0 gathers the host names
     set_threads(options, choose_threads(options.threads, transport, job.placement.stage_ranks()));
@@ -335,6 +397,10 @@ int worker_loop(Transport& world, const TrainOptions& options, bool serve, const
     // With replicas, each stage's ranks over the replicas sum their gradients (collective split).
     std::unique_ptr<Group> replicas;
     if (job.placement.replicas > 1) replicas = transport.split(slot.stage >= 1 ? int(slot.stage) : -1, int(slot.replica));
+    if (job.local_feed() && !worker_feed_check(transport, job, slot)) {
+      if (serve) continue;
+      return 1;
+    }
     if (slot.stage >= 1) {
       run_stage(job, slot, transport, replicas.get());
     } else {

@@ -17,6 +17,7 @@ const char* kind_name(MsgKind kind) {
     case MsgKind::Norm: return "norm";
     case MsgKind::Sync: return "sync";
     case MsgKind::Replica: return "replica";
+    case MsgKind::Feed: return "feed";
   }
   return "unknown";
 }

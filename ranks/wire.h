@@ -32,6 +32,8 @@ enum class MsgKind : uint16_t {
   Sync = 10,       // replicas' gradient ring: one hop of a bucket's slice (codec payload;
                    // micro_batch = the hop)
   Replica = 11,    // checkpoint: a replica's parameter hash, stage -> orchestrator (uint64)
+  Feed = 12,       // dataset_config.feed local: a first stage's check of its own copy of the data
+                   // (a JSON blob, stage -> orchestrator, before training)
 };
 const char* kind_name(MsgKind kind);
 

@@ -1192,3 +1192,21 @@ TEST(ConfigSchedule, ChunksPerRankRoundTrip) {
 
 }  // namespace
 }  // namespace arceus
+
+namespace arceus {
+namespace {
+
+// dataset_config.feed: rank0 (default) or local; a text job's inputs are token ids already.
+TEST(ConfigFeed, ChoicesAndTextRefusal) {
+  EXPECT_EQ(parse_config("").dataset.feed, "rank0");
+  EXPECT_EQ(parse_config("dataset_config: {feed: local}").dataset.feed, "local");
+  const std::string bad = error_of("dataset_config: {feed: disk}");
+  EXPECT_NE(bad.find("dataset_config.feed: expected one of 'rank0', 'local', got 'disk'"), std::string::npos) << bad;
+  const std::string text = error_of(transformer_yaml("", "feed: local"));
+  EXPECT_NE(text.find("dataset_config.feed: does not apply to name 'text' (a text job's inputs are token ids"),
+            std::string::npos)
+      << text;
+}
+
+}  // namespace
+}  // namespace arceus

@@ -242,37 +242,6 @@ TEST_F(E2E, ErrorMnistRootMissing) {
   EXPECT_TRUE(FailsCleanly(r, {missing.string(), "does not exist"}));
 }
 
-// Small MNIST-format files: N images of side x side pixels (label i % 10; the pixel of the
-// label is bright), optionally with the train-images data cut short.
-void write_be32(std::ofstream& out, uint32_t v) {
-  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
-  out.write(b, 4);
-}
-
-void write_idx(const fs::path& path, uint32_t magic, const std::vector<uint32_t>& dims,
-               const std::vector<uint8_t>& data, size_t keep_bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  write_be32(out, magic);
-  for (uint32_t d : dims) write_be32(out, d);
-  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(std::min(keep_bytes, data.size())));
-}
-
-void write_small_mnist(const fs::path& dir, uint32_t side, bool truncate_train_images) {
-  fs::create_directories(dir);
-  auto split = [&](const std::string& prefix, uint32_t n, bool truncate) {
-    std::vector<uint8_t> images(size_t(n) * side * side), labels(n);
-    for (uint32_t i = 0; i < n; ++i) {
-      labels[i] = static_cast<uint8_t>(i % 10);
-      for (uint32_t p = 0; p < side * side; ++p)
-        images[size_t(i) * side * side + p] = static_cast<uint8_t>(p == labels[i] ? 250 : (i * 7 + p * 13) % 40);
-    }
-    write_idx(dir / (prefix + "-images-idx3-ubyte"), 0x00000803, {n, side, side}, images,
-              truncate ? images.size() - side * side - 5 : images.size());
-    write_idx(dir / (prefix + "-labels-idx1-ubyte"), 0x00000801, {n}, labels, labels.size());
-  };
-  split("train", 64, truncate_train_images);
-  split("t10k", 32, false);
-}
 
 TEST_F(E2E, SmallIdxFilesTrain) {
   // The control for the next test: the same files, not truncated, are a valid data set.

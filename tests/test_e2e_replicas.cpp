@@ -92,3 +92,40 @@ TEST_F(ReplicasMpi, DefaultJobWithEightBitGradients) {
 }
 
 }  // namespace
+
+namespace {
+
+// dataset_config.feed local: each replica's first stage reads the files at the same path as
+// rank 0 (here relative, from each application context's working directory). A copy that
+// differs, or none, is an error at start-up naming the rank, its host and the data; the same
+// files train.
+TEST_F(ReplicasMpi, LocalFeedChecksEveryReplicasFiles) {
+  const fs::path a = scratch_ / "a", b = scratch_ / "b", c = scratch_ / "c";
+  write_small_mnist(a / "mnist", 4, false);
+  write_small_mnist(b / "mnist", 4, false);
+  write_small_mnist(c / "mnist", 4, false, /*shade=*/3);
+  const std::vector<std::string> sets = {"dataset_config.name=MNIST", "dataset_config.root=mnist",
+                                         "model_config.layer_sizes=[16,24,10]", "dataset_config.batch_size=16",
+                                         "dataset_config.val_batch_size=32", "training.epochs=1",
+                                         "partition.replicas=2", "dataset_config.feed=local"};
+  // Rank 0 in a/, the two replicas in `other`: the same args, a second application context.
+  auto run_with = [&](const fs::path& other, const std::string& name) {
+    std::vector<std::string> suffix = {":", "-np", "2", "-wdir", other.string(), arceus_bin(), "train",
+                                       config_path(kSynthetic), "--quiet", "--set",
+                                       "output.dir=" + (scratch_ / name).string()};
+    for (const auto& s : sets) suffix.insert(suffix.end(), {"--set", s});
+    return run_arceus(scratch_ / name, 1, config_path(kSynthetic), sets, run_timeout(), {}, nullptr,
+                      {"-wdir", a.string()}, suffix);
+  };
+  const RunResult same = run_with(b, "same");
+  ASSERT_TRUE(Completed(same));
+  EXPECT_EQ(same.summary["epochs"][0].value("train_samples", -1), 64) << same.describe();
+  const RunResult differ = run_with(c, "differ");
+  EXPECT_TRUE(FailsCleanly(differ, {"[data] dataset_config.feed local: rank 1 on ", "checksum", "the files differ",
+                                    "mnist"}));
+  fs::create_directories(scratch_ / "nowhere");  // a working directory without the files
+  const RunResult missing = run_with(scratch_ / "nowhere", "missing");
+  EXPECT_TRUE(FailsCleanly(missing, {"[data] dataset_config.feed local: rank 1 on ", "mnist"}));
+}
+
+}  // namespace

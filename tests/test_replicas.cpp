@@ -134,6 +134,19 @@ TEST_F(Replicas, UnequalSharesAreExact) {
   }
 }
 
+// dataset_config.feed local: the first stages read their own copy (the same synthetic set) and
+// rank 0 sends row indices; the same function as the reference.
+TEST_F(Replicas, LocalFeedEqualsTheReference) {
+  const Outcome ref = run(kMlp, 2, {"training.micro_batches=2", "training.schedule=sequential"});
+  ASSERT_TRUE(ref.error.empty()) << ref.error;
+  for (const auto& [R, S] : std::vector<std::pair<int, int>>{{2, 1}, {2, 2}, {1, 3}}) {
+    const Outcome got = run(kMlp, R * S + 1,
+                            {"training.micro_batches=2", "training.schedule=1f1b", "dataset_config.feed=local",
+                             "partition.replicas=" + std::to_string(R), "partition.stages=" + std::to_string(S)});
+    EXPECT_EQ(compare(ref, got), "") << "R=" << R << " S=" << S;
+  }
+}
+
 // A checkpoint is by layer name and holds replica 0's state: a run resumes on another number
 // of replicas or stages (R 2 -> 1 -> 3, then R 2 x S 2 -> S 1) and ends where an uninterrupted
 // run ends.

@@ -63,12 +63,12 @@ TEST(Wire, ShortMessageIsAnError) {
 TEST(Wire, TagsAreDistinctPerKindRoundAndMicroBatch) {
   std::set<int> tags;
   for (auto k : {MsgKind::Control, MsgKind::Input, MsgKind::Labels, MsgKind::Activation, MsgKind::Gradient,
-                 MsgKind::Metrics, MsgKind::Stats, MsgKind::State, MsgKind::Norm, MsgKind::Sync, MsgKind::Replica})
+                 MsgKind::Metrics, MsgKind::Stats, MsgKind::State, MsgKind::Norm, MsgKind::Sync, MsgKind::Replica, MsgKind::Feed})
     for (int round = 0; round < kMaxChunksPerRank; ++round)
       for (int mb = 0; mb < kMaxMicroBatches; ++mb)
         EXPECT_TRUE(tags.insert(make_tag(k, mb, round)).second) << kind_name(k) << " round " << round << " mb " << mb;
   // MPI guarantees tags up to 32767.
-  EXPECT_LE(make_tag(MsgKind::Replica, kMaxMicroBatches - 1, kMaxChunksPerRank - 1), 32767);
+  EXPECT_LE(make_tag(MsgKind::Feed, kMaxMicroBatches - 1, kMaxChunksPerRank - 1), 32767);
 }
 
 TEST(Wire, ChunkMismatchIsNamed) {

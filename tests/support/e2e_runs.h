@@ -117,22 +117,29 @@ struct RunResult {
 // the run after `timeout` seconds.
 // `prefix` goes before mpirun (e.g. the supervisor: arceus run --max-restarts 1 --); `watch`,
 // when given, is called every 20 ms with the run's processes seen so far (to inject faults).
+// `mpi_options` go after mpirun's own (e.g. -wdir DIR), `suffix` after the sets (e.g. `: -np 2
+// -wdir DIR2 arceus train ...`, a second application context).
 RunResult run_arceus(const fs::path& work, int np, const std::string& config, const std::vector<std::string>& sets,
                      double timeout, const std::vector<std::string>& prefix = {},
-                     const std::function<void(const Processes&)>& watch = nullptr) {
+                     const std::function<void(const Processes&)>& watch = nullptr,
+                     const std::vector<std::string>& mpi_options = {}, const std::vector<std::string>& suffix = {}) {
   RunResult r;
   r.np = np;
   r.out_dir = work;
   const fs::path log = work.string() + ".log";
   std::vector<std::string> args = prefix;
   for (const std::string& a : {mpiexec(), std::string("-np"), std::to_string(np), std::string("--allow-run-as-root"),
-                               std::string("--oversubscribe"), arceus_bin(), std::string("train"), config,
-                               std::string("--quiet"), std::string("--set"), "output.dir=" + work.string()})
+                               std::string("--oversubscribe")})
+    args.push_back(a);
+  args.insert(args.end(), mpi_options.begin(), mpi_options.end());
+  for (const std::string& a : {arceus_bin(), std::string("train"), config, std::string("--quiet"), std::string("--set"),
+                               "output.dir=" + work.string()})
     args.push_back(a);
   for (const auto& s : sets) {
     args.push_back("--set");
     args.push_back(s);
   }
+  args.insert(args.end(), suffix.begin(), suffix.end());
   for (const auto& a : args) r.command += (r.command.empty() ? "" : " ") + shell_quote(a);
 
   const auto t0 = Clock::now();
@@ -230,6 +237,40 @@ RunResult run_arceus(const fs::path& work, int np, const std::string& config, co
 
 // ---------------------------------------------------------------------------------------
 // Checks on a run.
+
+// Small MNIST-format files: N images of side x side pixels (label i % 10; the pixel of the
+// label is bright), optionally with the train-images data cut short.
+void write_be32(std::ofstream& out, uint32_t v) {
+  const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  out.write(b, 4);
+}
+
+void write_idx(const fs::path& path, uint32_t magic, const std::vector<uint32_t>& dims,
+               const std::vector<uint8_t>& data, size_t keep_bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  write_be32(out, magic);
+  for (uint32_t d : dims) write_be32(out, d);
+  out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(std::min(keep_bytes, data.size())));
+}
+
+// `shade` changes one pixel of every training image (a different copy of the files).
+void write_small_mnist(const fs::path& dir, uint32_t side, bool truncate_train_images, uint8_t shade = 0) {
+  fs::create_directories(dir);
+  auto split = [&](const std::string& prefix, uint32_t n, bool truncate) {
+    std::vector<uint8_t> images(size_t(n) * side * side), labels(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      labels[i] = static_cast<uint8_t>(i % 10);
+      for (uint32_t p = 0; p < side * side; ++p)
+        images[size_t(i) * side * side + p] = static_cast<uint8_t>(p == labels[i] ? 250 : (i * 7 + p * 13) % 40);
+      if (prefix == "train") images[size_t(i) * side * side + side * side - 1] += shade;
+    }
+    write_idx(dir / (prefix + "-images-idx3-ubyte"), 0x00000803, {n, side, side}, images,
+              truncate ? images.size() - side * side - 5 : images.size());
+    write_idx(dir / (prefix + "-labels-idx1-ubyte"), 0x00000801, {n}, labels, labels.size());
+  };
+  split("train", 64, truncate_train_images);
+  split("t10k", 32, false);
+}
 
 // Every parameter and optimizer tensor of a run's checkpoint, by name.
 std::map<std::string, arceus::NamedArray> tensors_of(const RunResult& r) {
