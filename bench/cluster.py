@@ -13,11 +13,15 @@ host 1, `mpirun --hostfile`, `--threads auto`), and prints markdown tables, also
              compute: one host's rate x total work / the busiest stage's work (FLOPs per stage);
              link:    link rate / bytes per sample on the busiest link direction, counted from
                       the run's messages (summary.json step_links mapped onto hosts).
+  replicas for each model: R x S on 2 hosts at 1 core, 2 and 4 at 0.45 core, each link, with 32- and
+           8-bit gradient sums, inputs from rank 0 or read locally (dataset_config.feed): the rate,
+           the speed-up over one host of the same CPU share, the bounds (the link's now with the
+           ring's gradient bytes from step_links), the sync seconds per step, the accuracy.
   bits     link-bound cases, each at 32, 16, 8 and 4 bits and 4 bits with error feedback: rate,
            MiB per step on the busiest link (counted from the messages), speed-up over 32 bits,
            and the validation accuracy and loss after the same steps.
 
-    sudo python3 bench/cluster.py [--suite scaling,bits] [--models even,wide,gpt]
+    sudo python3 bench/cluster.py [--suite scaling,bits,replicas] [--models even,wide,gpt,default]
                                   [--rates unlimited,1gbit,100mbit] [--quick] [--out results.md]
                                   [--json results.json]
 
@@ -59,6 +63,9 @@ MODELS = {
                 sets=["model_config.n_blocks=8", "output.sample_tokens=0", "dataset_config.max_val_samples=64",
                       "dataset_config.batch_size=64", "model_config.dropout=0"],
                 unit="tokens", m=8),
+    # the default job (scripts/demo): a small MLP, replicas' first case
+    "default": dict(label="MLP [784,128,64,10] (the default job), batch 256", config="configs/fashion_mnist_mlp.yaml",
+                    sets=["dataset_config.max_val_samples=2000"], unit="samples", m=4),
     # communication-heavy: one big boundary, little compute (the bits table)
     "shallow": dict(label="MLP [784,4096,10], batch 256", config="configs/fashion_mnist_wide.yaml",
                     sets=["model_config.layer_sizes=[784,4096,10]", "dataset_config.max_val_samples=2000",
@@ -128,11 +135,11 @@ class Cluster:
                               timeout=timeout)
 
 
-def train_args(model, steps, schedule, bits, out, extra=()):
+def train_args(model, steps, schedule, bits, out, extra=(), m_override=None):
     m = MODELS[model]
     args = [ARCEUS, "train", os.path.join(ROOT, m["config"]), "--quiet", "--threads", "auto"]
     sets = m["sets"] + [f"training.epochs=2", f"training.max_steps={steps}", f"training.schedule={schedule}",
-                        f"training.micro_batches={m['m']}", "partition.method=balanced",
+                        f"training.micro_batches={m_override or m['m']}", "partition.method=balanced",
                         f"communication.quantization_bits={bits}", "output.metrics=false",
                         "output.checkpoint_every=0", f"output.dir={out}"] + list(extra)
     if model == "gpt":
@@ -142,10 +149,10 @@ def train_args(model, steps, schedule, bits, out, extra=()):
     return args
 
 
-def run(cluster, model, hosts, steps, schedule, bits, extra=(), timeout=900):
+def run(cluster, model, hosts, steps, schedule, bits, extra=(), timeout=900, m_override=None):
     """One training run (2 epochs of `steps`; epoch 2 is measured) on hosts 1..hosts."""
     out = tempfile.mkdtemp(prefix="run-", dir=cluster.work)
-    args = train_args(model, steps, schedule, bits, out, extra)
+    args = train_args(model, steps, schedule, bits, out, extra, m_override)
     if hosts > 1:
         mpi = ["mpirun", "--allow-run-as-root", "--hostfile", os.path.join(cluster.work, "hostfile"),
                "-np", str(hosts + 1), "--mca", "plm_rsh_agent", AGENT, "--mca", "plm_rsh_no_tree_spawn", "1",
@@ -275,6 +282,75 @@ def scaling_suite(args, cluster, results):
     return lines
 
 
+LAYERS = {"default": 3, "wide": 4, "shallow": 2}  # partitionable layers where fewer than 4
+
+# Replicas x stages on each cluster: (R, S, gradient bits, feed). A one-stage replica runs M=1
+# (micro-batches only shrink its products when nothing overlaps them); a pipeline the model's M.
+REPLICA_CONFIGS = {
+    2: [(1, 2, 32, "rank0"), (2, 1, 32, "rank0"), (2, 1, 32, "local"), (2, 1, 8, "local")],
+    4: [(1, 4, 32, "rank0"), (1, 3, 32, "rank0"), (4, 1, 32, "rank0"), (4, 1, 32, "local"), (4, 1, 8, "local"), (2, 2, 32, "local"),
+        (2, 2, 8, "local")],
+}
+
+
+def replicas_suite(args, cluster, results):
+    lines = ["| model | hosts x CPU | link | R x S | gradient bits | feed | rate | speed-up vs 1 host | compute bound | "
+             "link bound | bound | efficiency | sync s per step | val accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    clusters = [(1.0, 2), (0.45, 2), (0.45, 4)]
+    for model in args.models:
+        m = MODELS[model]
+        unit = m["unit"]
+        steps = args.gpt_steps if model == "gpt" else (args.default_steps if model == "default" else args.steps)
+        one_rate = {}
+        for cores in sorted({c for c, _ in clusters}):
+            cluster.up(1, "unlimited", cores)
+            one = run(cluster, model, 1, steps, "1f1b", 32)
+            cluster.down()
+            one_rate[cores] = rate_of(one, unit)
+            log(f"  replicas {model} 1 host x {cores:g} core: {one_rate[cores]:,.0f} {unit}/s")
+            lines.append(f"| {m['label']} | 1 x {cores:g} core | - | (one process) | - | - | {one_rate[cores]:,.0f} {unit}/s | "
+                         f"1.00x | - | - | - | - | - | - |")
+            results.append(dict(suite="replicas", model=model, hosts=1, cores=cores, rate=one_rate[cores], unit=unit,
+                                speedup=1.0))
+        for cores, hosts in clusters:
+            for rate_name in args.rates:
+                cluster.up(hosts, rate_name, cores)
+                try:
+                    for R, S, gbits, feed in REPLICA_CONFIGS[hosts]:
+                        if R * S > hosts or S > LAYERS.get(model, 99) or (S == 3 and LAYERS.get(model, 99) >= 4):
+                            continue  # more stages than the model has layers (3 only where 4 do not fit)
+                        if model == "gpt" and feed == "local":
+                            feed = "rank0"  # text: token ids already
+                        extra = [f"partition.replicas={R}", f"partition.stages={S}",
+                                 f"communication.gradient_bits={gbits}", f"dataset_config.feed={feed}"]
+                        s = run(cluster, model, hosts, steps, "eager1f1b" if S > 1 else "1f1b", 8, extra=extra,
+                                m_override=1 if S == 1 else None)
+                        r = rate_of(s, unit)
+                        compute, link, name, step_bytes = bounds(s, unit, one_rate[cores], rate_name)
+                        bound = min(compute, link)
+                        limit = "link " + name if link < compute else "compute"
+                        e = s["epochs"][-1]
+                        sync = max((t.get("sync_s", 0) for t in e["timing"] if t["stage"] >= 1), default=0) / max(1, e["steps"])
+                        acc = s["final"]["val_accuracy"]
+                        log(f"  replicas {model} {hosts} x {cores:g} {rate_name:9s} {R}x{S} g{gbits:2d} {feed:5s}: "
+                            f"{r:,.0f} {unit}/s ({r / one_rate[cores]:.2f}x), bound {bound:,.0f} ({limit}), "
+                            f"efficiency {r / bound:.2f}")
+                        lines.append(f"| {m['label']} | {hosts} x {cores:g} core | {rate_name} | {R} x {S} | {gbits} | {feed} | "
+                                     f"{r:,.0f} {unit}/s | {r / one_rate[cores]:.2f}x | {fmt_rate(compute)} | "
+                                     f"{fmt_rate(link)} | {bound:,.0f} ({limit}) | {100 * r / bound:.0f}% | "
+                                     f"{1000 * sync:.1f} ms | {100 * acc:.2f}% |")
+                        results.append(dict(suite="replicas", model=model, hosts=hosts, cores=cores, link=rate_name,
+                                            replicas=R, stages=S, gradient_bits=gbits, feed=feed, rate=r, unit=unit,
+                                            speedup=r / one_rate[cores], compute_bound=compute,
+                                            link_bound=None if link == float("inf") else link, bound=bound,
+                                            limit=limit, efficiency=r / bound, busiest_link_bytes_per_step=step_bytes,
+                                            sync_s_per_step=sync, val_accuracy=acc, veth=s["_veth"]))
+                finally:
+                    cluster.down()
+    return lines
+
+
 BITS_CASES = [
     # model, hosts, cores, link
     ("wide", 2, 1.0, "100mbit"),
@@ -322,11 +398,12 @@ def bits_suite(args, cluster, results):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", default="scaling,bits", help="comma-separated: scaling, bits")
+    ap.add_argument("--suite", default="scaling,bits", help="comma-separated: scaling, bits, replicas")
     ap.add_argument("--models", default="even,wide,gpt", help="scaling models: even, wide, gpt")
     ap.add_argument("--rates", default="unlimited,1gbit,100mbit", help="links: unlimited, 1gbit, 100mbit")
     ap.add_argument("--steps", type=int, default=6, help="MLP training steps per measured epoch")
     ap.add_argument("--gpt-steps", type=int, default=6, help="GPT training steps per measured epoch")
+    ap.add_argument("--default-steps", type=int, default=60, help="the default MLP's steps per measured epoch")
     ap.add_argument("--bits-steps", type=int, default=60, help="training steps of each bits-table run")
     ap.add_argument("--bits-schedule", default="eager1f1b", help="schedule of the bits-table runs")
     ap.add_argument("--quick", action="store_true", help="hosts 2 x 1 core and 4 x 0.45 core only")
@@ -345,8 +422,8 @@ def main():
             sys.exit(f"--rates: unknown link '{r}' (expected one of {', '.join(RATES)})")
     suites = [s for s in args.suite.split(",") if s]
     for s in suites:
-        if s not in ("scaling", "bits"):
-            sys.exit(f"--suite: unknown suite '{s}' (expected scaling, bits)")
+        if s not in ("scaling", "bits", "replicas"):
+            sys.exit(f"--suite: unknown suite '{s}' (expected scaling, bits, replicas)")
     if os.geteuid() != 0:
         sys.exit("SKIPPED: needs root (network namespaces, cgroups)")
     if not os.access(ARCEUS, os.X_OK):
@@ -372,6 +449,8 @@ def main():
         cluster.down()
         if "scaling" in suites:
             tables += ["### Scaling", ""] + scaling_suite(args, cluster, results) + [""]
+        if "replicas" in suites:
+            tables += ["### Replicas x stages", ""] + replicas_suite(args, cluster, results) + [""]
         if "bits" in suites:
             tables += [f"### Bits ({args.bits_steps} steps, {args.bits_schedule})", ""] + bits_suite(args, cluster, results) + [""]
     finally:

@@ -260,12 +260,12 @@ struct GradientSync::Impl {
     if (bits == 32) {
       for (Bucket& b : buckets) {
         if (b.done) continue;
-        msg.transport().wait(b.request);
+        msg.transport().wait(b.request, Transport::Pace::Busy);
         take_sum(b);
       }
     } else {
       while (ring) {
-        msg.transport().wait(ring->recv);
+        msg.transport().wait(ring->recv, Transport::Pace::Busy);
         received();
       }
     }

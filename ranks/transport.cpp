@@ -79,13 +79,17 @@ Request Transport::make_request(std::shared_ptr<void> impl, std::vector<uint8_t>
   return r;
 }
 
-void Transport::wait(Request& r) {
+void Transport::wait(Request& r, Pace pace) {
   if (!r.active_) return;
   if (test(r)) return;
   const auto start = std::chrono::steady_clock::now();
   Backoff backoff;
   while (!test(r)) {
-    backoff.pause(start);
+    if (pace == Pace::Busy) {
+      std::this_thread::yield();
+    } else {
+      backoff.pause(start);
+    }
     if (wait_limit_ > 0) {
       const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (waited > wait_limit_) {
