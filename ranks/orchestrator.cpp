@@ -609,7 +609,8 @@ void Orchestrator::Impl::report_epoch(int64_t epoch, const std::vector<RankStats
                               entry["val_accuracy"], seconds, sps, double(raw), double(wire)});
     for (const auto& r : all) {
       metrics_->append(RankRow{epoch, reported_rank(job_, r), r.stage, r.forward, r.backward, r.optimizer, r.codec,
-                               r.wait, r.idle, r.wall, r.cpu, r.wall > 0 ? r.flops / r.wall / 1e9 : 0.0});
+                               r.wait, r.idle, r.wall, r.cpu, r.wall > 0 ? r.flops / r.wall / 1e9 : 0.0,
+                               replica_of(job_, r), r.sync});
     }
     metrics_->flush();
   }

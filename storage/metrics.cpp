@@ -56,6 +56,7 @@ const ColumnDef<RankRow> kRankColumns[] = {
     ARCEUS_DBL(RankRow, forward),   ARCEUS_DBL(RankRow, backward),  ARCEUS_DBL(RankRow, optimizer),
     ARCEUS_DBL(RankRow, codec),     ARCEUS_DBL(RankRow, comm_wait), ARCEUS_DBL(RankRow, idle),
     ARCEUS_DBL(RankRow, wall),      ARCEUS_DBL(RankRow, cpu),       ARCEUS_DBL(RankRow, gflops),
+    ARCEUS_INT(RankRow, replica),   ARCEUS_DBL(RankRow, sync),
 };
 
 #undef ARCEUS_INT

@@ -84,6 +84,8 @@ struct RankRow {
   int64_t epoch = 0, rank = 0, stage = 0;  // stage -1 = orchestrator
   double forward = 0, backward = 0, optimizer = 0, codec = 0, comm_wait = 0, idle = 0;
   double wall = 0, cpu = 0, gflops = 0;
+  int64_t replica = 0;  // 0 without replicas (and for rank 0)
+  double sync = 0;      // replicas: seconds waiting for the gradient sums after the backward
 };
 
 class MetricsFile {

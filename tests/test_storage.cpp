@@ -868,7 +868,7 @@ TEST_F(StorageMetrics, FileHasTheDocumentedLayout) {
   EXPECT_EQ(members(file, "/epochs"), sorted({"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                                               "seconds", "samples_per_second", "bytes_raw", "bytes_wire"}));
   EXPECT_EQ(members(file, "/ranks"), sorted({"epoch", "rank", "stage", "forward", "backward", "optimizer", "codec",
-                                             "comm_wait", "idle", "wall", "cpu", "gflops"}));
+                                             "comm_wait", "idle", "wall", "cpu", "gflops", "replica", "sync"}));
 
   for (const auto& [name, want_type] :
        std::vector<std::pair<std::string, hid_t>>{{"/steps/epoch", H5T_STD_I64LE},
