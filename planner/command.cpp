@@ -52,6 +52,13 @@ std::string accuracy_cost(const ModelSpec& m, const Candidate& c) {
   return cost;
 }
 
+// The partition inside a markdown cell: stages apart with " / " ('|' would split the cell).
+std::string cell_partition(const Candidate& c) {
+  std::string part = partition_text(c);
+  for (size_t at = part.find('|'); at != std::string::npos; at = part.find('|', at + 3)) part.replace(at, 1, " / ");
+  return part;
+}
+
 // "2 replicas x 1 stage(s)" or, without replicas, "1 stage(s)".
 std::string shape_text(const Candidate& c) {
   return (c.replicas > 1 ? std::to_string(c.replicas) + " replicas x " : "") + std::to_string(c.stages) + " stage(s)";
@@ -94,8 +101,7 @@ std::string row(int k, const ModelSpec& m, const Candidate& c, const Prediction&
   double mem = 0;
   for (double b : p.host_memory) mem = std::max(mem, b);
   std::ostringstream s;
-  std::string part = partition_text(c);  // stages apart with " / ": '|' would split the markdown cell
-  for (size_t at = part.find('|'); at != std::string::npos; at = part.find('|', at + 3)) part.replace(at, 1, " / ");
+  const std::string part = cell_partition(c);
   s << "| " << k << " | " << c.replicas << " | " << c.stages << " | " << part << " (" << c.partition << ") | "
     << (c.in_process ? "(one process)" : c.schedule) << " | " << c.micro_batches << " | " << c.chunks_per_rank << " | "
     << (c.in_process ? "-" : std::to_string(c.bits) + (c.bits < 8 ? "*" : "")) << " | "
@@ -321,7 +327,7 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
       const Candidate& c = r.candidate;
       out << "| " << h << " | " << fmt(r.prediction.rate) << " | "
           << (prev > 0 ? fmt(r.prediction.rate / prev, 2) + "x" : "-") << " | " << shape_text(c) << " "
-          << partition_text(c) << ", " << (c.in_process ? "one process" : c.schedule) << ", M=" << c.micro_batches
+          << cell_partition(c) << ", " << (c.in_process ? "one process" : c.schedule) << ", M=" << c.micro_batches
           << ", v=" << c.chunks_per_rank << (c.in_process ? "" : ", " + std::to_string(c.bits) + " bits")
           << (c.replicas > 1 ? ", " + std::to_string(c.gradient_bits) + "-bit gradients" : "") << " | "
           << r.prediction.bound << " |\n";

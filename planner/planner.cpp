@@ -514,6 +514,11 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
     double wait = 0;
     for (double w : sim.sync_wait) wait += w;
     out.sync_seconds = wait / double(K);
+    // Compute that waits for the sums after its backward is bound by both: say how much.
+    const double share = out.sync_seconds / sim.step_seconds;
+    if (out.bound.rfind("compute", 0) == 0 && share >= 0.1) {
+      out.bound += " + sums " + std::to_string(int(std::lround(100 * share))) + "%";
+    }
   }
   return out;
 }

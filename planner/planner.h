@@ -95,7 +95,9 @@ struct Prediction {
   std::string busiest_link = "-";    // "host 1 -> host 2"
   std::vector<double> stage_busy;    // per worker rank (replica-major): seconds of compute per step
   std::vector<double> host_memory;   // per host: peak bytes (parameters, gradients, optimizer, activations, buffers)
-  std::string bound;                 // "compute (stage k)" ("compute (stage k of replica r)") or "link (host i -> host j)"
+  // "compute (stage k)" or "link (host i -> host j)"; with replicas "compute (stage k of replica
+  // r)", followed by " + sums N%" when the ranks wait N% of the step for the sums after their backward
+  std::string bound;
   // Replicas: per worker rank, bytes per step it sends for the gradient sums; seconds per step
   // a rank waits for them after its last action (mean over the worker ranks; summary.json's sync_s).
   std::vector<double> sync_bytes_out;
