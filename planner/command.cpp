@@ -308,8 +308,8 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
     if (c.replicas > 1) fewest_gradient_bits = std::min(fewest_gradient_bits, c.gradient_bits);
   }
   if (starred || fewest_gradient_bits < 32) out << "\n";
-  if (starred) out << "* bits: " << bits_accuracy_cost(4, m.transformer) << "\n";
-  if (fewest_gradient_bits < 32) out << "* grad bits: " << gradient_bits_accuracy_cost(fewest_gradient_bits) << "\n";
+  if (starred) out << "* " << bits_accuracy_cost(4, m.transformer) << "\n";
+  if (fewest_gradient_bits < 32) out << "* " << gradient_bits_accuracy_cost(fewest_gradient_bits) << "\n";
   if (!a.ranked.empty()) {
     const Ranked& best = a.ranked.front();
     out << "\nbest: " << fmt(best.prediction.rate) << " " << unit << "/s";
