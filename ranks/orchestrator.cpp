@@ -68,6 +68,7 @@ class Orchestrator::Impl {
     }
     write_summary(RunState::Running);
     const auto run_start = Clock::now();
+    transport_.reset_wait_seconds();  // the set-up's waits (broadcasts, data checks) are not epoch 1's
     try {
       for (int64_t epoch = resume_epoch_; epoch <= t.epochs && !stopped_; ++epoch) {
         epoch_ = epoch;
