@@ -84,13 +84,14 @@ void Transport::wait(Request& r, Pace pace) {
   if (test(r)) return;
   const auto start = std::chrono::steady_clock::now();
   Backoff backoff;
-  int busy_spins = 0;
   while (!test(r)) {
     if (pace == Pace::Busy) {
-      // Yield at first, then test every ~20 us: often enough that the bytes keep moving, seldom
-      // enough not to burn a fractional core's quota (a 0.45-core host throttled by a yield loop
-      // ran the replicas' sums at 0.43x of one host on a 1 Gbit/s link).
-      if (++busy_spins < 64) {
+      // Yield for the first kBusySpinMicros (a sum between ranks with a core each is done by
+      // then), then test every ~20 us: often enough that the bytes keep moving, seldom enough not
+      // to burn a fractional core's quota (a 0.45-core host throttled by a yield loop ran the
+      // replicas' sums at 0.43x of one host on a 1 Gbit/s link; sleeping from the start halved
+      // 2 one-core hosts' rate on an unlimited one).
+      if (std::chrono::steady_clock::now() - start < std::chrono::microseconds(kBusySpinMicros)) {
         std::this_thread::yield();
       } else {
         std::this_thread::sleep_for(std::chrono::microseconds(20));
