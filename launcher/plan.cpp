@@ -66,6 +66,7 @@ Planned describe(const PlanOptions& o) {
   const Config& c = p.config;
   ModelSpec& m = p.model;
   m.batch = c.dataset.batch_size;
+  m.feed_local = c.dataset.feed == "local";
   m.optimizer = c.training.optimizer;
   m.momentum = c.training.momentum;
   m.grad_clip = c.training.grad_clip > 0;

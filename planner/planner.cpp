@@ -274,7 +274,7 @@ ReplicaCosts replica_costs(const ModelSpec& model, const Calibration& cal, const
         sc.w[size_t(c)][size_t(m)] += layer_seconds(cal, L.key, 'W', n) / speed;
         sc.held_bytes[size_t(c)][size_t(m)] += L.activation_bytes * double(n);
       }
-      if (c == 0 && !cand.in_process && !model.transformer) {
+      if (c == 0 && !cand.in_process && !model.transformer && !model.feed_local) {
         // inputs: rank 0 encodes them on host 1's CPU, the first stage decodes
         const double bytes = 4.0 * double(n) * double(model.in_width);
         if (first_host == 0) {
@@ -307,8 +307,10 @@ ReplicaCosts replica_costs(const ModelSpec& model, const Calibration& cal, const
     for (int64_t n : sizes) {
       sc.label_bytes.push_back(kHeader + 4.0 * double(n) * seq);
       // a GPT's inputs are token ids, raw int32 (never quantized)
-      sc.input_bytes.push_back(model.transformer ? kHeader + 4.0 * double(n) * double(model.in_width)
-                                                 : wire_bytes(n, model.in_width, bits));
+      // (with feed local the rows' indices, int32: the stages read their own copy)
+      sc.input_bytes.push_back(model.transformer  ? kHeader + 4.0 * double(n) * double(model.in_width)
+                               : model.feed_local ? kHeader + 4.0 * double(n)
+                                                  : wire_bytes(n, model.in_width, bits));
     }
   }
   for (int64_t r = 0; r < S; ++r) {

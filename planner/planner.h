@@ -38,6 +38,7 @@ struct ModelSpec {
   int64_t seq = 1;                   // activation rows per sample (a GPT's context)
   int64_t in_width = 0;              // per sample: floats (MLP) or int32 token ids (GPT) sent to stage 1
   int64_t batch = 1;                 // dataset_config.batch_size
+  bool feed_local = false;           // dataset_config.feed local: rank 0 sends row indices, not inputs
   std::string optimizer = "sgd";     // sgd | adamw
   double momentum = 0;
   bool grad_clip = false;            // a norm round trip through rank 0 before every optimizer step

@@ -449,6 +449,22 @@ TEST(PlannerReplicas, GradientBitsBelow32AreOfferedOnlyWithReplicas) {
   }
 }
 
+TEST(PlannerReplicas, FeedLocalSendsRowIndicesNotInputs) {
+  // Wide inputs (4096 floats a row), light layers: with replicas on 100 Mbit/s, rank 0's inputs
+  // to replica 1 (on host 2) are the bound; with feed local only their int32 indices travel.
+  const Calibration cal = synthetic_calibration();
+  ModelSpec m = model_of(2, "light", 64, 256);
+  m.in_width = 4096;
+  const Candidate c = replicated(m, 2, 1, "1f1b", 4, 32, 8);
+  const Prediction sent = predict(m, cal, cluster_of({1, 1}, "100mbit"), c);
+  m.feed_local = true;
+  const Prediction local = predict(m, cal, cluster_of({1, 1}, "100mbit"), c);
+  ASSERT_TRUE(sent.ok && local.ok) << sent.error << local.error;
+  EXPECT_EQ(sent.bound.rfind("link", 0), 0u) << sent.bound;
+  EXPECT_GT(local.rate, 4 * sent.rate) << "feed local " << local.rate << ", inputs sent " << sent.rate;
+  EXPECT_LT(local.link_utilisation, sent.link_utilisation);
+}
+
 TEST(PlannerReplicas, UnequalSharesAndShapesThatDoNotFit) {
   const Calibration cal = synthetic_calibration();
   const ModelSpec m = model_of(4, "heavy", 64, 10);  // 10 rows over 3 replicas: 4, 3, 3
