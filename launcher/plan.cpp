@@ -200,6 +200,9 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
       ->default_val("32,16,8,4");
   cmd->add_option("--replicas", o.replicas,
                   "Replica counts R to consider, e.g. 1 or 1,2,4 (default: every count the hosts allow, R x S <= hosts)");
+  cmd->add_option("--diloco", o.diloco,
+                  "DiLoCo's inner steps H to consider with replicas (training.sync diloco, with its measured accuracy "
+                  "cost), e.g. 50 or 20,200; 'none' for sums every step only (default: the job's diloco.inner_steps)");
   cmd->add_option("--schedules", o.schedules, schedules_help())->default_val(join(planned_schedule_names(), ","));
   cmd->add_option("--micro-batches", o.micro_batches, "Micro-batch counts M to consider")->default_val("1,2,4,8,16,32");
   cmd->add_option("--top", o.top, "Rows of the ranked table")->default_val(10)->check(CLI::PositiveNumber);
@@ -229,7 +232,8 @@ int run_plan(const PlanOptions& o) {
     const int64_t H = int64_t(a.cluster.hosts.size());
 
     Planned job = describe(o);
-    const SearchSpace space = search_space(o.schedules, o.micro_batches, o.bits, o.gradient_bits, o.replicas);
+    const std::string diloco = o.diloco.empty() ? std::to_string(job.config.diloco.inner_steps) : o.diloco;
+    const SearchSpace space = search_space(o.schedules, o.micro_batches, o.bits, o.gradient_bits, o.replicas, diloco);
 
     // Calibration: threads = the cores a stage uses, at most this machine's.
     set_blas_threads(int(threads));
@@ -274,6 +278,10 @@ int run_plan(const PlanOptions& o) {
     given.schedule = job.config.training.schedule;
     given.bits = job.config.communication.quantization_bits;
     given.gradient_bits = job.config.communication.gradient_bits;
+    if (job.config.training.sync == "diloco") {
+      given.diloco_inner_steps = job.config.diloco.inner_steps;
+      given.gradient_bits = job.config.diloco.bits;
+    }
     given.partition = !job.config.partition.layers.empty() ? "given" : job.config.partition.method;
     given.in_process = world == 1;
     if (given_p.error.empty()) given_p = predict(a.model, a.calibration, a.cluster, given);
@@ -281,6 +289,13 @@ int run_plan(const PlanOptions& o) {
     a.ranked = search(a.model, a.calibration, a.cluster, space);
     // Scaling: the best of every host count of the range (the same hosts, the first h of them).
     a.scaling = best_per_host_count(a.model, a.calibration, a.cluster, space, range.first, range.second, a.ranked);
+    if (!a.model.feed_local && !a.model.transformer && H > 1) {
+      ModelSpec local = a.model;
+      local.feed_local = true;
+      a.feed_local_ranked = search(local, a.calibration, a.cluster, space);
+      a.feed_local_scaling =
+          best_per_host_count(local, a.calibration, a.cluster, space, range.first, range.second, a.feed_local_ranked);
+    }
     a.plan_seconds = since(t_plan);
 
     if (o.json) {

@@ -47,7 +47,9 @@ std::string mib(double bytes) { return fmt(bytes / double(1 << 20), 0) + " MiB";
 std::string accuracy_cost(const ModelSpec& m, const Candidate& c) {
   if (c.in_process) return "";
   std::string cost = bits_accuracy_cost(c.bits, m.transformer);
-  const std::string gradients = c.replicas > 1 ? gradient_bits_accuracy_cost(c.gradient_bits) : "";
+  const std::string gradients = c.replicas < 2               ? ""
+                                : c.diloco_inner_steps > 0 ? diloco_accuracy_cost(c.diloco_inner_steps)
+                                                           : gradient_bits_accuracy_cost(c.gradient_bits);
   if (!gradients.empty()) cost += (cost.empty() ? "" : "; ") + gradients;
   return cost;
 }
@@ -57,6 +59,16 @@ std::string cell_partition(const Candidate& c) {
   std::string part = partition_text(c);
   for (size_t at = part.find('|'); at != std::string::npos; at = part.find('|', at + 3)) part.replace(at, 1, " / ");
   return part;
+}
+
+// ", 8-bit gradients" or ", DiLoCo H=50, 8-bit pseudo-gradients" (replicas), else "".
+std::string sync_text(const Candidate& c) {
+  if (c.replicas < 2) return "";
+  if (c.diloco_inner_steps > 0) {
+    return ", DiLoCo H=" + std::to_string(c.diloco_inner_steps) + ", " + std::to_string(c.gradient_bits) +
+           "-bit pseudo-gradients";
+  }
+  return ", " + std::to_string(c.gradient_bits) + "-bit gradients";
 }
 
 // "2 replicas x 1 stage(s)" or, without replicas, "1 stage(s)".
@@ -74,7 +86,9 @@ json prediction_json(const ModelSpec& m, const Candidate& c, const Prediction& p
   j["micro_batches"] = c.micro_batches;
   j["chunks_per_rank"] = c.chunks_per_rank;
   j["bits"] = c.bits;
-  j["gradient_bits"] = c.gradient_bits;
+  j["gradient_bits"] = c.gradient_bits;  // with DiLoCo: diloco.bits
+  j["sync"] = c.diloco_inner_steps > 0 ? "diloco" : "step";
+  if (c.diloco_inner_steps > 0) j["diloco_inner_steps"] = c.diloco_inner_steps;
   j["ok"] = p.ok;
   if (!p.ok) {
     j["error"] = p.error;
@@ -105,7 +119,10 @@ std::string row(int k, const ModelSpec& m, const Candidate& c, const Prediction&
   s << "| " << k << " | " << c.replicas << " | " << c.stages << " | " << part << " (" << c.partition << ") | "
     << (c.in_process ? "(one process)" : c.schedule) << " | " << c.micro_batches << " | " << c.chunks_per_rank << " | "
     << (c.in_process ? "-" : std::to_string(c.bits) + (c.bits < 8 ? "*" : "")) << " | "
-    << (c.replicas > 1 ? std::to_string(c.gradient_bits) + (c.gradient_bits < 32 ? "*" : "") : "-") << " | "
+    << (c.replicas < 2 ? "-"
+                       : std::to_string(c.gradient_bits) + (c.gradient_bits < 32 || c.diloco_inner_steps > 0 ? "*" : "") +
+                             (c.diloco_inner_steps > 0 ? " DiLoCo H=" + std::to_string(c.diloco_inner_steps) : ""))
+    << " | "
     << fmt(p.rate) << " | "
     << fmt(100 * p.bubble) << "% | " << (p.busiest_link == "-" ? "-" : fmt(100 * p.link_utilisation) + "%") << " | "
     << mib(mem) << " | " << p.bound << " |";
@@ -115,7 +132,7 @@ std::string row(int k, const ModelSpec& m, const Candidate& c, const Prediction&
 }  // namespace
 
 SearchSpace search_space(const std::string& schedules, const std::string& micro_batches, const std::string& bits,
-                         const std::string& gradient_bits, const std::string& replicas) {
+                         const std::string& gradient_bits, const std::string& replicas, const std::string& diloco) {
   SearchSpace space;
   space.schedules = split(schedules, ',');
   for (const auto& s : space.schedules) find_schedule(s);  // unknown names: an error naming them
@@ -157,6 +174,22 @@ SearchSpace search_space(const std::string& schedules, const std::string& micro_
       throw PlanError("[plan] --replicas '" + replicas + "': '" + s + "' is not a replica count (expected R >= 1, e.g. 1,2,4)");
     }
     space.replicas.push_back(r);
+  }
+  if (diloco != "none") {
+    for (const auto& s : split(diloco, ',')) {
+      size_t pos = 0;
+      int64_t h = 0;
+      try {
+        h = std::stoll(s, &pos);
+      } catch (const std::exception&) {
+        pos = 0;
+      }
+      if (pos != s.size() || h < 1) {
+        throw PlanError("[plan] --diloco '" + diloco + "': '" + s +
+                        "' is not a count of inner steps (expected H >= 1, e.g. 50 or 20,100, or 'none')");
+      }
+      space.diloco_inner_steps.push_back(h);
+    }
   }
   return space;
 }
@@ -231,8 +264,13 @@ std::string train_command(const PlanAnswer& a, const Candidate& c) {
     s << " --set 'partition.layers=" << partition_layers_value(c) << "'";
   }
   if (c.replicas > 1) {
-    s << " --set partition.replicas=" << c.replicas << " --set partition.stages=" << c.stages
-      << " --set communication.gradient_bits=" << c.gradient_bits;
+    s << " --set partition.replicas=" << c.replicas << " --set partition.stages=" << c.stages;
+    if (c.diloco_inner_steps > 0) {
+      s << " --set training.sync=diloco --set diloco.inner_steps=" << c.diloco_inner_steps
+        << " --set diloco.bits=" << c.gradient_bits;
+    } else {
+      s << " --set communication.gradient_bits=" << c.gradient_bits;
+    }
   }
   return s.str();
 }
@@ -266,6 +304,20 @@ std::string answer_json(const PlanAnswer& a) {
     s["hosts"] = h;
     j["scaling"].push_back(s);
   }
+  if (!a.feed_local_ranked.empty()) {
+    PlanAnswer local = a;
+    local.sets.push_back("dataset_config.feed=local");
+    json f;
+    f["best"] = prediction_json(m, a.feed_local_ranked[0].candidate, a.feed_local_ranked[0].prediction);
+    f["best"]["command"] = train_command(local, a.feed_local_ranked[0].candidate);
+    f["scaling"] = json::array();
+    for (const auto& [h, r] : a.feed_local_scaling) {
+      json s = prediction_json(m, r.candidate, r.prediction);
+      s["hosts"] = h;
+      f["scaling"].push_back(s);
+    }
+    j["feed_local"] = f;
+  }
   j["plan_seconds"] = a.plan_seconds;
   return j.dump(1) + "\n";
 }
@@ -287,8 +339,7 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
     for (double b : given.host_memory) mem = std::max(mem, b);
     out << "as given: " << shape_text(c) << " " << partition_text(c) << ", "
         << (c.in_process ? "one process" : c.schedule) << ", M=" << c.micro_batches << ", v=" << c.chunks_per_rank
-        << ", " << c.bits << " bits" << (c.replicas > 1 ? ", " + std::to_string(c.gradient_bits) + "-bit gradients" : "")
-        << ": predicted " << fmt(given.rate) << " " << unit << "/s (step "
+        << ", " << c.bits << " bits" << sync_text(c) << ": predicted " << fmt(given.rate) << " " << unit << "/s (step "
         << fmt(1e3 * given.step_seconds, 1) << " ms), bubble " << fmt(100 * given.bubble) << "%, busiest link "
         << (given.busiest_link == "-" ? "-" : fmt(100 * given.link_utilisation) + "% (" + given.busiest_link + ")")
         << ", peak memory " << mib(mem) << " per host, bound: " << given.bound << "\n\n";
@@ -301,15 +352,18 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
   out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   bool starred = false;
   int fewest_gradient_bits = 32;
+  int64_t diloco = 0;  // the first DiLoCo row's H
   for (size_t k = 0; k < a.ranked.size() && k < size_t(a.top); ++k) {
     const Candidate& c = a.ranked[k].candidate;
     out << row(int(k + 1), m, c, a.ranked[k].prediction) << "\n";
     starred = starred || (!c.in_process && c.bits < 8);
-    if (c.replicas > 1) fewest_gradient_bits = std::min(fewest_gradient_bits, c.gradient_bits);
+    if (c.replicas > 1 && c.diloco_inner_steps == 0) fewest_gradient_bits = std::min(fewest_gradient_bits, c.gradient_bits);
+    if (c.replicas > 1 && c.diloco_inner_steps > 0 && diloco == 0) diloco = c.diloco_inner_steps;
   }
-  if (starred || fewest_gradient_bits < 32) out << "\n";
+  if (starred || fewest_gradient_bits < 32 || diloco > 0) out << "\n";
   if (starred) out << "* " << bits_accuracy_cost(4, m.transformer) << "\n";
   if (fewest_gradient_bits < 32) out << "* " << gradient_bits_accuracy_cost(fewest_gradient_bits) << "\n";
+  if (diloco > 0) out << "* " << diloco_accuracy_cost(diloco) << "\n";
   if (!a.ranked.empty()) {
     const Ranked& best = a.ranked.front();
     out << "\nbest: " << fmt(best.prediction.rate) << " " << unit << "/s";
@@ -329,7 +383,7 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
           << (prev > 0 ? fmt(r.prediction.rate / prev, 2) + "x" : "-") << " | " << shape_text(c) << " "
           << cell_partition(c) << ", " << (c.in_process ? "one process" : c.schedule) << ", M=" << c.micro_batches
           << ", v=" << c.chunks_per_rank << (c.in_process ? "" : ", " + std::to_string(c.bits) + " bits")
-          << (c.replicas > 1 ? ", " + std::to_string(c.gradient_bits) + "-bit gradients" : "") << " | "
+          << sync_text(c) << " | "
           << r.prediction.bound << " |\n";
       if (prev > 0 && r.prediction.rate < 1.05 * prev && stops == 0) stops = h;
       prev = r.prediction.rate;
@@ -338,6 +392,26 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
       out << "\nadding a host stops paying at " << stops << " hosts (less than 5% over " << stops - 1 << ")\n";
     } else {
       out << "\nevery host of the range adds at least 5%\n";
+    }
+  }
+  if (!a.feed_local_ranked.empty()) {
+    const Ranked& best = a.feed_local_ranked.front();
+    PlanAnswer local = a;
+    local.sets.push_back("dataset_config.feed=local");
+    out << "\nwith dataset_config.feed=local (every host reads its own copy of the data, at the same path; rank 0 "
+           "sends row indices): best "
+        << fmt(best.prediction.rate) << " " << unit << "/s";
+    if (!a.ranked.empty()) out << " (" << fmt(best.prediction.rate / a.ranked.front().prediction.rate, 2) << "x the best above)";
+    out << "\n  " << train_command(local, best.candidate) << "\n";
+    if (!a.feed_local_scaling.empty()) {
+      out << "  scaling:";
+      double prev = 0;
+      for (const auto& [h, r] : a.feed_local_scaling) {
+        out << (prev > 0 ? ", " : " ") << h << " host" << (h > 1 ? "s " : " ") << fmt(r.prediction.rate);
+        if (prev > 0) out << " (" << fmt(r.prediction.rate / prev, 2) << "x)";
+        prev = r.prediction.rate;
+      }
+      out << "\n";
     }
   }
 }

@@ -14,11 +14,12 @@
 
 namespace arceus::plan {
 
-// --schedules, --micro-batches, --bits, --gradient-bits and --replicas (comma lists; replicas
-// "" = every count the hosts allow) as the space to search; PlanError naming the bad value (an
-// unknown schedule: the schedule registry's error).
+// --schedules, --micro-batches, --bits, --gradient-bits, --replicas and --diloco (comma lists;
+// replicas "" = every count the hosts allow; diloco "" or "none" = no DiLoCo) as the space to
+// search; PlanError naming the bad value (an unknown schedule: the schedule registry's error).
 SearchSpace search_space(const std::string& schedules, const std::string& micro_batches, const std::string& bits,
-                         const std::string& gradient_bits = "32,16,8,4", const std::string& replicas = "");
+                         const std::string& gradient_bits = "32,16,8,4", const std::string& replicas = "",
+                         const std::string& diloco = "");
 
 // The hosts: the hostfile's (`hostfile` not empty), else `count` hosts host1..hostN (host1 with
 // 2 slots: rank 0 and worker rank 1). `host_speed` ("" = as they are; one factor F, or F,F,... one
@@ -48,6 +49,10 @@ struct PlanAnswer {
   Prediction given_prediction;        // not ok, with the error, when it cannot be predicted
   std::vector<Ranked> ranked;         // best first
   std::vector<std::pair<int64_t, Ranked>> scaling;  // best_per_host_count
+  // An MLP fed by rank 0 (dataset_config.feed rank0) on 2 or more hosts: the same search and
+  // scaling with feed local, which the job can turn on when every host has the data.
+  std::vector<Ranked> feed_local_ranked;
+  std::vector<std::pair<int64_t, Ranked>> feed_local_scaling;
   double plan_seconds = 0;            // how long the prediction and the search took
   int top = 10;                       // rows of the ranked table
 };

@@ -164,7 +164,14 @@ std::string gradient_bits_accuracy_cost(int gradient_bits) {
          "-bit gradient sums (a ring with error feedback): not the 32-bit sums; after 6 steps the largest parameter "
          "difference from 32 bits was " + measured +
          " (test MLP, 3 replicas, tests/test_replicas.cpp CompressedSync; 16 bits 6.9e-5, 8 bits 2.0e-4, 4 bits "
-         "2.9e-3); the effect on accuracy has not been measured";
+         "2.9e-3); the default job on 2 replicas after 5 epochs: 87.18% validation accuracy at 8 bits, 87.08% at 32";
+}
+
+std::string diloco_accuracy_cost(int64_t inner_steps) {
+  return "DiLoCo (training.sync diloco, diloco.inner_steps " + std::to_string(inner_steps) +
+         "): each replica trains alone between averages, not the synchronous mathematics; the default job on 2 "
+         "replicas after 5 epochs: 87.19% validation accuracy at H=50 (8-bit pseudo-gradients), 87.11% at H=50 "
+         "(4-bit), 87.49% at H=20 (8-bit), against 87.10% summing every step (docs/replicas.md)";
 }
 
 std::string partition_text(const Candidate& c) {
@@ -410,6 +417,11 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
                 std::to_string(cluster.hosts.size());
     return out;
   }
+  if (cand.diloco_inner_steps < 0 || (cand.diloco_inner_steps > 0 && R < 2)) {
+    out.error = "diloco.inner_steps " + std::to_string(cand.diloco_inner_steps) + " with " + std::to_string(R) +
+                " replica(s) (DiLoCo needs 2 or more replicas and H >= 1)";
+    return out;
+  }
   if (R > 1) {
     std::string why;
     if (R * S > int64_t(cluster.hosts.size())) {
@@ -473,23 +485,51 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
     return out;
   }
   for (int64_t r = 0; r < R; ++r) runs[size_t(r)].costs = costs[size_t(r)].sc;
-  const LinkSimulation sim = simulate_links(runs, sync, links);
+  // DiLoCo: an inner step exchanges nothing between replicas; a round of H of them ends with
+  // one sum of every parameter (the same buckets, started once the whole backward is done, as
+  // the runtime starts them after the last inner step) and the outer step. The exchange costs
+  // what the step with those sums takes beyond the step without them.
+  const int64_t H = cand.diloco_inner_steps;
+  const LinkSimulation sim = simulate_links(runs, H > 0 ? std::vector<std::vector<SyncBucket>>{} : sync, links);
   if (!sim.ok) {
     out.error = sim.error;
     return out;
   }
+  auto link_busiest = [](const LinkSimulation& s) {
+    double m = 0;
+    for (size_t h = 0; h < s.up_busy.size(); ++h) m = std::max({m, s.up_busy[h], s.down_busy[h]});
+    return m;
+  };
+  double round_extra = 0, round_link_extra = 0;  // DiLoCo: seconds and busiest-link seconds per round
+  LinkSimulation with_sums;
+  if (H > 0) {
+    for (auto& rank : sync) {
+      for (SyncBucket& b : rank) {
+        for (auto& fill : b.fills) fill.second = 1.0;
+      }
+    }
+    with_sums = simulate_links(runs, sync, links);
+    if (!with_sums.ok) {
+      out.error = with_sums.error;
+      return out;
+    }
+    double outer = 0;  // the outer Nesterov step: an optimizer step's work over the same parameters
+    for (int64_t k = 0; k < R * S; ++k) outer = std::max(outer, costs[size_t(k / S)].sc.optimizer_s[size_t(k % S)]);
+    round_extra = std::max(0.0, with_sums.step_seconds - sim.step_seconds) + outer;
+    round_link_extra = std::max(0.0, link_busiest(with_sums) - link_busiest(sim));
+  }
   const int64_t K = R * S;
+  const double steps = H > 0 ? double(H) : 1.0;
   out.ok = true;
-  out.step_seconds = sim.step_seconds;
-  out.rate = double(model.batch) * model.units_per_sample() / sim.step_seconds;
+  out.step_seconds = sim.step_seconds + round_extra / steps;
+  out.rate = double(model.batch) * model.units_per_sample() / out.step_seconds;
   out.stage_busy = sim.busy;  // compute and codec, then the optimizer step: the rank's work
   for (int64_t k = 0; k < K; ++k) out.stage_busy[size_t(k)] += costs[size_t(k / S)].sc.optimizer_s[size_t(k % S)];
   double busy_sum = 0;
   for (double b : out.stage_busy) busy_sum += b;
-  out.bubble = std::max(0.0, 1.0 - busy_sum / double(K) / sim.step_seconds);
-  double link_max = 0;
-  for (size_t h = 0; h < sim.up_busy.size(); ++h) link_max = std::max({link_max, sim.up_busy[h], sim.down_busy[h]});
-  out.link_utilisation = link_max / sim.step_seconds;
+  out.bubble = std::max(0.0, 1.0 - busy_sum / double(K) / out.step_seconds);
+  const double link_max = link_busiest(sim) + round_link_extra / steps;
+  out.link_utilisation = link_max / out.step_seconds;
   if (sim.pair_from >= 0) {
     out.busiest_link = "host " + std::to_string(sim.pair_from + 1) + " -> host " + std::to_string(sim.pair_to + 1);
   }
@@ -510,8 +550,15 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
     out.host_memory[size_t(k)] += double(rc.params[size_t(k % S)]) * state_bytes_per_param(model) +
                                   sim.peak_held_bytes[size_t(k)] + rc.buffers[size_t(k % S)];
     if (R > 1) out.host_memory[size_t(k)] += sync_memory[size_t(k)];
+    // DiLoCo: the round's starting parameters and the outer momentum
+    if (H > 0) out.host_memory[size_t(k)] += 8.0 * double(rc.params[size_t(k % S)]);
   }
-  if (R > 1) {
+  if (H > 0) {
+    for (double b : with_sums.sync_bytes_out) out.sync_bytes_out.push_back(b / steps);
+    out.sync_seconds = round_extra / steps;
+    const double share = out.sync_seconds / out.step_seconds;
+    if (share >= 0.1) out.bound += " + outer " + std::to_string(int(std::lround(100 * share))) + "%";
+  } else if (R > 1) {
     out.sync_bytes_out = sim.sync_bytes_out;
     double wait = 0;
     for (double w : sim.sync_wait) wait += w;
@@ -547,7 +594,16 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
     for (int64_t m : space.micro_batches) {
       if (m >= 1 && m <= share) ms.push_back(m);
     }
-    const std::vector<int> gradient_bits = R > 1 ? space.gradient_bits : std::vector<int>{32};
+    // (H, bits) of the replicas' sums: every step (H = 0), then DiLoCo's rounds
+    std::vector<std::pair<int64_t, int>> syncs{{0, 32}};
+    if (R > 1) {
+      syncs.clear();
+      for (int gb : space.gradient_bits) syncs.push_back({0, gb});
+      for (int64_t h : space.diloco_inner_steps) {
+        if (h < 1) continue;
+        for (int gb : space.gradient_bits) syncs.push_back({h, gb});
+      }
+    }
     if (R == 1) {
       // One stage: the single process (no mpirun), every layer in one chunk, nothing on a link.
       for (int64_t m : ms) {
@@ -563,15 +619,15 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
       }
     } else {
       // R replicas of one stage: the schedule only orders one rank's actions (and the
-      // activation bits only encode a MLP's inputs); the schedules no faster than another with
+      // activation bits only encode a MLP's inputs, which feed local does not send); the schedules no faster than another with
       // no less memory are left out.
       std::vector<int> bits_at_one_stage = space.bits;
-      if (model.transformer && !bits_at_one_stage.empty()) {
+      if ((model.transformer || model.feed_local) && !bits_at_one_stage.empty()) {  // no activations travel
         bits_at_one_stage = {*std::max_element(space.bits.begin(), space.bits.end())};
       }
       for (int64_t m : ms) {
         for (int bits : bits_at_one_stage) {
-          for (int gb : gradient_bits) {
+          for (const auto& [h, gb] : syncs) {
             std::vector<Ranked> options;
             for (const std::string& name : space.schedules) {
               const ScheduleInfo* info = nullptr;
@@ -588,6 +644,7 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
               c.schedule = name;
               c.bits = bits;
               c.gradient_bits = gb;
+              c.diloco_inner_steps = h;
               c.chunks = {LayerRange{0, layers}};
               c.partition = "whole";
               Prediction p = predict(model, cal, cluster, c);
@@ -631,7 +688,7 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
               for (auto& [label, chunks] : parts) {
                 if (std::find(seen.begin(), seen.end(), chunks) != seen.end()) continue;
                 seen.push_back(chunks);
-                for (int gb : gradient_bits) {
+                for (const auto& [h, gb] : syncs) {
                   Candidate c;
                   c.replicas = R;
                   c.stages = S;
@@ -640,6 +697,7 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
                   c.schedule = name;
                   c.bits = bits;
                   c.gradient_bits = gb;
+                  c.diloco_inner_steps = h;
                   c.chunks = chunks;
                   c.partition = label;
                   add(c);
@@ -654,13 +712,15 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
   std::stable_sort(out.begin(), out.end(),
                    [](const Ranked& a, const Ranked& b) { return a.prediction.rate > b.prediction.rate; });
   // Within 0.5% of the fastest (below what the model can tell apart), the safer configuration
-  // goes first: fewer hosts, fewer stages, more bits, more gradient bits, fewer micro-batches.
+  // goes first: fewer hosts, fewer stages, sums every step, more bits, more gradient bits,
+  // fewer micro-batches.
   if (!out.empty()) {
     const double top = out.front().prediction.rate;
     size_t best = 0;
     auto key = [&](size_t k) {
       const Candidate& c = out[k].candidate;
-      return std::make_tuple(c.replicas * c.stages, c.stages, -c.bits, -c.gradient_bits, c.micro_batches);
+      return std::make_tuple(c.replicas * c.stages, c.stages, c.diloco_inner_steps > 0, -c.bits, -c.gradient_bits,
+                             c.micro_batches);
     };
     for (size_t k = 1; k < out.size() && out[k].prediction.rate >= 0.995 * top; ++k) {
       if (key(k) < key(best)) best = k;

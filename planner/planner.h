@@ -81,6 +81,9 @@ struct Candidate {
   std::string schedule = schedules().front().name;  // the registry's default
   int bits = 32;
   int gradient_bits = 32;            // the replicas' gradient sums (R > 1): 32 (MPI allreduce) | 16 | 8 | 4 (ring)
+  // training.sync diloco (R > 1): H steps of each replica alone, then one sum of the
+  // pseudo-gradients at gradient_bits (diloco.bits) and the outer step; 0 = sums every step
+  int64_t diloco_inner_steps = 0;
   std::vector<LayerRange> chunks;    // stages * chunks_per_rank, chunk c on stage c % stages + 1
   std::string partition = "given";   // how the chunks were chosen: given | balanced | timed | uniform
   bool in_process = false;           // one process: rank 0 and the stage as threads, nothing on a link
@@ -101,6 +104,7 @@ struct Prediction {
   std::string bound;
   // Replicas: per worker rank, bytes per step it sends for the gradient sums; seconds per step
   // a rank waits for them after its last action (mean over the worker ranks; summary.json's sync_s).
+  // DiLoCo: a round's exchange and outer step, divided by its H steps.
   std::vector<double> sync_bytes_out;
   double sync_seconds = 0;
 };
@@ -114,6 +118,7 @@ struct SearchSpace {
   std::vector<int> bits{32, 16, 8, 4};
   std::vector<int> gradient_bits{32, 16, 8, 4};  // with R > 1 only
   std::vector<int64_t> replicas;                 // R to consider; empty = 1 .. the hosts
+  std::vector<int64_t> diloco_inner_steps;       // with R > 1 also training.sync diloco at these H (its bits: gradient_bits)
   int64_t max_stages = 0;  // 0 = one per host
 };
 
@@ -143,6 +148,10 @@ std::string bits_accuracy_cost(int bits, bool transformer);
 // the in-process test measured (the largest parameter difference from 32-bit sums), no
 // accuracy figure: none has been measured.
 std::string gradient_bits_accuracy_cost(int gradient_bits);
+
+// training.sync diloco at H inner steps: what changes and what was measured (never "": the
+// mathematics is not the synchronous one).
+std::string diloco_accuracy_cost(int64_t inner_steps);
 
 // "0-6|7-13" (v = 1) or "0-1,4-5|2-3,6-7".
 std::string partition_text(const Candidate& c);

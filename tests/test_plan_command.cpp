@@ -74,6 +74,11 @@ TEST(PlanCommand, SearchSpaceFromTheOptions) {
             "[plan] --gradient-bits '32,2': '2' is not a bit width (expected 32, 16, 8 or 4)");
   EXPECT_EQ(test::expected_error<PlanError>([] { search_space("1f1b", "1", "32", "32", "2,0"); }),
             "[plan] --replicas '2,0': '0' is not a replica count (expected R >= 1, e.g. 1,2,4)");
+  EXPECT_EQ(search_space("1f1b", "4", "8", "8", "", "20,100").diloco_inner_steps, (std::vector<int64_t>{20, 100}));
+  EXPECT_TRUE(search_space("1f1b", "4", "8", "8", "", "none").diloco_inner_steps.empty());
+  EXPECT_TRUE(search_space("1f1b", "4", "8").diloco_inner_steps.empty());
+  EXPECT_EQ(test::expected_error<PlanError>([] { search_space("1f1b", "1", "32", "32", "", "50,0"); }),
+            "[plan] --diloco '50,0': '0' is not a count of inner steps (expected H >= 1, e.g. 50 or 20,100, or 'none')");
 }
 
 TEST(PlanCommand, ClusterHostsAndTheirSpeeds) {
@@ -133,6 +138,14 @@ TEST(PlanCommand, TrainCommandOfReplicas) {
             "mpirun --hostfile hosts -np 5 build/arceus train configs/x.yaml --set training.schedule=1f1b "
             "--set training.micro_batches=2 --set communication.quantization_bits=8 --set partition.chunks_per_rank=1 "
             "--set partition.replicas=4 --set partition.stages=1 --set communication.gradient_bits=4");
+  c.diloco_inner_steps = 50;
+  c.gradient_bits = 8;
+  EXPECT_EQ(train_command(a, c),
+            "mpirun --hostfile hosts -np 5 build/arceus train configs/x.yaml --set training.schedule=1f1b "
+            "--set training.micro_batches=2 --set communication.quantization_bits=8 --set partition.chunks_per_rank=1 "
+            "--set partition.replicas=4 --set partition.stages=1 --set training.sync=diloco --set diloco.inner_steps=50 "
+            "--set diloco.bits=8");
+  c.diloco_inner_steps = 0;
   c.replicas = 2;
   c.stages = 2;
   c.gradient_bits = 32;

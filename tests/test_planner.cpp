@@ -449,6 +449,59 @@ TEST(PlannerReplicas, GradientBitsBelow32AreOfferedOnlyWithReplicas) {
   }
 }
 
+TEST(PlannerReplicas, DilocoSpreadsOneSumOverItsRound) {
+  // The model of ASlowLinkMakes32BitReplicasLoseToFewerHosts: 8 MiB of gradients per step,
+  // which 100 Mbit/s cannot sum every step.
+  const Calibration cal = synthetic_calibration();
+  const ModelSpec m = model_of(4, "heavy", 724, 256);
+  const ClusterSpec slow = cluster_of({1, 1}, "100mbit");
+  Candidate one;
+  one.micro_batches = 4;
+  one.chunks = {LayerRange{0, 4}};
+  one.in_process = true;
+  const double alone = predict(m, cal, cluster_of({1.0}, "unlimited"), one).rate;
+  const Prediction every_step = predict(m, cal, slow, replicated(m, 2, 1, "1f1b", 4, 8, 32));
+  auto diloco = [&](int64_t H, const ClusterSpec& cluster) {
+    Candidate c = replicated(m, 2, 1, "1f1b", 4, 8, 32);
+    c.diloco_inner_steps = H;
+    return predict(m, cal, cluster, c);
+  };
+  const Prediction h1 = diloco(1, slow), h10 = diloco(10, slow), h50 = diloco(50, slow), h200 = diloco(200, slow);
+  ASSERT_TRUE(every_step.ok && h1.ok && h50.ok) << every_step.error << h1.error << h50.error;
+  // One inner step per round: the whole sum after the backward, none of it hidden behind it.
+  EXPECT_LE(h1.rate, 1.001 * every_step.rate) << "H=1 " << h1.rate << ", every step " << every_step.rate;
+  // Longer rounds: the same sum over more steps.
+  EXPECT_LT(h10.rate, h50.rate);
+  EXPECT_LT(h50.rate, h200.rate);
+  // (a round's 8 MiB at 100 Mbit/s is ~0.7 s: ~13 ms a step at H=50, against ~32 ms of compute)
+  EXPECT_GT(h50.rate, 1.25 * alone) << "H=50 on 100mbit " << h50.rate << " vs one host " << alone;
+  EXPECT_GT(h200.rate, 1.7 * alone) << "H=200 on 100mbit " << h200.rate << " vs one host " << alone;
+  EXPECT_LT(h200.rate, 2.0 * alone) << "two hosts never more than twice one";
+  ASSERT_EQ(h1.sync_bytes_out.size(), 2u);
+  EXPECT_NEAR(h50.sync_bytes_out[0], h1.sync_bytes_out[0] / 50, 1e-6 * h1.sync_bytes_out[0]);
+  EXPECT_NEAR(h50.sync_seconds * 50, h1.sync_seconds, 1e-6 * h1.sync_seconds);  // a round's exchange: the same
+  // Unlimited link: H only spreads an exchange that costs little already.
+  const Prediction fast = diloco(50, cluster_of({1, 1}, "unlimited"));
+  EXPECT_GE(fast.rate, h50.rate);
+  // One replica has nothing to average.
+  Candidate lone = replicated(m, 1, 1, "1f1b", 4, 8, 32);
+  lone.in_process = false;
+  lone.diloco_inner_steps = 50;
+  const Prediction refused = predict(m, cal, cluster_of({1}, "100mbit"), lone);
+  EXPECT_FALSE(refused.ok);
+  EXPECT_NE(refused.error.find("2 or more replicas"), std::string::npos) << refused.error;
+  // The search proposes DiLoCo only when asked for an H, and then picks it for 2 replicas on this link.
+  SearchSpace space;
+  space.gradient_bits = {32};
+  space.replicas = {2};
+  EXPECT_EQ(search(m, cal, slow, space).front().candidate.diloco_inner_steps, 0);
+  space.diloco_inner_steps = {50};
+  const auto ranked = search(m, cal, slow, space);
+  ASSERT_FALSE(ranked.empty());
+  EXPECT_EQ(ranked.front().candidate.diloco_inner_steps, 50);
+  EXPECT_EQ(ranked.front().candidate.replicas, 2);
+}
+
 TEST(PlannerReplicas, FeedLocalSendsRowIndicesNotInputs) {
   // Wide inputs (4096 floats a row), light layers: with replicas on 100 Mbit/s, rank 0's inputs
   // to replica 1 (on host 2) are the bound; with feed local only their int32 indices travel.
