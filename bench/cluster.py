@@ -299,7 +299,11 @@ def replicas_suite(args, cluster, results):
     lines = ["| model | hosts x CPU | link | R x S | gradient sums | feed | rate | speed-up vs 1 host | compute bound | "
              "link bound | bound | efficiency | sync s per step | val accuracy |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    # 2 hosts at 1 core, 2 and 4 at 0.45 core; --shares and --fraction-hosts pick among them
     clusters = [(1.0, 2), (0.45, 2), (0.45, 4)]
+    fraction_hosts = {int(h) for h in args.fraction_hosts.split(",")}
+    clusters = [(c, h) for c, h in clusters
+                if f"{c:g}" in args.shares.split(",") and (c == 1.0 or h in fraction_hosts)]
     for model in args.models:
         m = MODELS[model]
         unit = m["unit"]
