@@ -62,23 +62,22 @@ bool legal(JobState from, JobEvent event, JobState* to) {
 
 namespace {
 
-// Why `event` does not apply to the job in its state, and what the client can do instead.
+// Why `event` does not apply to the job in its state, and what the client can do instead:
+// "[serve] job <id> is <state>..." and the request's name (initialize, register, train, stop).
 std::string refusal(const JobRecord& job, JobEvent event) {
   const std::string id = std::to_string(job.id);
-  const std::string state = to_string(job.state);
-  const std::string head = "[serve] job " + id + " is " + state;
+  const std::string head = "[serve] job " + id + " is " + to_string(job.state);
   switch (event) {
-    case JobEvent::Initialize: return head + ": initialize comes before training";
-    case JobEvent::Register: return head + ": devices register before it trains";
+    case JobEvent::Initialize: return head + ": initialize applies to a created or initialized job, before it trains";
+    case JobEvent::Register: return head + ": a device may register to a created or initialized job only, before it trains";
     case JobEvent::Train:
       if (job.state == JobState::Created) {
         return head + ", not initialized: POST /api/network/initialize/" + id +
-               " first (it partitions the layers over the ranks)";
+               " first (it partitions the layers over the ranks), then train";
       }
-      if (!is_final(job.state)) return "[serve] job " + id + " is already " + state;
-      return "[serve] job " + id + " already ran (state " + state +
-             "); create a new job (POST /api/jobs) to train again";
-    case JobEvent::Stop: return head + ": only a queued or training job can be stopped";
+      if (!is_final(job.state)) return head + ": train was already asked (a job trains once)";
+      return head + ": train does not apply, the job already ran; create a new job (POST /api/jobs) to train again";
+    case JobEvent::Stop: return head + ": stop applies only to a queued or training job";
     case JobEvent::Start:
     case JobEvent::Complete:
     case JobEvent::Fail:
