@@ -286,15 +286,17 @@ LAYERS = {"default": 3, "wide": 4, "shallow": 2}  # partitionable layers where f
 
 # Replicas x stages on each cluster: (R, S, gradient bits, feed). A one-stage replica runs M=1
 # (micro-batches only shrink its products when nothing overlaps them); a pipeline the model's M.
+# "diloco": training.sync diloco with diloco.inner_steps = DILOCO_H (8-bit pseudo-gradients).
+DILOCO_H = 20
 REPLICA_CONFIGS = {
-    2: [(1, 2, 32, "rank0"), (2, 1, 32, "rank0"), (2, 1, 32, "local"), (2, 1, 8, "local")],
-    4: [(1, 4, 32, "rank0"), (1, 3, 32, "rank0"), (4, 1, 32, "rank0"), (4, 1, 32, "local"), (4, 1, 8, "local"), (2, 2, 32, "local"),
-        (2, 2, 8, "local")],
+    2: [(1, 2, 32, "rank0"), (2, 1, 32, "rank0"), (2, 1, 32, "local"), (2, 1, 8, "local"), (2, 1, "diloco", "local")],
+    4: [(1, 4, 32, "rank0"), (1, 3, 32, "rank0"), (4, 1, 32, "rank0"), (4, 1, 32, "local"), (4, 1, 8, "local"),
+        (2, 2, 32, "local"), (2, 2, 8, "local"), (4, 1, "diloco", "local")],
 }
 
 
 def replicas_suite(args, cluster, results):
-    lines = ["| model | hosts x CPU | link | R x S | gradient bits | feed | rate | speed-up vs 1 host | compute bound | "
+    lines = ["| model | hosts x CPU | link | R x S | gradient sums | feed | rate | speed-up vs 1 host | compute bound | "
              "link bound | bound | efficiency | sync s per step | val accuracy |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     clusters = [(1.0, 2), (0.45, 2), (0.45, 4)]
@@ -322,8 +324,11 @@ def replicas_suite(args, cluster, results):
                             continue  # more stages than the model has layers (3 only where 4 do not fit)
                         if model == "gpt" and feed == "local":
                             feed = "rank0"  # text: token ids already
-                        extra = [f"partition.replicas={R}", f"partition.stages={S}",
-                                 f"communication.gradient_bits={gbits}", f"dataset_config.feed={feed}"]
+                        extra = [f"partition.replicas={R}", f"partition.stages={S}", f"dataset_config.feed={feed}"]
+                        if gbits == "diloco":
+                            extra += ["training.sync=diloco", f"diloco.inner_steps={DILOCO_H}", "diloco.bits=8"]
+                        else:
+                            extra.append(f"communication.gradient_bits={gbits}")
                         s = run(cluster, model, hosts, steps, "eager1f1b" if S > 1 else "1f1b", 8, extra=extra,
                                 m_override=1 if S == 1 else None)
                         r = rate_of(s, unit)
@@ -333,7 +338,7 @@ def replicas_suite(args, cluster, results):
                         e = s["epochs"][-1]
                         sync = max((t.get("sync_s", 0) for t in e["timing"] if t["stage"] >= 1), default=0) / max(1, e["steps"])
                         acc = s["final"]["val_accuracy"]
-                        log(f"  replicas {model} {hosts} x {cores:g} {rate_name:9s} {R}x{S} g{gbits:2d} {feed:5s}: "
+                        log(f"  replicas {model} {hosts} x {cores:g} {rate_name:9s} {R}x{S} g{gbits} {feed:5s}: "
                             f"{r:,.0f} {unit}/s ({r / one_rate[cores]:.2f}x), bound {bound:,.0f} ({limit}), "
                             f"efficiency {r / bound:.2f}")
                         lines.append(f"| {m['label']} | {hosts} x {cores:g} core | {rate_name} | {R} x {S} | {gbits} | {feed} | "

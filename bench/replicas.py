@@ -36,6 +36,11 @@ RUNS = {
     "pipeline": ("np=3, 2-stage pipeline (1f1b M=4)", 3, ["--threads", "auto"], []),
     "grad8": ("np=3, 2 replicas, 8-bit gradient sums", 3, ["--threads", "auto"],
               ["partition.replicas=2", "communication.gradient_bits=8"]),
+    # One-stage replicas gain nothing from micro-batches (they only shrink the products), and
+    # reading the data locally takes the input encoding off rank 0, which shares the cores.
+    "tuned": ("np=3, 2 replicas, M=1, feed local", 3, ["--threads", "auto"],
+              ["partition.replicas=2", "training.micro_batches=1", "dataset_config.feed=local"]),
+    "np1m1": ("np=1, 2 threads, M=1", 1, ["--threads", "2"], ["training.micro_batches=1"]),
 }
 
 
@@ -61,7 +66,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--variants", default="", help="more B runs: pipeline, grad8")
+    ap.add_argument("--variants", default="", help="more B runs: pipeline, grad8, tuned, np1m1")
     ap.add_argument("--json")
     a = ap.parse_args()
     variants = ["replicas"] + [v for v in a.variants.split(",") if v]
@@ -87,9 +92,10 @@ def main():
         print(f"| {results[k][0]['label']} | {', '.join(f'{x:,.0f}' for x in rates)} | {statistics.median(rates):,.0f} | "
               f"{', '.join(f'{x:.2f}x' for x in ratios)} | **{med:.2f}x** | "
               f"{100 * statistics.median(report[k]['val_accuracy']):.2f}% |")
-    med = report["replicas"]["median_ratio"]
-    print(f"\n2 replicas vs one process: median {med:.2f}x against the bound {BOUND}x: "
-          f"{'met' if med >= BOUND else 'MISSED'}")
+    for k in variants:
+        med = report[k]["median_ratio"]
+        print(f"\n{RUNS[k][0]} vs one process: median {med:.2f}x against the bound {BOUND}x: "
+              f"{'met' if med >= BOUND else 'missed'}")
     print("\nPer-rank timing of the last epoch of the last 2-replica run (seconds):\n")
     print("| rank | replica | fwd | bwd | opt | codec | wait | sync | wall | cpu |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -507,6 +507,7 @@ std::vector<ConfigKeyInfo> config_keys() {
         info.default_value = t;
         break;
       case Scope::NotText: info.applies_to = "not text"; break;
+      case Scope::Diloco: info.applies_to = "training.sync diloco"; break;
     }
     keys.push_back(std::move(info));
   });

@@ -73,6 +73,17 @@ struct TrainingConfig {
   int64_t warmup_steps = 0;            // linear warm-up from 0 over the first N steps
   double min_learning_rate = 0.0;      // cosine: the rate at the last step
   double grad_clip = 0.0;              // max global gradient norm across stages (0 = off)
+  std::string sync = "step";           // replicas: step (sum every step) | diloco (docs/replicas.md)
+};
+
+// training.sync diloco (Douillard et al. 2023): each replica takes `inner_steps` steps of the
+// job's optimizer on its own share, then the replicas average their pseudo-gradients (the
+// round's start minus where they got) and all take one Nesterov SGD step from the start.
+struct DilocoConfig {
+  int64_t inner_steps = 50;          // H: inner steps per round
+  double outer_learning_rate = 0.7;  // the paper's
+  double outer_momentum = 0.9;       // Nesterov
+  int bits = 32;                     // the pseudo-gradients' sums: 32 (MPI) | 16 | 8 | 4 (ring, error feedback)
 };
 
 struct CommunicationConfig {
@@ -114,6 +125,7 @@ struct Config {
   CommunicationConfig communication;
   PartitionConfig partition;
   OutputConfig output;
+  DilocoConfig diloco;
   bool resume = false;  // continue from <output.dir>/checkpoint.h5 when it exists
 };
 

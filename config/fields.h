@@ -27,6 +27,7 @@ enum class Scope {
   Transformer,  // model_config.type transformer
   Text,         // dataset_config.name text
   NotText,      // dataset_config.name other than text
+  Diloco,       // training.sync diloco
 };
 
 struct Key {
@@ -174,6 +175,8 @@ void visit_fields(C& c, V&& v) {
     t.min_learning_rate, Number{non_negative, "a non-negative finite number"});
   v(Key{"training.grad_clip", "max global gradient norm over all stages (of the summed gradient with replicas); 0 = off"}, t.grad_clip,
     Number{non_negative, "a non-negative finite number (max global gradient norm; 0 = off)"});
+  v(Key{"training.sync", "replicas: step (sum the gradients every step) or diloco (average every diloco.inner_steps)"},
+    t.sync, OneOf{{"step", "diloco"}});
 
   auto& k = c.communication;
   v(Key{"communication.quantization_bits", "bits per value of activations and gradients: 32, 16, 8 or 4"},
@@ -208,6 +211,17 @@ void visit_fields(C& c, V&& v) {
     o.sample_tokens, Int{0, "a non-negative integer (characters sampled after each epoch; 0 = off)"});
   v(Key{"output.sample_temperature", "transformer: sampling temperature; 0 = argmax"}, o.sample_temperature,
     Number{non_negative, "a non-negative finite number (0 = argmax)"});
+
+  auto& dl = c.diloco;
+  v(Key{"diloco.inner_steps", "H: each replica's steps between averages", Scope::Diloco}, dl.inner_steps,
+    Int{1, "a positive integer (inner steps per round)"});
+  v(Key{"diloco.outer_learning_rate", "the outer Nesterov step's rate", Scope::Diloco}, dl.outer_learning_rate,
+    Number{positive, "a positive finite number"});
+  v(Key{"diloco.outer_momentum", "the outer Nesterov step's momentum, [0, 1)", Scope::Diloco}, dl.outer_momentum,
+    Number{fraction, "a number in [0, 1)"});
+  v(Key{"diloco.bits", "the pseudo-gradients' sums: 32 (MPI allreduce) or 16, 8, 4 (a ring with error feedback)",
+        Scope::Diloco},
+    dl.bits, IntOneOf{{32, 16, 8, 4}});
 
   v(Key{"resume", "continue from <output.dir>/checkpoint.h5 when it exists"}, c.resume, Flag{});
 }

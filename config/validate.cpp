@@ -18,6 +18,7 @@ bool in_scope(Scope scope, const Config& c) {
     case Scope::Transformer: return c.model.type == "transformer";
     case Scope::Text: return c.dataset.name == "text";
     case Scope::NotText: return c.dataset.name != "text";
+    case Scope::Diloco: return c.training.sync == "diloco";
   }
   return true;
 }
@@ -33,6 +34,9 @@ std::string refusal(const Key& key, const Config& c) {
              "and n_blocks)";
     case Scope::Text: return "is a text setting, but dataset_config.name is '" + c.dataset.name + "'";
     case Scope::NotText: return "does not apply to name 'text' (" + std::string(key.instead) + ")";
+    case Scope::Diloco:
+      return "is a DiLoCo setting, but training.sync is '" + c.training.sync +
+             "' (set training.sync: diloco, or remove the key)";
     case Scope::Always: break;
   }
   return "";
@@ -174,6 +178,7 @@ void check_dataset_scope(Document& doc, const Config& c) {
 }
 
 void validate(Document& doc, const Config& c) {
+  refuse_out_of_scope(doc, c, "diloco.");
   validate_model(doc.section("model_config"), c.model);
   validate_dataset(doc.section("dataset_config"), c.dataset);
   validate_training(doc.section("training"), c.training);

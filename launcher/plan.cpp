@@ -66,6 +66,7 @@ Planned describe(const PlanOptions& o) {
   const Config& c = p.config;
   ModelSpec& m = p.model;
   m.batch = c.dataset.batch_size;
+  m.feed_local = c.dataset.feed == "local";
   m.optimizer = c.training.optimizer;
   m.momentum = c.training.momentum;
   m.grad_clip = c.training.grad_clip > 0;
@@ -78,15 +79,18 @@ Planned describe(const PlanOptions& o) {
     m.in_width = g.context;
     const int64_t L = gpt_layer_count(g), T = g.context, C = g.n_emb, H = g.n_heads, V = g.vocab_size;
     std::vector<int64_t> params(size_t(L), 0);
+    std::vector<std::vector<int64_t>> tensors(static_cast<size_t>(L));
     for (const auto& [name, shape] : gpt_parameter_shapes(g)) {
       int64_t n = 1;
       for (int64_t d : shape) n *= d;
       params[size_t(gpt_layer_of(name, g))] += n;
+      tensors[size_t(gpt_layer_of(name, g))].push_back(n);
     }
     const std::string drop = g.dropout > 0 ? " dropout" : "";
     for (int64_t l = 0; l < L; ++l) {
       LayerSpec s;
       s.parameters = params[size_t(l)];
+      s.tensors = tensors[size_t(l)];
       s.out_width = l + 1 == L ? V : C;
       if (l == 0) {
         s.key = "gpt embed V" + std::to_string(V) + " T" + std::to_string(T) + " C" + std::to_string(C) + drop;
@@ -124,6 +128,7 @@ Planned describe(const PlanOptions& o) {
       s.key = "mlp " + std::to_string(in) + "x" + std::to_string(out) + (l + 1 < L ? " relu" : " loss") +
               (l == 0 ? " first" : "");
       s.parameters = in * out + out;
+      s.tensors = {in * out, out};  // weight, bias
       s.out_width = out;
       s.activation_bytes = 4.0 * double(in + 2 * out);
       m.layers.push_back(s);
@@ -179,8 +184,9 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
   cmd->add_option("config", o.config, "YAML job file")->required();
   add_set_option(*cmd, o.sets, "Override one config key, KEY=VALUE (repeatable; as train takes them)");
   cmd->add_option("--hostfile", o.hostfile,
-                  "Open MPI hostfile: rank 0 and stage 1 on the first host, one stage per host after it; a line may "
-                  "end in '# arceus: speed=F' (a host F times as fast as this one)");
+                  "Open MPI hostfile: rank 0 and worker rank 1 on the first host, one worker per host after it "
+                  "(replica-major: replica r's stage s on worker 1 + r*S + s-1); a line may end in '# arceus: "
+                  "speed=F' (a host F times as fast as this one)");
   cmd->add_option("--hosts", o.hosts, "Host count N, or a range a..b (adds a scaling table)");
   cmd->add_option("--cores-per-host", o.cores_per_host, "Cores of each host (a stage uses them all as threads)")
       ->default_val(1)
@@ -189,6 +195,11 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
   cmd->add_option("--host-speed", o.host_speed, "Speed of the hosts relative to this machine: F, or F,F,... per host");
   cmd->add_option("--bits", o.bits, "Bit widths to consider (below 8 with their measured accuracy cost)")
       ->default_val("32,16,8,4");
+  cmd->add_option("--gradient-bits", o.gradient_bits,
+                  "Bit widths of the replicas' gradient sums to consider (below 32 with what the test measured)")
+      ->default_val("32,16,8,4");
+  cmd->add_option("--replicas", o.replicas,
+                  "Replica counts R to consider, e.g. 1 or 1,2,4 (default: every count the hosts allow, R x S <= hosts)");
   cmd->add_option("--schedules", o.schedules, schedules_help())->default_val(join(planned_schedule_names(), ","));
   cmd->add_option("--micro-batches", o.micro_batches, "Micro-batch counts M to consider")->default_val("1,2,4,8,16,32");
   cmd->add_option("--top", o.top, "Rows of the ranked table")->default_val(10)->check(CLI::PositiveNumber);
@@ -218,14 +229,14 @@ int run_plan(const PlanOptions& o) {
     const int64_t H = int64_t(a.cluster.hosts.size());
 
     Planned job = describe(o);
-    const SearchSpace space = search_space(o.schedules, o.micro_batches, o.bits);
+    const SearchSpace space = search_space(o.schedules, o.micro_batches, o.bits, o.gradient_bits, o.replicas);
 
     // Calibration: threads = the cores a stage uses, at most this machine's.
     set_blas_threads(int(threads));
     const std::string cpu = cpu_model(), blas = blas_info().describe();
     a.calibration_file = o.calibration.empty() ? calibration_path(cpu, blas, threads) : o.calibration;
     std::vector<LayerProbe> probes = job.probes;
-    const auto rows = needed_rows(job.model, space, job.config.training.micro_batches);
+    const auto rows = needed_rows(job.model, space, job.config.training.micro_batches, H);
     for (LayerProbe& p : probes) p.rows = rows.at(p.key);
     a.calibration = load_or_calibrate(a.calibration_file, o.calibrate, cpu, blas, threads, probes,
                                       o.json ? std::cerr : std::cout);
@@ -237,14 +248,22 @@ int run_plan(const PlanOptions& o) {
     a.hostfile = o.hostfile;
     a.top = o.top;
 
-    // The configuration as given: the trainer's placement on one stage per host.
+    // The configuration as given: the trainer's placement on one worker per host.
     // (more hosts than layers: the extra hosts idle, as partition.stages would leave them)
     const int64_t layers = int64_t(a.model.layers.size()) / std::max<int64_t>(1, job.config.partition.chunks_per_rank);
-    const int world = H == 1 ? 1 : int(std::min(H, std::max<int64_t>(1, layers))) + 1;
+    const int64_t asked_r = job.config.partition.replicas;  // 0 = auto
+    int world = H == 1 ? 1 : int(std::min(H, std::max<int64_t>(1, layers))) + 1;
+    if (asked_r == 0 && H > 1) world = int(H) + 1;  // auto: as many replicas as the hosts allow
+    if (asked_r > 1) {  // R fixed: its stages from the hosts (at most the layers), or as the job sets them
+      const int64_t stages = job.config.partition.stages > 0 ? job.config.partition.stages
+                                                             : std::max<int64_t>(1, std::min(H / asked_r, layers));
+      world = int(asked_r * stages) + 1;
+    }
     Candidate& given = a.given;
     Prediction& given_p = a.given_prediction;
     try {
       const Placement placement = make_placement(job.config, world, job.vocab);
+      given.replicas = placement.replicas;
       given.stages = placement.stages;
       given.chunks_per_rank = placement.chunks_per_rank;
       given.chunks = placement.chunks;
@@ -254,6 +273,7 @@ int run_plan(const PlanOptions& o) {
     given.micro_batches = job.config.training.micro_batches;
     given.schedule = job.config.training.schedule;
     given.bits = job.config.communication.quantization_bits;
+    given.gradient_bits = job.config.communication.gradient_bits;
     given.partition = !job.config.partition.layers.empty() ? "given" : job.config.partition.method;
     given.in_process = world == 1;
     if (given_p.error.empty()) given_p = predict(a.model, a.calibration, a.cluster, given);

@@ -20,6 +20,8 @@ struct PlanOptions {
   std::string link;
   std::string host_speed;        // "F" or "F,F,..."
   std::string bits = "32,16,8,4";
+  std::string gradient_bits = "32,16,8,4";  // the replicas' gradient sums (R > 1)
+  std::string replicas;          // R to consider, "1,2,4"; "" = every count the hosts allow
   std::string schedules = "1f1b,eager1f1b,gpipe,zb1p,interleaved";
   std::string micro_batches = "1,2,4,8,16,32";
   int top = 10;

@@ -43,8 +43,30 @@ std::string fmt(double v, int prec = 0) {
 
 std::string mib(double bytes) { return fmt(bytes / double(1 << 20), 0) + " MiB"; }
 
+// The accuracy costs of a candidate's bit widths ("" for none).
+std::string accuracy_cost(const ModelSpec& m, const Candidate& c) {
+  if (c.in_process) return "";
+  std::string cost = bits_accuracy_cost(c.bits, m.transformer);
+  const std::string gradients = c.replicas > 1 ? gradient_bits_accuracy_cost(c.gradient_bits) : "";
+  if (!gradients.empty()) cost += (cost.empty() ? "" : "; ") + gradients;
+  return cost;
+}
+
+// The partition inside a markdown cell: stages apart with " / " ('|' would split the cell).
+std::string cell_partition(const Candidate& c) {
+  std::string part = partition_text(c);
+  for (size_t at = part.find('|'); at != std::string::npos; at = part.find('|', at + 3)) part.replace(at, 1, " / ");
+  return part;
+}
+
+// "2 replicas x 1 stage(s)" or, without replicas, "1 stage(s)".
+std::string shape_text(const Candidate& c) {
+  return (c.replicas > 1 ? std::to_string(c.replicas) + " replicas x " : "") + std::to_string(c.stages) + " stage(s)";
+}
+
 json prediction_json(const ModelSpec& m, const Candidate& c, const Prediction& p) {
   json j;
+  j["replicas"] = c.replicas;
   j["stages"] = c.stages;
   j["partition"] = partition_text(c);
   j["partition_method"] = c.partition;
@@ -52,6 +74,7 @@ json prediction_json(const ModelSpec& m, const Candidate& c, const Prediction& p
   j["micro_batches"] = c.micro_batches;
   j["chunks_per_rank"] = c.chunks_per_rank;
   j["bits"] = c.bits;
+  j["gradient_bits"] = c.gradient_bits;
   j["ok"] = p.ok;
   if (!p.ok) {
     j["error"] = p.error;
@@ -65,7 +88,11 @@ json prediction_json(const ModelSpec& m, const Candidate& c, const Prediction& p
   j["peak_memory_bytes_per_host"] = p.host_memory;
   j["stage_busy_seconds"] = p.stage_busy;
   j["bound"] = p.bound;
-  const std::string cost = c.in_process ? "" : bits_accuracy_cost(c.bits, m.transformer);
+  if (c.replicas > 1) {
+    j["sync_bytes_per_step"] = p.sync_bytes_out;  // per worker rank, replica-major
+    j["sync_seconds"] = p.sync_seconds;
+  }
+  const std::string cost = accuracy_cost(m, c);
   if (!cost.empty()) j["accuracy_cost"] = cost;
   return j;
 }
@@ -74,11 +101,12 @@ std::string row(int k, const ModelSpec& m, const Candidate& c, const Prediction&
   double mem = 0;
   for (double b : p.host_memory) mem = std::max(mem, b);
   std::ostringstream s;
-  std::string part = partition_text(c);  // stages apart with " / ": '|' would split the markdown cell
-  for (size_t at = part.find('|'); at != std::string::npos; at = part.find('|', at + 3)) part.replace(at, 1, " / ");
-  s << "| " << k << " | " << c.stages << " | " << part << " (" << c.partition << ") | "
+  const std::string part = cell_partition(c);
+  s << "| " << k << " | " << c.replicas << " | " << c.stages << " | " << part << " (" << c.partition << ") | "
     << (c.in_process ? "(one process)" : c.schedule) << " | " << c.micro_batches << " | " << c.chunks_per_rank << " | "
-    << (c.in_process ? "-" : std::to_string(c.bits) + (c.bits < 8 ? "*" : "")) << " | " << fmt(p.rate) << " | "
+    << (c.in_process ? "-" : std::to_string(c.bits) + (c.bits < 8 ? "*" : "")) << " | "
+    << (c.replicas > 1 ? std::to_string(c.gradient_bits) + (c.gradient_bits < 32 ? "*" : "") : "-") << " | "
+    << fmt(p.rate) << " | "
     << fmt(100 * p.bubble) << "% | " << (p.busiest_link == "-" ? "-" : fmt(100 * p.link_utilisation) + "%") << " | "
     << mib(mem) << " | " << p.bound << " |";
   return s.str();
@@ -86,7 +114,8 @@ std::string row(int k, const ModelSpec& m, const Candidate& c, const Prediction&
 
 }  // namespace
 
-SearchSpace search_space(const std::string& schedules, const std::string& micro_batches, const std::string& bits) {
+SearchSpace search_space(const std::string& schedules, const std::string& micro_batches, const std::string& bits,
+                         const std::string& gradient_bits, const std::string& replicas) {
   SearchSpace space;
   space.schedules = split(schedules, ',');
   for (const auto& s : space.schedules) find_schedule(s);  // unknown names: an error naming them
@@ -98,17 +127,36 @@ SearchSpace search_space(const std::string& schedules, const std::string& micro_
       throw PlanError("[plan] --micro-batches '" + micro_batches + "': expected counts M >= 1, e.g. 1,2,4,8");
     }
   }
-  space.bits.clear();
-  for (const auto& s : split(bits, ',')) {
-    int b = 0;
+  auto widths = [](const std::string& option, const std::string& list) {
+    std::vector<int> out;
+    for (const auto& s : split(list, ',')) {
+      int b = 0;
+      try {
+        b = std::stoi(s);
+      } catch (const std::exception&) {
+      }
+      if (b != 32 && b != 16 && b != 8 && b != 4) {
+        throw PlanError("[plan] " + option + " '" + list + "': '" + s + "' is not a bit width (expected 32, 16, 8 or 4)");
+      }
+      out.push_back(b);
+    }
+    return out;
+  };
+  space.bits = widths("--bits", bits);
+  space.gradient_bits = widths("--gradient-bits", gradient_bits);
+  space.replicas.clear();
+  for (const auto& s : split(replicas, ',')) {
+    size_t pos = 0;
+    int64_t r = 0;
     try {
-      b = std::stoi(s);
+      r = std::stoll(s, &pos);
     } catch (const std::exception&) {
+      pos = 0;
     }
-    if (b != 32 && b != 16 && b != 8 && b != 4) {
-      throw PlanError("[plan] --bits '" + bits + "': '" + s + "' is not a bit width (expected 32, 16, 8 or 4)");
+    if (pos != s.size() || r < 1) {
+      throw PlanError("[plan] --replicas '" + replicas + "': '" + s + "' is not a replica count (expected R >= 1, e.g. 1,2,4)");
     }
-    space.bits.push_back(b);
+    space.replicas.push_back(r);
   }
   return space;
 }
@@ -170,16 +218,21 @@ std::string train_command(const PlanAnswer& a, const Candidate& c) {
     s << "build/arceus train " << a.config << sets << " --set training.micro_batches=" << c.micro_batches;
     return s.str();
   }
-  s << "mpirun --hostfile " << (a.hostfile.empty() ? "HOSTFILE" : a.hostfile) << " -np " << c.stages + 1
+  s << "mpirun --hostfile " << (a.hostfile.empty() ? "HOSTFILE" : a.hostfile) << " -np " << c.replicas * c.stages + 1
     << " build/arceus train " << a.config << sets << " --set training.schedule=" << c.schedule
     << " --set training.micro_batches=" << c.micro_batches << " --set communication.quantization_bits=" << c.bits
     << " --set partition.chunks_per_rank=" << c.chunks_per_rank;
+  const std::string stages = c.replicas > 1 ? "" : " --set partition.stages=" + std::to_string(c.stages);
   if (c.partition == "balanced") {
-    s << " --set partition.method=balanced --set partition.stages=" << c.stages;
+    s << " --set partition.method=balanced" << stages;
   } else if (c.partition == "uniform") {
-    s << " --set partition.method=uniform --set partition.stages=" << c.stages;
-  } else {
+    s << " --set partition.method=uniform" << stages;
+  } else if (c.partition != "whole") {
     s << " --set 'partition.layers=" << partition_layers_value(c) << "'";
+  }
+  if (c.replicas > 1) {
+    s << " --set partition.replicas=" << c.replicas << " --set partition.stages=" << c.stages
+      << " --set communication.gradient_bits=" << c.gradient_bits;
   }
   return s.str();
 }
@@ -232,9 +285,10 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
     const Candidate& c = a.given;
     double mem = 0;
     for (double b : given.host_memory) mem = std::max(mem, b);
-    out << "as given: " << c.stages << " stage(s) " << partition_text(c) << ", "
+    out << "as given: " << shape_text(c) << " " << partition_text(c) << ", "
         << (c.in_process ? "one process" : c.schedule) << ", M=" << c.micro_batches << ", v=" << c.chunks_per_rank
-        << ", " << c.bits << " bits: predicted " << fmt(given.rate) << " " << unit << "/s (step "
+        << ", " << c.bits << " bits" << (c.replicas > 1 ? ", " + std::to_string(c.gradient_bits) + "-bit gradients" : "")
+        << ": predicted " << fmt(given.rate) << " " << unit << "/s (step "
         << fmt(1e3 * given.step_seconds, 1) << " ms), bubble " << fmt(100 * given.bubble) << "%, busiest link "
         << (given.busiest_link == "-" ? "-" : fmt(100 * given.link_utilisation) + "% (" + given.busiest_link + ")")
         << ", peak memory " << mib(mem) << " per host, bound: " << given.bound << "\n\n";
@@ -242,21 +296,26 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
     out << "as given: cannot be predicted: " << given.error << "\n\n";
   }
   out << "ranked (" << a.ranked.size() << " configurations evaluated in " << fmt(a.plan_seconds, 2) << " s):\n\n";
-  out << "| # | stages | partition (layers per stage) | schedule | M | v | bits | " << unit
+  out << "| # | replicas | stages | partition (layers per stage) | schedule | M | v | bits | grad bits | " << unit
       << "/s | bubble | busiest link | peak memory/host | bound |\n";
-  out << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  out << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   bool starred = false;
+  int fewest_gradient_bits = 32;
   for (size_t k = 0; k < a.ranked.size() && k < size_t(a.top); ++k) {
-    out << row(int(k + 1), m, a.ranked[k].candidate, a.ranked[k].prediction) << "\n";
-    starred = starred || (!a.ranked[k].candidate.in_process && a.ranked[k].candidate.bits < 8);
+    const Candidate& c = a.ranked[k].candidate;
+    out << row(int(k + 1), m, c, a.ranked[k].prediction) << "\n";
+    starred = starred || (!c.in_process && c.bits < 8);
+    if (c.replicas > 1) fewest_gradient_bits = std::min(fewest_gradient_bits, c.gradient_bits);
   }
-  if (starred) out << "\n* " << bits_accuracy_cost(4, m.transformer) << "\n";
+  if (starred || fewest_gradient_bits < 32) out << "\n";
+  if (starred) out << "* " << bits_accuracy_cost(4, m.transformer) << "\n";
+  if (fewest_gradient_bits < 32) out << "* " << gradient_bits_accuracy_cost(fewest_gradient_bits) << "\n";
   if (!a.ranked.empty()) {
     const Ranked& best = a.ranked.front();
     out << "\nbest: " << fmt(best.prediction.rate) << " " << unit << "/s";
     if (given.ok) out << " (" << fmt(best.prediction.rate / given.rate, 2) << "x as given)";
     out << "\n  " << train_command(a, best.candidate) << "\n";
-    const std::string cost = best.candidate.in_process ? "" : bits_accuracy_cost(best.candidate.bits, m.transformer);
+    const std::string cost = accuracy_cost(m, best.candidate);
     if (!cost.empty()) out << "  accuracy: " << cost << "\n";
   }
   if (!a.scaling.empty()) {
@@ -267,9 +326,10 @@ void print_answer(const PlanAnswer& a, std::ostream& out) {
     for (const auto& [h, r] : a.scaling) {
       const Candidate& c = r.candidate;
       out << "| " << h << " | " << fmt(r.prediction.rate) << " | "
-          << (prev > 0 ? fmt(r.prediction.rate / prev, 2) + "x" : "-") << " | " << c.stages << " stage(s) "
-          << partition_text(c) << ", " << (c.in_process ? "one process" : c.schedule) << ", M=" << c.micro_batches
-          << ", v=" << c.chunks_per_rank << (c.in_process ? "" : ", " + std::to_string(c.bits) + " bits") << " | "
+          << (prev > 0 ? fmt(r.prediction.rate / prev, 2) + "x" : "-") << " | " << shape_text(c) << " "
+          << cell_partition(c) << ", " << (c.in_process ? "one process" : c.schedule) << ", M=" << c.micro_batches
+          << ", v=" << c.chunks_per_rank << (c.in_process ? "" : ", " + std::to_string(c.bits) + " bits")
+          << (c.replicas > 1 ? ", " + std::to_string(c.gradient_bits) + "-bit gradients" : "") << " | "
           << r.prediction.bound << " |\n";
       if (prev > 0 && r.prediction.rate < 1.05 * prev && stops == 0) stops = h;
       prev = r.prediction.rate;

@@ -14,12 +14,14 @@
 
 namespace arceus::plan {
 
-// --schedules, --micro-batches and --bits (comma lists) as the space to search; PlanError
-// naming the bad value (an unknown schedule: the schedule registry's error).
-SearchSpace search_space(const std::string& schedules, const std::string& micro_batches, const std::string& bits);
+// --schedules, --micro-batches, --bits, --gradient-bits and --replicas (comma lists; replicas
+// "" = every count the hosts allow) as the space to search; PlanError naming the bad value (an
+// unknown schedule: the schedule registry's error).
+SearchSpace search_space(const std::string& schedules, const std::string& micro_batches, const std::string& bits,
+                         const std::string& gradient_bits = "32,16,8,4", const std::string& replicas = "");
 
 // The hosts: the hostfile's (`hostfile` not empty), else `count` hosts host1..hostN (host1 with
-// 2 slots: rank 0 and stage 1). `host_speed` ("" = as they are; one factor F, or F,F,... one
+// 2 slots: rank 0 and worker rank 1). `host_speed` ("" = as they are; one factor F, or F,F,... one
 // per host) sets their speeds; then every speed is multiplied by `core_factor`. PlanError
 // naming --host-speed's value when it is not that.
 std::vector<Host> cluster_hosts(const std::string& hostfile, int64_t count, const std::string& host_speed,

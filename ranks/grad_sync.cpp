@@ -8,17 +8,14 @@
 #include <string>
 
 #include "ranks/codec.h"
+#include "ranks/sync_buckets.h"
 #include "ranks/timing.h"
 
 namespace arceus {
 
 namespace {
 
-// Bucket size cap (DDP's is 25 MB; small here so that a few buckets overlap even the backward
-// of a small model's last layers).
-constexpr int64_t kBucketFloats = int64_t{1} << 20;  // 4 MiB of float32
-// The ring's slices are [rows, kRow]: one codec scale per kRow values at 8 and 4 bits.
-constexpr int64_t kRow = 512;
+constexpr int64_t kRow = kSyncRow;  // ranks/sync_buckets.h: the buckets and the ring's slices
 
 }  // namespace
 
@@ -68,19 +65,20 @@ struct GradientSync::Impl {
         params.push_back(p);
       }
     }
+    std::vector<int64_t> sizes;
+    for (const Param& p : params) sizes.push_back(p.tensor.numel());
+    const std::vector<size_t> bucket_of = sync_bucket_of(sizes);
     for (size_t i = 0; i < params.size(); ++i) {
       Param& p = params[i];
-      const int64_t n = p.tensor.numel();
-      if (buckets.empty() || (buckets.back().size > 0 && buckets.back().size + n > kBucketFloats)) buckets.emplace_back();
+      if (bucket_of[i] == buckets.size()) buckets.emplace_back();
       Bucket& b = buckets.back();
       p.bucket = buckets.size() - 1;
       p.offset = b.size;
       b.params.push_back(i);
-      b.size += n;
+      b.size += sizes[i];
     }
     for (Bucket& b : buckets) {
-      const int64_t unit = ranks * kRow;
-      b.padded = (b.size + unit - 1) / unit * unit;
+      b.padded = sync_padded_floats(b.size, ranks);
       b.data.assign(static_cast<size_t>(bits == 32 ? b.size : b.padded), 0.0f);
       if (bits < 32) b.residual.assign(static_cast<size_t>(b.padded), 0.0f);
     }

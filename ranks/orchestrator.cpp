@@ -68,6 +68,7 @@ class Orchestrator::Impl {
     }
     write_summary(RunState::Running);
     const auto run_start = Clock::now();
+    transport_.reset_wait_seconds();  // the set-up's waits (broadcasts, data checks) are not epoch 1's
     try {
       for (int64_t epoch = resume_epoch_; epoch <= t.epochs && !stopped_; ++epoch) {
         epoch_ = epoch;
@@ -184,7 +185,15 @@ class Orchestrator::Impl {
       std::string differ;
       for (int64_t replica = 1; replica < p_.replicas; ++replica) {
         const int q = p_.rank_of_stage(s, replica);
-        if (msg_.receive_one<uint64_t>(q, MsgKind::Replica, control_step_[q] - 1) != expected) {
+        uint64_t hash = 0;
+        if (diloco()) {  // its whole state: its inner optimizer's is its own ("...@replica<r>")
+          StageState other = unpack_state(msg_.receive_blob(q, control_step_[q] - 1));
+          hash = parameter_hash(other);
+          for (auto& a : other.optimizer) states.back().optimizer.push_back(std::move(a));
+        } else {
+          hash = msg_.receive_one<uint64_t>(q, MsgKind::Replica, control_step_[q] - 1);
+        }
+        if (hash != expected) {
           differ += (differ.empty() ? "" : ", ") + std::to_string(replica) + " (rank " + std::to_string(q) + ")";
         }
       }
@@ -353,16 +362,26 @@ class Orchestrator::Impl {
   }
 
   // Gradient clipping: the stages' squared norms in, the global norm back out.
-  // With replicas every replica's stage holds the same summed gradients: replica 0's count.
+  // Per replica (with summed gradients every replica's is the same; a DiLoCo replica clips its
+  // own); the epoch's mean records replica 0's.
   void exchange_norms(uint32_t step) {
-    double sq = 0;
+    std::vector<double> sq(size_t(p_.replicas), 0.0);
+    for (int r : p_.stage_ranks()) sq[size_t(p_.slot_of_rank(r).replica)] += msg_.receive_one<double>(r, MsgKind::Norm, step);
+    std::vector<double> norm(sq.size());
+    for (size_t k = 0; k < sq.size(); ++k) norm[k] = std::sqrt(sq[k]);
     for (int r : p_.stage_ranks()) {
-      const double part = msg_.receive_one<double>(r, MsgKind::Norm, step);
-      if (p_.slot_of_rank(r).replica == 0) sq += part;
+      pending_sends_.push_back(msg_.send_raw(&norm[size_t(p_.slot_of_rank(r).replica)], 1, r, MsgKind::Norm, step, 0));
     }
-    const double norm = std::sqrt(sq);
-    for (int r : p_.stage_ranks()) pending_sends_.push_back(msg_.send_raw(&norm, 1, r, MsgKind::Norm, step, 0));
-    grad_norms_.push_back(norm);
+    grad_norms_.push_back(norm[0]);
+  }
+
+  // training.sync diloco: a round ends every diloco.inner_steps training steps, and before a
+  // checkpoint, the epoch's validation and a stop, so that these see equal replicas.
+  bool diloco() const { return job_.config.training.sync == "diloco"; }
+  void end_round() {
+    if (!diloco() || steps_in_round_ == 0) return;
+    send_control(Command::Outer, 0, 0, p_.stage_ranks());
+    steps_in_round_ = 0;
   }
 
   // Runs batches of `set` through the pipeline, keeping one batch in flight ahead so the
@@ -386,6 +405,7 @@ class Orchestrator::Impl {
         break;
       }
       if (train && every > 0 && k > first && k % every == 0) {
+        end_round();
         while (!flight.empty()) finish_one();  // a checkpoint needs an empty pipeline
         checkpoint(epoch_ - 1, k);
       }
@@ -399,8 +419,10 @@ class Orchestrator::Impl {
       }
       const at::Tensor inputs = job_.local_feed() ? at::Tensor() : set.inputs.index_select(0, idx);
       flight.push_back(issue(inputs, set.labels.index_select(0, idx), idx, train, lr));
+      if (train && diloco() && ++steps_in_round_ == job_.config.diloco.inner_steps) end_round();
       if (flight.size() > 1) finish_one();
     }
+    if (train) end_round();
     while (!flight.empty()) finish_one();
     if (train) epoch_steps_done_ = done;
   }
@@ -470,6 +492,7 @@ class Orchestrator::Impl {
   std::map<int, uint32_t> control_step_;
   std::vector<double> grad_norms_;  // this epoch's global gradient norms (when clipping)
   int64_t steps_per_epoch_ = 0;
+  int64_t steps_in_round_ = 0;  // training.sync diloco: steps since the last outer step
   double last_lr_ = 0;
   uint32_t step_ = 0;
   int64_t epoch_ = 0;

@@ -165,7 +165,9 @@ std::vector<LinkBytes> step_links(const Job& job, int64_t rows) {
   // stage's gradients out of every member to the next (MPI's own allreduce at 32 bits counted so).
   if (p.replicas > 1) {
     const auto params = stage_parameter_counts(job);
-    const int gbits = c.communication.gradient_bits;
+    const bool diloco = c.training.sync == "diloco";  // one sum of pseudo-gradients per diloco.inner_steps steps
+    const int gbits = diloco ? c.diloco.bits : c.communication.gradient_bits;
+    const double per_step = diloco ? 1.0 / double(c.diloco.inner_steps) : 1.0;
     const int64_t R = p.replicas;
     for (int64_t s = 1; s <= p.stages; ++s) {
       const double n = double(params[size_t(s - 1)]);
@@ -176,7 +178,7 @@ std::vector<LinkBytes> step_links(const Job& job, int64_t rows) {
         wire = 2.0 * double(R - 1) * (h + double(encoded_size(slice_rows, 512, gbits)));
       }
       for (int64_t replica = 0; replica < R; ++replica) {
-        add(p.rank_of_stage(s, replica), p.rank_of_stage(s, (replica + 1) % R), raw, wire);
+        add(p.rank_of_stage(s, replica), p.rank_of_stage(s, (replica + 1) % R), raw * per_step, wire * per_step);
       }
     }
   }

@@ -18,6 +18,7 @@
 #include "datasets/dataset.h"
 #include "models/stage_model.h"
 #include "ranks/executor.h"
+#include "ranks/diloco.h"
 #include "ranks/grad_sync.h"
 #include "ranks/affinity.h"
 #include "ranks/messenger.h"
@@ -71,8 +72,12 @@ class StageWorker {
         per_chunk.emplace_back();
         for (auto& [name, t] : ch.model->named_parameters()) per_chunk.back().push_back(t);
       }
+      const bool diloco = c.training.sync == "diloco";
+      std::vector<at::Tensor> flat;
+      for (const auto& k : per_chunk) flat.insert(flat.end(), k.begin(), k.end());
       sync_ = std::make_unique<GradientSync>(std::move(per_chunk), *replicas, msg_, stats_,
-                                             c.communication.gradient_bits);
+                                             diloco ? int(c.diloco.bits) : c.communication.gradient_bits);
+      if (diloco) diloco_ = std::make_unique<Diloco>(std::move(flat), *sync_, c.diloco, replica_, p_.replicas);
     }
     bits_ = c.communication.quantization_bits;
     input_bits_ = job.world == 1 ? 32 : bits_;  // the in-process run moves no data over a network
@@ -100,10 +105,16 @@ class StageWorker {
       if (cmd == Command::Train || cmd == Command::Eval) {
         run_batch(c, step, cmd == Command::Train);
         ++step;
+      } else if (cmd == Command::Outer) {
+        if (!diloco_) throw WireError("[wire] an outer step (training.sync diloco) for a stage without replicas");
+        const auto t0 = Clock::now();
+        diloco_->outer_step(this_control);
+        stats_.sync += seconds_since(t0);
       } else if (cmd == Command::Checkpoint) {
         // Replica 0 sends the state; the others their parameters' hash, which rank 0 checks
-        // against replica 0's: every replica must hold the same bits.
-        if (replica_ == 0) {
+        // against replica 0's: every replica must hold the same bits. With DiLoCo the others
+        // send their state too: each keeps an inner optimizer state of its own.
+        if (replica_ == 0 || diloco_) {
           msg_.send_blob(pack_state(export_state(step)), 0, this_control);
         } else {
           const uint64_t hash = parameter_hash(export_state(step));
@@ -262,7 +273,7 @@ class StageWorker {
         metrics_.correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
         metrics_.count += rows * seq;
         // Scaled so that the gradients summed over micro-batches equal the full batch's mean.
-        if (train_) s.loss = loss_sum / static_cast<double>(control_.rows * seq);
+        if (train_) s.loss = loss_sum / static_cast<double>(loss_rows_ * seq);
       }
     }
     const double flops = ch.model->forward_flops_per_sample() * static_cast<double>(rows);
@@ -323,13 +334,13 @@ class StageWorker {
     Slot& s = slot(c, i);
     const at::Tensor g = output_grad(ch, s, i);
     const auto t0 = Clock::now();
-    if (sync_) sync_->before_backward(size_t(c / p_.stages));
+    if (step_sums()) sync_->before_backward(size_t(c / p_.stages));
     if (ch.last) {
       s.loss.backward();
     } else {
       s.y.backward(g);
     }
-    if (sync_) sync_->after_backward(size_t(c / p_.stages));
+    if (step_sums()) sync_->after_backward(size_t(c / p_.stages));
     count_backward(ch, i, 2.0, t0);
     if (!ch.first) send_input_grad(c, i, s.x.grad());
     s = Slot{};
@@ -360,13 +371,13 @@ class StageWorker {
     Chunk& ch = chunk(c);
     Slot& s = slot(c, i);
     const auto t0 = Clock::now();
-    if (sync_) sync_->before_backward(size_t(c / p_.stages));
+    if (step_sums()) sync_->before_backward(size_t(c / p_.stages));
     for (size_t j = s.ops.ops.size(); j-- > 0;) {
       const auto& [out, params] = s.ops.ops[j];
       if (params.empty()) continue;
       torch::autograd::backward({out}, {s.op_grads[j]}, /*retain_graph=*/false, /*create_graph=*/false, params);
     }
-    if (sync_) sync_->after_backward(size_t(c / p_.stages));
+    if (step_sums()) sync_->after_backward(size_t(c / p_.stages));
     count_backward(ch, i, 1.0, t0);
     s = Slot{};
   }
@@ -383,13 +394,16 @@ class StageWorker {
     metrics_ = MetricsPayload{};
     // This replica's contiguous share of the batch (all of it without replicas), in micro-batches.
     const int64_t share = replica_shares(control.rows, p_.replicas)[size_t(replica_)];
+    // Every replica's loss is scaled by the whole batch (the sum over replicas of their gradients
+    // is the batch's mean); a DiLoCo replica's by its own share (it learns alone until the round's end).
+    loss_rows_ = diloco_ ? share : control.rows;
     sizes_ = share > 0 ? micro_batch_sizes(share, control.micro_batches) : std::vector<int64_t>{};
     post_receives(train);
     for (Chunk& ch : chunks_) ch.model->module().train(train);  // dropout and the like: on in training only
     if (train) {
       optimizer_->zero_grad();
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(control.learning_rate);
-      if (sync_) sync_->begin_step(step, static_cast<int64_t>(sizes_.size()));
+      if (step_sums()) sync_->begin_step(step, static_cast<int64_t>(sizes_.size()));
     }
     ActionHandlers handlers;
     handlers.forward = [this](int64_t c, int64_t i) { forward(c, i); };
@@ -399,16 +413,17 @@ class StageWorker {
     // Free finished send buffers early; this also drives MPI progress.
     handlers.between = [this] {
       for (auto& s : sends_) transport_.test(s);
-      if (sync_) sync_->progress();
+      if (step_sums()) sync_->progress();
     };
     if (!sizes_.empty()) execute(program(static_cast<int64_t>(sizes_.size()), train), handlers, stage_);
 
-    if (train && sync_) sync_->finish();  // the sum over the replicas, before clipping and the step
+    if (train && step_sums()) sync_->finish();  // the sum over the replicas, before clipping and the step
     if (train) {
       if (job_.config.training.grad_clip > 0) clip_gradients(step);
       const auto t0 = Clock::now();
       optimizer_->step();
       stats_.optimizer += seconds_since(t0);
+      if (diloco_) diloco_->count_step(control.rows);
     }
     if (chunks_.back().last) sends_.push_back(msg_.send_raw(&metrics_, 1, 0, MsgKind::Metrics, step, 0));
     transport_.wait_all(sends_);
@@ -445,22 +460,31 @@ class StageWorker {
   }
 
   // Parameters, optimizer state and RNG state under global names (partition-independent).
+  // With DiLoCo each replica's inner optimizer state is its own: replica r > 0 names it
+  // "<parameter>:<state>@replica<r>" (the checkpoint keeps them all), and the outer momentum
+  // (the same on every replica) is replica 0's "<parameter>:diloco_momentum".
+  std::string replica_suffix() const { return diloco_ && replica_ > 0 ? "@replica" + std::to_string(replica_) : ""; }
+
   StageState export_state(uint64_t global_step) {
     StageState st;
     st.global_step = global_step;
     auto& state = optimizer_->state();
+    const std::string tag = replica_suffix();
+    size_t k = 0;  // the parameter's index in the stage (Diloco's order)
     for (Chunk& ch : chunks_) {
       for (auto& [name, p] : ch.model->named_parameters()) {
         st.parameters.push_back(to_named(name, p));
+        if (diloco_ && replica_ == 0) st.optimizer.push_back(to_named(name + ":diloco_momentum", diloco_->momentum()[k]));
+        ++k;
         auto it = state.find(c10::guts::to_string(p.unsafeGetTensorImpl()));
         if (it == state.end()) continue;
         if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
-          if (sgd->momentum_buffer().defined()) st.optimizer.push_back(to_named(name + ":momentum_buffer", sgd->momentum_buffer()));
+          if (sgd->momentum_buffer().defined()) st.optimizer.push_back(to_named(name + ":momentum_buffer" + tag, sgd->momentum_buffer()));
         } else if (auto* adam = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
-          st.optimizer.push_back(to_named(name + ":exp_avg", adam->exp_avg()));
-          st.optimizer.push_back(to_named(name + ":exp_avg_sq", adam->exp_avg_sq()));
+          st.optimizer.push_back(to_named(name + ":exp_avg" + tag, adam->exp_avg()));
+          st.optimizer.push_back(to_named(name + ":exp_avg_sq" + tag, adam->exp_avg_sq()));
           NamedArray step;
-          step.name = name + ":step";
+          step.name = name + ":step" + tag;
           step.data = {static_cast<float>(adam->step())};
           st.optimizer.push_back(step);
         }
@@ -477,7 +501,17 @@ class StageWorker {
   void import_state(const StageState& st) {
     std::map<std::string, const NamedArray*> params, opt;
     for (const auto& a : st.parameters) params[a.name] = &a;
-    for (const auto& a : st.optimizer) opt[a.name] = &a;
+    // A replica's own inner state when the checkpoint has one ("...@replica<r>"), else replica 0's.
+    const std::string tag = replica_suffix();
+    for (const auto& a : st.optimizer) {
+      if (a.name.find('@') == std::string::npos) opt.emplace(a.name, &a);
+    }
+    if (!tag.empty()) {
+      for (const auto& a : st.optimizer) {
+        if (a.name.size() > tag.size() && a.name.compare(a.name.size() - tag.size(), tag.size(), tag) == 0)
+          opt[a.name.substr(0, a.name.size() - tag.size())] = &a;
+      }
+    }
     auto& state = optimizer_->state();
     at::NoGradGuard no_grad;
     for (Chunk& ch : chunks_) {
@@ -517,6 +551,17 @@ class StageWorker {
       at::Generator gen = at::detail::getDefaultCPUGenerator();
       gen.set_state(t);
     }
+    if (diloco_) {  // the round starts from the loaded parameters, with the saved outer momentum
+      diloco_->restart_round();
+      size_t k = 0;
+      for (Chunk& ch : chunks_) {
+        for (auto& [name, p] : ch.model->named_parameters()) {
+          auto m = opt.find(name + ":diloco_momentum");
+          if (m != opt.end()) diloco_->momentum()[k].copy_(from_named(*m->second));
+          ++k;
+        }
+      }
+    }
   }
 
   // The torch generator (dropout) is the process's: one per stage, saved as "stage<s-1>".
@@ -532,12 +577,16 @@ class StageWorker {
   std::vector<Chunk> chunks_;  // ascending chunk index: chunk c is chunks_[c / S]
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<GradientSync> sync_;  // with replicas
+  std::unique_ptr<Diloco> diloco_;      // with training.sync diloco (its outer sums through sync_)
+  // The gradients are summed every step (replicas without DiLoCo).
+  bool step_sums() const { return sync_ && !diloco_; }
   std::map<int64_t, Program> train_programs_, eval_programs_;  // by micro-batch count
   int bits_ = 32, input_bits_ = 32;
   bool split_ = false;
 
   // The batch in flight.
   ControlPayload control_;
+  int64_t loss_rows_ = 1;  // the rows a step's loss is the mean over
   uint32_t step_ = 0;
   bool train_ = false;
   std::vector<int64_t> sizes_;

@@ -150,6 +150,11 @@ Setup set_up(const Config& config, int ranks, bool reference, int world, const T
   if (job.transformer()) {  // the head's cost needs the vocabulary
     job.placement = make_placement(c, plan_world, job.classes, reference ? std::vector<int>{} : options.stage_ranks);
   }
+  if (c.training.sync == "diloco" && job.placement.replicas < 2) {
+    throw ConfigError("[config] training.sync is 'diloco' (replicas that average every diloco.inner_steps steps), but "
+                      "the job has " + std::to_string(job.placement.replicas) +
+                      " replica: set partition.replicas to 2 or more (and give mpirun the ranks), or training.sync: step");
+  }
   if (!job.transformer() && c.model.layer_sizes.front() != s.data.features) {
     throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
                       " but the " + c.dataset.name + " inputs have " + std::to_string(s.data.features) +

@@ -112,8 +112,8 @@ class Transport {
   // Completes the request if it is done (a receive: buffer() and received_bytes() are set).
   virtual bool test(Request& request) = 0;
   // How a wait leaves the core: Patient spins briefly, then sleeps with a growing back-off (a rank
-  // waiting out a bubble or a batch leaves its core to ranks that compute); Busy only yields
-  // between tests, for a wait whose bytes move only while this rank is inside MPI (Open MPI's
+  // waiting out a bubble or a batch leaves its core to ranks that compute); Busy yields for 1 ms,
+  // then tests every ~20 us, for a wait whose bytes move only while this rank is inside MPI (Open MPI's
   // TCP transport progresses a large message, or each round of a collective, only in MPI calls:
   // the replicas' gradient sums waited 4.7 ms per step behind the sleeps, on an unlimited link).
   enum class Pace { Patient, Busy };
@@ -142,6 +142,7 @@ class Transport {
   static constexpr int kMaxSleepMicros = 200;
   static constexpr int kLongWaitMicros = 5000;   // after this long, sleep kLongSleepMicros
   static constexpr int kLongSleepMicros = 1000;
+  static constexpr int kBusySpinMicros = 1000;  // Pace::Busy: yield this long, then test every ~20 us
 
  protected:
   // For implementations: a new active request, and its completion.

@@ -74,7 +74,8 @@ inline int make_tag(MsgKind kind, int64_t micro_batch, int64_t round = 0) {
 }
 
 // Control messages (payload of MsgKind::Control).
-enum class Command : uint32_t { Train = 1, Eval = 2, EpochEnd = 3, Stop = 4, Checkpoint = 5 };
+// Outer: training.sync diloco, a round's end (the replicas' outer step).
+enum class Command : uint32_t { Train = 1, Eval = 2, EpochEnd = 3, Stop = 4, Checkpoint = 5, Outer = 6 };
 struct ControlPayload {
   uint32_t command = 0;  // Command
   uint32_t reserved = 0;

@@ -65,6 +65,15 @@ TEST(PlanCommand, SearchSpaceFromTheOptions) {
   EXPECT_EQ(test::expected_error<PlanError>([] { search_space("1f1b", "1", "32,7"); }),
             "[plan] --bits '32,7': '7' is not a bit width (expected 32, 16, 8 or 4)");
   EXPECT_THROW(search_space("1f1b,nope", "1", "32"), std::exception);
+
+  const SearchSpace r = search_space("1f1b", "4", "8", "32,8", "1,2,4");
+  EXPECT_EQ(r.gradient_bits, (std::vector<int>{32, 8}));
+  EXPECT_EQ(r.replicas, (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_TRUE(search_space("1f1b", "4", "8").replicas.empty());  // every count the hosts allow
+  EXPECT_EQ(test::expected_error<PlanError>([] { search_space("1f1b", "1", "32", "32,2"); }),
+            "[plan] --gradient-bits '32,2': '2' is not a bit width (expected 32, 16, 8 or 4)");
+  EXPECT_EQ(test::expected_error<PlanError>([] { search_space("1f1b", "1", "32", "32", "2,0"); }),
+            "[plan] --replicas '2,0': '0' is not a replica count (expected R >= 1, e.g. 1,2,4)");
 }
 
 TEST(PlanCommand, ClusterHostsAndTheirSpeeds) {
@@ -105,6 +114,41 @@ TEST(PlanCommand, TrainCommandOfACandidate) {
             "mpirun --hostfile HOSTFILE -np 3 build/arceus train configs/x.yaml --set 'training.epochs=1' "
             "--set training.schedule=1f1b --set training.micro_batches=4 --set communication.quantization_bits=8 "
             "--set partition.chunks_per_rank=1 --set partition.method=balanced --set partition.stages=2");
+}
+
+TEST(PlanCommand, TrainCommandOfReplicas) {
+  PlanAnswer a;
+  a.config = "configs/x.yaml";
+  a.hostfile = "hosts";
+  Candidate c;
+  c.replicas = 4;
+  c.stages = 1;
+  c.micro_batches = 2;
+  c.schedule = "1f1b";
+  c.bits = 8;
+  c.gradient_bits = 4;
+  c.chunks = {LayerRange{0, 3}};
+  c.partition = "whole";
+  EXPECT_EQ(train_command(a, c),
+            "mpirun --hostfile hosts -np 5 build/arceus train configs/x.yaml --set training.schedule=1f1b "
+            "--set training.micro_batches=2 --set communication.quantization_bits=8 --set partition.chunks_per_rank=1 "
+            "--set partition.replicas=4 --set partition.stages=1 --set communication.gradient_bits=4");
+  c.replicas = 2;
+  c.stages = 2;
+  c.gradient_bits = 32;
+  c.chunks = {LayerRange{0, 1}, LayerRange{1, 2}};
+  c.partition = "balanced";
+  EXPECT_EQ(train_command(a, c),
+            "mpirun --hostfile hosts -np 5 build/arceus train configs/x.yaml --set training.schedule=1f1b "
+            "--set training.micro_batches=2 --set communication.quantization_bits=8 --set partition.chunks_per_rank=1 "
+            "--set partition.method=balanced --set partition.replicas=2 --set partition.stages=2 "
+            "--set communication.gradient_bits=32");
+  c.partition = "timed";
+  EXPECT_EQ(train_command(a, c),
+            "mpirun --hostfile hosts -np 5 build/arceus train configs/x.yaml --set training.schedule=1f1b "
+            "--set training.micro_batches=2 --set communication.quantization_bits=8 --set partition.chunks_per_rank=1 "
+            "--set 'partition.layers=[[0],[1,2]]' --set partition.replicas=2 --set partition.stages=2 "
+            "--set communication.gradient_bits=32");
 }
 
 TEST(PlanCommand, NoScalingTableWithoutARange) {

@@ -5,12 +5,15 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <set>
 
 #include "planner/planner.h"
 #include "planner/simulate_links.h"
 #include "ranks/schedule/registry.h"
+#include "ranks/codec.h"
 #include "ranks/schedule/simulate.h"
 #include "ranks/steps.h"
+#include "ranks/sync_buckets.h"
 
 namespace arceus::plan {
 namespace {
@@ -136,13 +139,18 @@ TEST(Planner, FreeMessagesGiveTheValidatorsMakespan) {
 TEST(Planner, AddingAHostNeverPredictsASlowerBest) {
   const Calibration cal = synthetic_calibration();
   const std::vector<double> speeds{1.0, 0.4, 1.0, 0.25, 0.8, 1.0};
+  // Every shape R x S and schedule; fewer M and widths than the default space, to keep it quick.
+  SearchSpace space;
+  space.micro_batches = {1, 4, 16};
+  space.bits = {32, 8};
+  space.gradient_bits = {32, 8};
   for (const std::string link : {"unlimited", "1gbit", "100mbit"}) {
     for (const int64_t width : {64, 4096}) {
       const ModelSpec m = model_of(8, "heavy", width, 512);
       double previous = 0;
       for (size_t h = 1; h <= speeds.size(); ++h) {
         const ClusterSpec cluster = cluster_of(std::vector<double>(speeds.begin(), speeds.begin() + h), link);
-        const auto ranked = search(m, cal, cluster, SearchSpace{});
+        const auto ranked = search(m, cal, cluster, space);
         ASSERT_FALSE(ranked.empty());
         EXPECT_GE(ranked.front().prediction.rate, previous * (1 - 1e-12))
             << h << " hosts, " << link << ", width " << width << ": " << ranked.front().prediction.rate << " < "
@@ -238,6 +246,250 @@ TEST(Planner, PlanSpeedOverTheDefaultSpace) {
   ASSERT_FALSE(ranked.empty());
   std::printf("[ plan speed ] %zu configurations on 6 hosts in %.3f s (target < 2 s)\n", ranked.size(), s);
   RecordProperty("plan_seconds", std::to_string(s));
+}
+
+// --- replicas -------------------------------------------------------------------------------
+
+// R replicas of an S-stage pipeline (flop-balanced), `gradient_bits` for their sums.
+Candidate replicated(const ModelSpec& m, int64_t replicas, int64_t stages, const std::string& schedule,
+                     int64_t micro_batches, int bits, int gradient_bits) {
+  Candidate c = pipeline(m, stages, schedule, micro_batches, bits);
+  c.replicas = replicas;
+  c.gradient_bits = gradient_bits;
+  if (stages == 1) c.partition = "whole";
+  return c;
+}
+
+TEST(PlannerReplicas, OneReplicaPredictsWhatThePlannerPredictedBeforeReplicas) {
+  // Recorded (hexfloat) from the planner before replicas (commit 9449554) for these four
+  // pipelines: step seconds, bubble, busiest link's utilisation, peak memory, bound.
+  struct Expected {
+    double step, bubble, link, memory;
+    const char* bound;
+  };
+  const Expected expected[] = {
+      {0x1.2dcd57a90aae3p-4, 0x1.bb836be9d576p-2, 0x1.e95b8984816a3p-6, 0x1.7025p+22, "compute (stage 2)"},
+      {0x1.14eadb9c16a34p-1, 0x1.e72d564a90555p-1, 0x1.4a746be6ebf5bp-1, 0x1.200028p+27, "link (host 1 -> host 2)"},
+      {0x1.2b0bb4e69275fp-3, 0x1.d0044802eea3ep-2, 0x1.34aae60137546p-2, 0x1.48128p+24, "compute (stage 2)"},
+      {0x1.9243ce86c2454p-4, 0x1.b5a0a01516f5p-1, 0x1.6be9ab0fd21e2p-1, 0x1.40014p+26, "link (host 1 -> host 2)"},
+  };
+  struct Case {
+    int64_t layers;
+    const char* key;
+    int64_t width, batch, stages;
+    const char* schedule;
+    int64_t micro_batches;
+    int bits;
+    const char* link;
+    bool clip;
+  };
+  const Case cases[] = {{6, "heavy", 512, 256, 3, "1f1b", 4, 8, "1gbit", false},
+                        {2, "light", 4096, 256, 2, "eager1f1b", 4, 32, "100mbit", false},
+                        {8, "heavy", 1024, 512, 4, "zb1p", 8, 4, "100mbit", true},
+                        {8, "light", 2048, 512, 4, "interleaved", 8, 16, "1gbit", true}};
+  const Calibration cal = synthetic_calibration();
+  for (size_t k = 0; k < 4; ++k) {
+    const Case& c = cases[k];
+    ModelSpec m = model_of(c.layers, c.key, c.width, c.batch);
+    m.grad_clip = c.clip;
+    std::vector<double> speeds(size_t(c.stages), 1.0);
+    speeds[1] = 0.5;
+    Candidate cand = pipeline(m, c.stages, c.schedule, c.micro_batches, c.bits);
+    if (std::string(c.schedule) == "interleaved") {
+      cand.chunks_per_rank = 2;
+      cand.chunks = flop_balanced(m, c.stages, 2, c.bits);
+    }
+    const Prediction p = predict(m, cal, cluster_of(speeds, c.link), cand);
+    ASSERT_TRUE(p.ok) << p.error;
+    double memory = 0;
+    for (double b : p.host_memory) memory = std::max(memory, b);
+    EXPECT_EQ(p.step_seconds, expected[k].step) << "case " << k;
+    EXPECT_EQ(p.bubble, expected[k].bubble) << "case " << k;
+    EXPECT_EQ(p.link_utilisation, expected[k].link) << "case " << k;
+    EXPECT_EQ(memory, expected[k].memory) << "case " << k;
+    EXPECT_EQ(p.bound, expected[k].bound) << "case " << k;
+    EXPECT_TRUE(p.sync_bytes_out.empty());
+  }
+}
+
+TEST(PlannerReplicas, AComputeBoundModelScalesWithReplicasOnAnUnlimitedLink) {
+  const Calibration cal = synthetic_calibration();
+  const ModelSpec m = model_of(4, "heavy", 64, 512);  // heavy layers, few parameters
+  Candidate one;
+  one.micro_batches = 4;
+  one.chunks = {LayerRange{0, 4}};
+  one.in_process = true;
+  const double alone = predict(m, cal, cluster_of({1.0}, "unlimited"), one).rate;
+  for (const int64_t R : {2, 4}) {
+    for (const int gb : {32, 8}) {
+      const ClusterSpec cluster = cluster_of(std::vector<double>(size_t(R), 1.0), "unlimited");
+      const Prediction p = predict(m, cal, cluster, replicated(m, R, 1, "1f1b", 4, 32, gb));
+      ASSERT_TRUE(p.ok) << p.error;
+      EXPECT_GT(p.rate, 0.9 * double(R) * alone) << R << " replicas, " << gb << "-bit sums: " << p.rate
+                                                  << " samples/s, one process " << alone;
+      EXPECT_LE(p.rate, double(R) * alone * (1 + 1e-9));
+      EXPECT_EQ(p.bound.rfind("compute", 0), 0u) << p.bound;
+    }
+  }
+}
+
+TEST(PlannerReplicas, SyncBytesPerRankAreTheRingFormula) {
+  const Calibration cal = synthetic_calibration();
+  // 4 layers of 1024 x 1024 (+ bias): several buckets per stage.
+  ModelSpec m = model_of(4, "light", 1024, 256);
+  for (LayerSpec& l : m.layers) {
+    l.parameters = 1024 * 1024 + 1024;
+    l.tensors = {1024 * 1024, 1024};
+  }
+  const int64_t R = 3, S = 2;
+  const ClusterSpec cluster = cluster_of(std::vector<double>(size_t(R * S), 1.0), "1gbit");
+  for (const int gb : {32, 16, 8, 4}) {
+    const Candidate c = replicated(m, R, S, "1f1b", 4, 8, gb);
+    const Prediction p = predict(m, cal, cluster, c);
+    ASSERT_TRUE(p.ok) << p.error;
+    ASSERT_EQ(p.sync_bytes_out.size(), size_t(R * S));
+    for (int64_t k = 0; k < R * S; ++k) {
+      // stage k % S holds two layers; its tensors in the order the backward finishes them
+      const int64_t s = k % S;
+      std::vector<int64_t> tensors;
+      for (int64_t l = c.chunks[size_t(s)].end() - 1; l >= c.chunks[size_t(s)].first; --l) {
+        tensors.push_back(1024);
+        tensors.push_back(1024 * 1024);
+      }
+      const std::vector<size_t> bucket_of = sync_bucket_of(tensors);
+      std::vector<int64_t> buckets(bucket_of.back() + 1, 0);
+      for (size_t t = 0; t < tensors.size(); ++t) buckets[bucket_of[t]] += tensors[t];
+      double expected = 0;
+      int64_t params = 0;
+      for (int64_t b : buckets) {
+        params += b;
+        const int64_t slice_rows = sync_padded_floats(b, R) / R / kSyncRow;
+        expected += gb == 32 ? 2.0 * double(R - 1) * 4.0 * double(b) / double(R)
+                             : 2.0 * double(R - 1) * (40.0 + double(encoded_size(slice_rows, kSyncRow, gb)));
+      }
+      EXPECT_EQ(params, 2 * (1024 * 1024 + 1024));
+      EXPECT_NEAR(p.sync_bytes_out[size_t(k)], expected, 1e-6 * expected) << "rank " << k << ", " << gb << " bits";
+      if (gb == 32) {  // 2(R-1)/R of the stage's gradient bytes out of every member
+        EXPECT_NEAR(p.sync_bytes_out[size_t(k)], 2.0 * (R - 1) / R * 4.0 * double(params), 1e-3);
+      }
+    }
+  }
+}
+
+TEST(PlannerReplicas, SyncOverlapsTheBackwardOfTheEarlierLayers) {
+  // Four layers of a million parameters each: four buckets, the last layers' summed while the
+  // backward goes on through the first ones (their rings about as long as the backward), so only
+  // the first layer's bucket waits after it: the step is longer than the compute alone and
+  // shorter than the compute followed by every bucket's ring.
+  const Calibration cal = synthetic_calibration();
+  const ModelSpec m = model_of(4, "heavy", 1000, 256);
+  const int64_t R = 2;
+  const ClusterSpec cluster = cluster_of({1.0, 1.0}, "10gbit");
+  const Prediction p = predict(m, cal, cluster, replicated(m, R, 1, "1f1b", 1, 32, 32));
+  ASSERT_TRUE(p.ok) << p.error;
+  const double compute = *std::max_element(p.stage_busy.begin(), p.stage_busy.end());
+  double ring = 0;  // every bucket's 2(R-1) hops on the wire, one after another
+  for (const LayerSpec& l : m.layers) ring += 2.0 * (R - 1) * (4.0 * double(l.parameters) / R) * 1.04 * 8 / 1e10;
+  EXPECT_GT(p.step_seconds, compute + ring / 4) << "the first layer's bucket is summed after the backward";
+  EXPECT_LT(p.step_seconds, compute + ring / 2) << "compute " << compute << " s, rings " << ring << " s";
+  EXPECT_GT(p.sync_seconds, 0.0);
+}
+
+TEST(PlannerReplicas, ASlowLinkMakes32BitReplicasLoseToFewerHosts) {
+  const Calibration cal = synthetic_calibration();
+  // Moderate compute, many parameters: 8 MiB of gradients per step.
+  const ModelSpec m = model_of(4, "heavy", 724, 256);
+  Candidate one;
+  one.micro_batches = 4;
+  one.chunks = {LayerRange{0, 4}};
+  one.in_process = true;
+  const double alone = predict(m, cal, cluster_of({1.0}, "unlimited"), one).rate;
+  const Prediction fast = predict(m, cal, cluster_of({1, 1}, "unlimited"), replicated(m, 2, 1, "1f1b", 4, 8, 32));
+  const Prediction slow = predict(m, cal, cluster_of({1, 1}, "100mbit"), replicated(m, 2, 1, "1f1b", 4, 8, 32));
+  ASSERT_TRUE(fast.ok && slow.ok) << fast.error << slow.error;
+  EXPECT_GT(fast.rate, 1.5 * alone) << "unlimited: " << fast.rate << " vs one host " << alone;
+  EXPECT_LT(slow.rate, alone) << "100mbit: " << slow.rate << " vs one host " << alone;
+  EXPECT_EQ(slow.bound.rfind("link", 0), 0u) << slow.bound;
+  // The search on 2 hosts at 100 Mbit/s with 32-bit sums only does not pick those replicas.
+  SearchSpace space;
+  space.gradient_bits = {32};
+  const auto ranked = search(m, cal, cluster_of({1, 1}, "100mbit"), space);
+  ASSERT_FALSE(ranked.empty());
+  EXPECT_EQ(ranked.front().candidate.replicas, 1) << ranked.front().prediction.rate;
+  // Compressed sums make them pay again.
+  const Prediction packed = predict(m, cal, cluster_of({1, 1}, "100mbit"), replicated(m, 2, 1, "1f1b", 4, 8, 4));
+  ASSERT_TRUE(packed.ok) << packed.error;
+  EXPECT_GT(packed.rate, 3 * slow.rate) << "4-bit sums " << packed.rate << ", 32-bit " << slow.rate;
+}
+
+TEST(PlannerReplicas, GradientBitsBelow32AreOfferedOnlyWithReplicas) {
+  const Calibration cal = synthetic_calibration();
+  const ModelSpec m = model_of(4, "heavy", 256, 256);
+  const auto ranked = search(m, cal, cluster_of({1, 1, 1, 1}, "1gbit"), SearchSpace{});
+  std::set<std::pair<int64_t, int64_t>> shapes;
+  std::set<int> widths;
+  for (const Ranked& r : ranked) {
+    const Candidate& c = r.candidate;
+    shapes.insert({c.replicas, c.stages});
+    EXPECT_LE(c.replicas * c.stages, 4);
+    if (c.replicas == 1) {
+      EXPECT_EQ(c.gradient_bits, 32) << c.stages << " stages, " << c.schedule;
+    } else {
+      widths.insert(c.gradient_bits);
+    }
+  }
+  EXPECT_EQ(widths, (std::set<int>{32, 16, 8, 4}));
+  for (const auto& shape : {std::pair<int64_t, int64_t>{1, 1}, {1, 4}, {2, 1}, {2, 2}, {3, 1}, {4, 1}}) {
+    EXPECT_EQ(shapes.count(shape), 1u) << shape.first << " x " << shape.second;
+  }
+  SearchSpace only_one;
+  only_one.replicas = {1};
+  for (const Ranked& r : search(m, cal, cluster_of({1, 1, 1, 1}, "1gbit"), only_one)) {
+    EXPECT_EQ(r.candidate.replicas, 1);
+  }
+}
+
+TEST(PlannerReplicas, FeedLocalSendsRowIndicesNotInputs) {
+  // Wide inputs (4096 floats a row), light layers: with replicas on 100 Mbit/s, rank 0's inputs
+  // to replica 1 (on host 2) are the bound; with feed local only their int32 indices travel.
+  const Calibration cal = synthetic_calibration();
+  ModelSpec m = model_of(2, "light", 64, 256);
+  m.in_width = 4096;
+  const Candidate c = replicated(m, 2, 1, "1f1b", 4, 32, 8);
+  const Prediction sent = predict(m, cal, cluster_of({1, 1}, "100mbit"), c);
+  m.feed_local = true;
+  const Prediction local = predict(m, cal, cluster_of({1, 1}, "100mbit"), c);
+  ASSERT_TRUE(sent.ok && local.ok) << sent.error << local.error;
+  EXPECT_EQ(sent.bound.rfind("link", 0), 0u) << sent.bound;
+  EXPECT_GT(local.rate, 4 * sent.rate) << "feed local " << local.rate << ", inputs sent " << sent.rate;
+  EXPECT_LT(local.link_utilisation, sent.link_utilisation);
+}
+
+TEST(PlannerReplicas, UnequalSharesAndShapesThatDoNotFit) {
+  const Calibration cal = synthetic_calibration();
+  const ModelSpec m = model_of(4, "heavy", 64, 10);  // 10 rows over 3 replicas: 4, 3, 3
+  const Prediction p = predict(m, cal, cluster_of({1, 1, 1}, "1gbit"), replicated(m, 3, 1, "1f1b", 4, 32, 8));
+  ASSERT_TRUE(p.ok) << p.error;
+  EXPECT_GT(p.stage_busy[0], p.stage_busy[1]);  // the 4-row share
+  const Prediction too_many = predict(m, cal, cluster_of({1, 1, 1}, "1gbit"), replicated(m, 2, 2, "1f1b", 4, 32, 8));
+  EXPECT_FALSE(too_many.ok);
+  EXPECT_EQ(too_many.error, "2 replicas x 2 stages need 4 hosts (one worker per host), the cluster has 3");
+  const ModelSpec tiny = model_of(4, "heavy", 64, 2);
+  const Prediction no_rows = predict(tiny, cal, cluster_of({1, 1, 1}, "1gbit"), replicated(tiny, 3, 1, "1f1b", 1, 32, 8));
+  EXPECT_FALSE(no_rows.ok);
+  EXPECT_EQ(no_rows.error, "3 replicas but batch_size 2 (a replica without rows)");
+}
+
+TEST(PlannerReplicas, SyncBuckets) {
+  // Reverse model order; a bucket closes before the tensor that would take it past 4 MiB.
+  const int64_t cap = kSyncBucketFloats;
+  EXPECT_EQ(sync_bucket_of({10, 20, 30}), (std::vector<size_t>{0, 0, 0}));
+  EXPECT_EQ(sync_bucket_of({cap - 10, 10, 1}), (std::vector<size_t>{0, 0, 1}));
+  EXPECT_EQ(sync_bucket_of({5, cap + 7, 3}), (std::vector<size_t>{0, 1, 2}));  // a larger tensor alone
+  EXPECT_EQ(sync_padded_floats(1, 3), 3 * kSyncRow);
+  EXPECT_EQ(sync_padded_floats(2 * kSyncRow, 2), 2 * kSyncRow);
+  EXPECT_EQ(gradient_bits_accuracy_cost(32), "");
+  EXPECT_NE(gradient_bits_accuracy_cost(8).find("2.0e-4"), std::string::npos);
 }
 
 }  // namespace

@@ -236,3 +236,71 @@ TEST_F(CompressedSync, WithinTheBoundOfEachWidth) {
 
 }  // namespace
 }  // namespace arceus
+
+namespace arceus {
+namespace {
+
+using namespace test;
+
+class Diloco : public Pipeline {};
+
+// DiLoCo with one inner step, outer learning rate 1 and no outer momentum averages the
+// replicas' steps: for plain SGD exactly what summing the gradients every step gives.
+TEST_F(Diloco, OneInnerStepEqualsSynchronousReplicas) {
+  for (const auto& [R, S] : std::vector<std::pair<int, int>>{{2, 1}, {2, 2}, {3, 1}}) {
+    std::vector<std::string> base = {"training.momentum=0", "training.micro_batches=2", "training.schedule=1f1b",
+                                     "partition.replicas=" + std::to_string(R), "partition.stages=" + std::to_string(S)};
+    const Outcome step = run(kMlp, R * S + 1, base);
+    ASSERT_TRUE(step.error.empty()) << step.error;
+    for (const char* k : {"training.sync=diloco", "diloco.inner_steps=1", "diloco.outer_learning_rate=1",
+                          "diloco.outer_momentum=0"})
+      base.push_back(k);
+    const Outcome diloco = run(kMlp, R * S + 1, base);
+    Outcome want = step;
+    // The DiLoCo checkpoint also holds its (zero) outer momentum.
+    for (const auto& [name, a] : diloco.tensors)
+      if (name.find(":diloco_momentum") != std::string::npos) want.tensors[name] = a;
+    EXPECT_EQ(compare(want, diloco), "") << "R=" << R << " S=" << S;
+  }
+}
+
+// A checkpoint ends a round and holds every replica's inner optimizer state and the outer
+// momentum: a run resumed from it ends where an uninterrupted run ends, every tensor.
+TEST_F(Diloco, ResumeEqualsAnUninterruptedRun) {
+  const std::vector<std::string> base = {"training.micro_batches=2", "training.sync=diloco", "diloco.inner_steps=2",
+                                         "diloco.outer_learning_rate=0.7", "diloco.outer_momentum=0.9",
+                                         "partition.replicas=2", "partition.stages=1"};
+  auto with = [&](std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  const Outcome straight = run(kMlp, 3, with(base, {"training.epochs=2"}));
+  ASSERT_TRUE(straight.error.empty()) << straight.error;
+  EXPECT_TRUE(straight.tensors.count("layers.0.weight:momentum_buffer@replica1")) << "replica 1's inner state";
+  const std::string out = (dir_ / ("diloco-resume" + std::to_string(count_++))).string();
+  const Outcome a = run(kMlp, 3, with(base, {"training.epochs=1", "output.dir=" + out}));
+  ASSERT_TRUE(a.error.empty()) << a.error;
+  const Outcome b = run(kMlp, 3, with(base, {"training.epochs=2", "output.dir=" + out, "resume=true"}));
+  ASSERT_TRUE(b.error.empty()) << b.error;
+  Outcome want = straight, got = b;
+  want.losses = {};
+  got.losses = {};
+  EXPECT_EQ(compare(want, got), "");
+  // And not by accident: the replicas' inner states differ (their data differ).
+  const auto& m0 = straight.tensors.at("layers.0.weight:momentum_buffer").data;
+  const auto& m1 = straight.tensors.at("layers.0.weight:momentum_buffer@replica1").data;
+  EXPECT_NE(m0, m1);
+}
+
+// DiLoCo needs replicas; its keys need training.sync diloco.
+TEST_F(Diloco, NeedsReplicasAndItsKeysItsMode) {
+  const Outcome one = run(kMlp, 2, {"training.sync=diloco"});
+  EXPECT_NE(one.error.find("training.sync is 'diloco'"), std::string::npos) << one.error;
+  EXPECT_NE(one.error.find("partition.replicas"), std::string::npos) << one.error;
+  const Outcome keys = run(kMlp, 3, {"partition.replicas=2", "diloco.inner_steps=5"});
+  EXPECT_NE(keys.error.find("diloco.inner_steps: is a DiLoCo setting, but training.sync is 'step'"), std::string::npos)
+      << keys.error;
+}
+
+}  // namespace
+}  // namespace arceus

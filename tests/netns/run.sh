@@ -23,7 +23,7 @@
 #
 # Options:
 #   --bin PATH       the arceus binary (default: $ARCEUS_BIN or build/arceus)
-#   --rate RATE      limit every veth, both directions, with `tc ... tbf rate RATE burst 32kbit
+#   --rate RATE      limit every veth, both directions, with `tc ... tbf rate RATE burst (1 ms of RATE)
 #                    latency 50ms` (e.g. 100mbit); default: $ARCEUS_NETNS_RATE or no limit
 #   --wifi           the same as --rate 100mbit (a Wi-Fi-like link)
 #   --timeout S      limit of each mpirun (default 240)
@@ -131,7 +131,7 @@ for h in "${HOSTS[@]}"; do
   routes=$(ip -n "$ns" route show | tr '\n' ';')
   log "$ns: routes: $routes"
 done
-[ -n "$RATE" ] && log "links limited to $RATE each way (tbf burst 32kbit latency 50ms)"
+[ -n "$RATE" ] && log "links limited to $RATE each way (tbf, a bucket of 1 ms of the rate, latency 50ms)"
 
 # Reachability, when ping is installed (mpirun's own errors are clear enough otherwise).
 if command -v ping >/dev/null 2>&1; then
