@@ -1,7 +1,8 @@
 // Where the IDX files of MNIST and Fashion-MNIST are found: the four file names, the directories
 // searched when dataset_config.root is empty, and the files of a root. Torch-free (library
-// arceus_idx), so that `arceus serve`'s data-root check (launcher/serve.cpp) looks the files up
-// exactly as the trainer's load_dataset (datasets/dataset.h) will, without including ATen.
+// arceus_idx), so that `arceus serve`'s data-root check (launcher/serve/job_routes.cpp) looks
+// the files up exactly as the trainer's load_dataset (datasets/dataset.h) will, without
+// including ATen.
 // Errors are DataError (datasets/idx.h) naming every place looked at.
 #pragma once
 

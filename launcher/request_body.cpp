@@ -1,4 +1,5 @@
-// The REST shim's request bodies (see request_body.h); serve.cpp calls these from its handlers.
+// The REST shim's request bodies (see request_body.h); launcher/serve/routes.cpp calls these from
+// its handlers.
 #include "launcher/request_body.h"
 
 #include <yaml-cpp/yaml.h>
@@ -218,6 +219,58 @@ json object_body(const std::string& body_text, const std::string& what, const st
     }
   }
   return body;
+}
+
+RegisterBody parse_register_body(const std::string& body_text) {
+  const json body = json::parse(body_text, nullptr, false);
+  if (!body.is_object()) throw HttpError(400, "[serve] the register body must be a JSON object {\"ip\", \"port\", \"job_id\"}");
+  auto field = [&](const char* key) -> std::string {
+    if (!body.contains(key) || body[key].is_null())
+      throw HttpError(400, std::string("[serve] register: field '") + key + "' is missing (expected {\"ip\", \"port\", \"job_id\"})");
+    const json& v = body[key];
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+    throw HttpError(400, std::string("[serve] register: field '") + key + "' is " + json_type(v) +
+                             ", expected a string or an integer");
+  };
+  RegisterBody out;
+  out.ip = field("ip");
+  out.port = field("port");
+  out.job_id = field("job_id");
+  return out;
+}
+
+GenerateBody generate_fields(const json& body) {
+  GenerateBody out;
+  if (body.contains("prompt")) {
+    if (!body["prompt"].is_string()) throw HttpError(400, "[serve] prompt: expected a string, got " + json_type(body["prompt"]));
+    out.prompt = body["prompt"].get<std::string>();
+    if (out.prompt.size() > kMaxPromptBytes) {
+      throw HttpError(400, "[serve] prompt: " + std::to_string(out.prompt.size()) + " bytes, more than the limit of " +
+                               std::to_string(kMaxPromptBytes));
+    }
+  }
+  if (body.contains("tokens")) {
+    const json& t = body["tokens"];
+    if (!t.is_number_integer() || t.get<int64_t>() < 1 || t.get<int64_t>() > kMaxGenerateTokens) {
+      throw HttpError(400, "[serve] tokens = " + t.dump() + ": expected an integer in 1.." +
+                               std::to_string(kMaxGenerateTokens));
+    }
+    out.tokens = t.get<int64_t>();
+  }
+  if (body.contains("temperature")) {
+    const json& t = body["temperature"];
+    if (!t.is_number() || !(t.get<double>() >= 0.0 && t.get<double>() <= 10.0))
+      throw HttpError(400, "[serve] temperature = " + t.dump() + ": expected a number in [0, 10] (0 = argmax)");
+    out.temperature = t.get<double>();
+  }
+  if (body.contains("seed")) {
+    const json& t = body["seed"];
+    if (!t.is_number_integer() || t.get<int64_t>() < 0)
+      throw HttpError(400, "[serve] seed = " + t.dump() + ": expected a non-negative integer");
+    out.seed = t.get<uint64_t>();
+  }
+  return out;
 }
 
 std::vector<double> input_values(const json& pixels, int64_t width, bool are_pixels) {

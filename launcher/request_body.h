@@ -1,7 +1,8 @@
 // The REST shim's request bodies, without the network: a job body (JSON or YAML) -> Config and
-// flags, a train body -> --set overrides, a predict body -> input values, and the data-root
-// check of a path. Every refusal is an HttpError carrying the status serve.cpp answers with and
-// the message of its {"error": ...} body. Torch-free, MPI-free and httplib-free, so that
+// flags, a train body -> --set overrides, a register body -> its fields, a predict body ->
+// input values, a generate body -> its fields, and the data-root check of a path. Every
+// refusal is an HttpError carrying the status the shim (launcher/serve/routes.cpp) answers with
+// and the message of its {"error": ...} body. Torch-free, MPI-free and httplib-free, so that
 // tests/fuzz/fuzz_rest_body.cpp drives exactly the code the server runs.
 #pragma once
 
@@ -60,6 +61,26 @@ std::vector<Override> parse_train_body(const std::string& body, const Limits& li
 // form, quoted in messages). 400 otherwise.
 nlohmann::json object_body(const std::string& body, const std::string& what, const std::string& example,
                            const Limits& limits = operator_limits());
+
+// The original's register body {"ip", "port", "job_id"}: each a string, or an integer taken as
+// its decimal text; other keys are ignored. 400 for anything else.
+struct RegisterBody {
+  std::string ip, port, job_id;
+};
+RegisterBody parse_register_body(const std::string& body);
+
+// A generate body: object_body(body, "generate", kGenerateExample), then its fields, each
+// optional. 400 for a field of the wrong type or out of range.
+inline constexpr const char* kGenerateExample = R"({"prompt": "text", "tokens": 200, "temperature": 0.8, "seed": 1})";
+inline constexpr int64_t kMaxGenerateTokens = 2000;  // characters per request
+inline constexpr size_t kMaxPromptBytes = 4096;      // prompt length
+struct GenerateBody {
+  std::string prompt;        // "" = from nothing
+  int64_t tokens = 200;      // 1..kMaxGenerateTokens characters after the prompt
+  double temperature = 0.8;  // [0, 10]; 0 = argmax
+  uint64_t seed = 1;
+};
+GenerateBody generate_fields(const nlohmann::json& body);
 
 // The input values of a predict body: `pixels` as rows of columns or one flat list of the
 // model's input width; pixels in [0, 1] for an MNIST-format job, else finite features within

@@ -2,9 +2,10 @@
 // 4000, same paths, bodies and status codes) and runs the jobs on the world; ranks 1..N-1 wait
 // in worker_loop for the jobs rank 0 broadcasts. docs/rest-api.md documents the endpoints.
 //
-// Threads on rank 0: an HTTP thread (cpp-httplib, its own small pool) parses and validates
-// requests and records jobs; the main thread, the only one that calls MPI, takes jobs to train
-// from a queue (mutex + condition variable) and runs them one at a time with run_job.
+// Threads on rank 0: HTTP threads (cpp-httplib's pool, launcher/serve/http.cpp) parse and
+// validate requests and record jobs (launcher/serve/routes.h); the main thread, the only one
+// that calls MPI, takes jobs to train from a queue (launcher/serve/runner.h) and runs them one
+// at a time with run_job (launcher/serve/mpi_runner.h).
 #pragma once
 
 #include <string>

@@ -1,14 +1,17 @@
 // Fuzz target: the REST shim's request bodies, without the network (launcher/request_body.h).
 //
 // Input: one byte choosing the endpoint, then the body.
-//   byte % 4 == 0: POST /api/jobs, Content-Type application/json
+//   byte % 6 == 0: POST /api/jobs, Content-Type application/json
 //               1: POST /api/jobs, Content-Type application/yaml
 //               2: POST /api/network/train/<id> (the train body, applied to a default job)
 //               3: POST /api/jobs/<id>/predict (the body, then its pixels for a model of
-//                  784 pixel inputs, or 3 or 10 feature inputs: (byte / 4) % 3)
+//                  784 pixel inputs, or 3 or 10 feature inputs: (byte / 6) % 3)
+//               4: POST /api/devices/register (the original's {"ip", "port", "job_id"})
+//               5: POST /api/jobs/<id>/generate (the body, then its fields)
 // The contract checked: a body is accepted or refused with HttpError 400 (serve answers any
 // other exception with 500); an accepted job's config re-parses from to_yaml (as train does);
-// its data paths are checked against a data root without failing otherwise.
+// its data paths are checked against a data root without failing otherwise; an accepted
+// generate body's fields are within their documented ranges.
 #include <cstddef>
 #include <cstdint>
 
@@ -61,7 +64,7 @@ void train_body(const std::string& body) {
 
 void predict_body(const std::string& body, uint8_t selector) {
   static const int64_t kWidths[3] = {784, 3, 10};
-  const int64_t width = kWidths[(selector / 4) % 3];
+  const int64_t width = kWidths[(selector / 6) % 3];
   try {
     const nlohmann::json j = rest::object_body(body, "predict", R"({"pixels": [[28 rows of 28 values in 0..1]]})");
     if (j.contains("pixels")) rest::input_values(j["pixels"], width, width == 784);
@@ -70,16 +73,38 @@ void predict_body(const std::string& body, uint8_t selector) {
   }
 }
 
+void register_body(const std::string& body) {
+  try {
+    rest::parse_register_body(body);
+  } catch (const HttpError& e) {
+    check_status(e);
+  }
+}
+
+void generate_body(const std::string& body) {
+  rest::GenerateBody g;
+  try {
+    g = rest::generate_fields(rest::object_body(body, "generate", rest::kGenerateExample));
+  } catch (const HttpError& e) {
+    return check_status(e);
+  }
+  if (g.tokens < 1 || g.tokens > rest::kMaxGenerateTokens) fuzz::violated("tokens " + std::to_string(g.tokens) + " accepted");
+  if (!(g.temperature >= 0 && g.temperature <= 10)) fuzz::violated("temperature " + std::to_string(g.temperature) + " accepted");
+  if (g.prompt.size() > rest::kMaxPromptBytes) fuzz::violated("a prompt of " + std::to_string(g.prompt.size()) + " bytes accepted");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string body = fuzz::text(data + 1, size - 1);
-  switch (data[0] % 4) {
+  switch (data[0] % 6) {
     case 0: job_body(body, "application/json"); break;
     case 1: job_body(body, "application/yaml"); break;
     case 2: train_body(body); break;
-    default: predict_body(body, data[0]); break;
+    case 3: predict_body(body, data[0]); break;
+    case 4: register_body(body); break;
+    default: generate_body(body); break;
   }
   return 0;
 }

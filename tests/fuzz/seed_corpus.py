@@ -58,7 +58,9 @@ def config_and_rest():
     write("rest_body", "train-empty", b"\x02")
     rows = ", ".join("[" + ", ".join("0.5" for _ in range(28)) + "]" for _ in range(28))
     write("rest_body", "predict-pixels", b"\x03" + ('{"pixels": [' + rows + ']}').encode())
-    write("rest_body", "predict-features", b"\x07" + b'{"pixels": [0.25, -1.5, 3]}')  # (7 / 4) % 3 = 1: 3 features
+    write("rest_body", "predict-features", b"\x09" + b'{"pixels": [0.25, -1.5, 3]}')  # (9 / 6) % 3 = 1: 3 features
+    write("rest_body", "register", b"\x04" + b'{"ip": "10.0.0.9", "port": 5001, "job_id": "1"}')
+    write("rest_body", "generate", b"\x05" + b'{"prompt": "hel", "tokens": 30, "temperature": 0.7, "seed": 5}')
 
 
 def idx(dims, data):

@@ -1,4 +1,4 @@
-#include "launcher/events.h"
+#include "launcher/serve/events.h"
 
 #include <algorithm>
 
