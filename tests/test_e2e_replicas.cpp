@@ -47,8 +47,11 @@ TEST_F(ReplicasMpi, MatchTheReferenceUnderMpirun) {
     EXPECT_LE(worst, 1e-6) << r.command;
     std::printf("[  result  ] 2 replicas x %d stage(s), np=%d: %zu tensors, max abs difference %g\n", stages, np,
                 want.size(), worst);
-    for (const auto& t : r.summary["epochs"][0]["timing"])
-      if (t["stage"].get<int>() >= 1) EXPECT_TRUE(t.contains("replica") && t.contains("sync_s")) << t.dump();
+    for (const auto& t : r.summary["epochs"][0]["timing"]) {
+      if (t["stage"].get<int>() >= 1) {
+        EXPECT_TRUE(t.contains("replica") && t.contains("sync_s")) << t.dump();
+      }
+    }
   }
 }
 

@@ -327,7 +327,7 @@ std::vector<double> step_losses(const RunResult& r, size_t epoch = 0) {
 
 // Per-step losses equal within `tol` (absolute), for exactly `steps` steps. The failure lists
 // every step: step, reference, actual, error.
-::testing::AssertionResult LossesMatch(const std::vector<double>& ref, const std::vector<double>& got, double tol,
+[[maybe_unused]] ::testing::AssertionResult LossesMatch(const std::vector<double>& ref, const std::vector<double>& got, double tol,
                                        size_t steps) {
   bool ok = ref.size() == steps && got.size() == steps;
   double worst = 0;
