@@ -323,12 +323,18 @@ def replicas_suite(args, cluster, results):
             for rate_name in args.rates:
                 cluster.up(hosts, rate_name, cores)
                 try:
+                    seen = set()
                     for R, S, gbits, feed in REPLICA_CONFIGS[hosts]:
                         if R * S > hosts or S > LAYERS.get(model, 99) or (S == 3 and LAYERS.get(model, 99) >= 4):
                             continue  # more stages than the model has layers (3 only where 4 do not fit)
-                        if model == "gpt" and feed == "local":
-                            feed = "rank0"  # text: token ids already
-                        extra = [f"partition.replicas={R}", f"partition.stages={S}", f"dataset_config.feed={feed}"]
+                        if model == "gpt":
+                            feed = "-"  # text: rank 0 sends token ids, and the key does not apply
+                            if (R, S, gbits) in seen:
+                                continue
+                        seen.add((R, S, gbits))
+                        extra = [f"partition.replicas={R}", f"partition.stages={S}"]
+                        if feed != "-":
+                            extra.append(f"dataset_config.feed={feed}")
                         if gbits == "diloco":
                             extra += ["training.sync=diloco", f"diloco.inner_steps={DILOCO_H}", "diloco.bits=8"]
                         else:
