@@ -161,35 +161,26 @@ SearchSpace search_space(const std::string& schedules, const std::string& micro_
   };
   space.bits = widths("--bits", bits);
   space.gradient_bits = widths("--gradient-bits", gradient_bits);
-  space.replicas.clear();
-  for (const auto& s : split(replicas, ',')) {
-    size_t pos = 0;
-    int64_t r = 0;
-    try {
-      r = std::stoll(s, &pos);
-    } catch (const std::exception&) {
-      pos = 0;
-    }
-    if (pos != s.size() || r < 1) {
-      throw PlanError("[plan] --replicas '" + replicas + "': '" + s + "' is not a replica count (expected R >= 1, e.g. 1,2,4)");
-    }
-    space.replicas.push_back(r);
-  }
-  if (diloco != "none") {
-    for (const auto& s : split(diloco, ',')) {
+  // A comma list of counts >= 1; PlanError naming the option, the list, the item and `expected`.
+  auto counts = [](const std::string& option, const std::string& list, const std::string& expected) {
+    std::vector<int64_t> out;
+    for (const auto& s : split(list, ',')) {
       size_t pos = 0;
-      int64_t h = 0;
+      int64_t n = 0;
       try {
-        h = std::stoll(s, &pos);
+        n = std::stoll(s, &pos);
       } catch (const std::exception&) {
         pos = 0;
       }
-      if (pos != s.size() || h < 1) {
-        throw PlanError("[plan] --diloco '" + diloco + "': '" + s +
-                        "' is not a count of inner steps (expected H >= 1, e.g. 50 or 20,100, or 'none')");
-      }
-      space.diloco_inner_steps.push_back(h);
+      if (pos != s.size() || n < 1) throw PlanError("[plan] " + option + " '" + list + "': '" + s + "' is not " + expected);
+      out.push_back(n);
     }
+    return out;
+  };
+  space.replicas = counts("--replicas", replicas, "a replica count (expected R >= 1, e.g. 1,2,4)");
+  if (diloco != "none") {
+    space.diloco_inner_steps =
+        counts("--diloco", diloco, "a count of inner steps (expected H >= 1, e.g. 50 or 20,100, or 'none')");
   }
   return space;
 }

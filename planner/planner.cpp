@@ -572,6 +572,17 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
   return out;
 }
 
+namespace {
+// The registry's entry of `name`, nullptr for a name it does not know (the search skips it).
+const ScheduleInfo* registered(const std::string& name) {
+  try {
+    return &find_schedule(name);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+}  // namespace
+
 std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const ClusterSpec& cluster,
                            const SearchSpace& space) {
   std::vector<Ranked> out;
@@ -630,13 +641,8 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
           for (const auto& [h, gb] : syncs) {
             std::vector<Ranked> options;
             for (const std::string& name : space.schedules) {
-              const ScheduleInfo* info = nullptr;
-              try {
-                info = &find_schedule(name);
-              } catch (const std::exception&) {
-                continue;
-              }
-              if (info->multi_chunk) continue;
+              const ScheduleInfo* info = registered(name);
+              if (!info || info->multi_chunk) continue;
               Candidate c;
               c.replicas = R;
               c.stages = 1;
@@ -671,13 +677,8 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
       for (int64_t v : space.chunks_per_rank) {
         if (v < 1 || S * v > layers) continue;
         for (const std::string& name : space.schedules) {
-          const ScheduleInfo* info = nullptr;
-          try {
-            info = &find_schedule(name);
-          } catch (const std::exception&) {
-            continue;
-          }
-          if ((v > 1) != info->multi_chunk) continue;  // multi-chunk schedules only with v > 1
+          const ScheduleInfo* info = registered(name);
+          if (!info || (v > 1) != info->multi_chunk) continue;  // multi-chunk schedules only with v > 1
           for (int64_t m : ms) {
             for (int bits : space.bits) {
               std::vector<std::pair<std::string, std::vector<LayerRange>>> parts;
