@@ -28,38 +28,14 @@ while [ $# -gt 0 ]; do
     *) echo "cluster-test.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
-log() { echo "[cluster-test] $*"; }
-skip() { echo "[cluster-test] SKIPPED: $*"; exit "$SKIP"; }
-fail() { echo "[cluster-test] FAIL: $*" >&2; exit 1; }
+NAME=cluster-test
+. "$here/common.sh"
 
-[ "$(id -u)" -eq 0 ] || skip "needs root (network namespaces, cgroups); run as root"
-for c in ip tc mpirun python3 flock timeout unshare; do
-  command -v "$c" >/dev/null 2>&1 || skip "command '$c' not found"
-done
-[ -x "$BIN" ] || fail "arceus binary '$BIN' not found (build it: scripts/build)"
+netns_require "network namespaces, cgroups" ip tc mpirun python3 flock timeout unshare
 [ "$(nproc --all)" -ge 2 ] || skip "needs 2 CPUs (host 1 gets CPUs 0-1, host 2 CPU 1)"
 
-lockdir=/run/lock
-[ -d "$lockdir" ] || lockdir=/tmp
-exec 9>"$lockdir/arceus-netns.lock"
-flock -w 120 9 || fail "another netns test or benchmark holds $lockdir/arceus-netns.lock"
-
-export ARCEUS_NETNS_PREFIX=arceus-h ARCEUS_NETNS_SUBNET=10.77.0
-work=$(mktemp -d /tmp/arceus-cluster-test.XXXXXX)
-export ARCEUS_NETNS_TMP=$work/tmp
-on_exit() {
-  local status=$?
-  "$here/cluster" down
-  if [ "$status" -eq 0 ]; then rm -rf "$work"; else echo "[cluster-test] work directory kept: $work"; fi
-  exit "$status"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-rc=0
-"$here/cluster" up --hosts 2 --cpus 0-1,1 --quota 1.5,0.5 --rate "$RATE" || rc=$?
-[ "$rc" -eq 0 ] || { [ "$rc" -eq "$SKIP" ] && exit "$SKIP"; fail "cluster up failed (status $rc)"; }
+netns_begin
+netns_up --hosts 2 --cpus 0-1,1 --quota 1.5,0.5 --rate "$RATE"
 "$here/cluster" status
 
 printf '10.77.0.1 slots=2\n10.77.0.2 slots=1\n' > "$work/hostfile"
