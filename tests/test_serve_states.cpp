@@ -189,6 +189,14 @@ class Shim {
     return r.json_body().value("id", 0);
   }
   Response initialize(int id) { return call("POST", "/api/network/initialize/" + std::to_string(id)); }
+  // A new MLP job, initialized and trained until `runner` has it as its `nth` run: its id, or 0
+  // (with the failed expectation reported) when a step of that fails.
+  int training_job(FakeRunner& runner, int nth) {
+    const int id = create();
+    const bool ok = initialize(id).status == 200 && train(id).status == 200 && runner.wait_started(nth);
+    EXPECT_TRUE(ok) << "job " << id << " did not reach the runner as its run " << nth;
+    return ok ? id : 0;
+  }
   Response train(int id) { return call("POST", "/api/network/train/" + std::to_string(id), R"({"epochs": 1})"); }
   Response stop(int id) { return call("POST", "/api/jobs/" + std::to_string(id) + "/stop"); }
   Response register_device(int id, int port) {
@@ -410,10 +418,8 @@ TEST(ServeStates, MlpJobCompletes) {
 TEST(ServeStates, TransformerGoesFromCreatedToQueued) {
   FakeRunner runner;
   Shim shim(runner);
-  const int blocker = shim.create();  // holds the runner, so that the transformer stays queued
-  ASSERT_EQ(shim.initialize(blocker).status, 200);
-  ASSERT_EQ(shim.train(blocker).status, 200);
-  ASSERT_TRUE(runner.wait_started(1));
+  const int blocker = shim.training_job(runner, 1);  // holds the runner, so that the transformer stays queued
+  ASSERT_NE(blocker, 0);
 
   const int id = shim.create(transformer_job());
   EXPECT_EQ(shim.state_of(id), "created");
@@ -459,10 +465,8 @@ TEST(ServeStates, QueuedJobStopsWithoutRunning) {
 TEST(ServeStates, TrainingJobStopsWhenAsked) {
   FakeRunner runner;
   Shim shim(runner);
-  const int id = shim.create();
-  ASSERT_EQ(shim.initialize(id).status, 200);
-  ASSERT_EQ(shim.train(id).status, 200);
-  ASSERT_TRUE(runner.wait_started(1));
+  const int id = shim.training_job(runner, 1);
+  ASSERT_NE(id, 0);
   ASSERT_TRUE(shim.reaches(id, "training"));
   const Response r = shim.stop(id);
   EXPECT_EQ(r.status, 202) << r.body;
@@ -476,19 +480,15 @@ TEST(ServeStates, TrainingJobStopsWhenAsked) {
 TEST(ServeStates, TrainingJobFails) {
   FakeRunner runner;
   Shim shim(runner);
-  const int id = shim.create();
-  ASSERT_EQ(shim.initialize(id).status, 200);
-  ASSERT_EQ(shim.train(id).status, 200);
-  ASSERT_TRUE(runner.wait_started(1));
+  const int id = shim.training_job(runner, 1);
+  ASSERT_NE(id, 0);
   runner.end(RunState::Failed, "[test] the data went missing");
   ASSERT_TRUE(shim.reaches(id, "failed"));
   EXPECT_EQ(shim.view(id)["error"], "[test] the data went missing");
   EXPECT_EQ(shim.call("GET", "/healthz").json_body()["status"], "ok");
 
-  const int broken = shim.create();
-  ASSERT_EQ(shim.initialize(broken).status, 200);
-  ASSERT_EQ(shim.train(broken).status, 200);
-  ASSERT_TRUE(runner.wait_started(2));
+  const int broken = shim.training_job(runner, 2);
+  ASSERT_NE(broken, 0);
   runner.end_by_throwing();
   ASSERT_TRUE(shim.reaches(broken, "failed"));
   EXPECT_NE(shim.view(broken)["error"].get<std::string>().find("no message from rank 1"), std::string::npos);
