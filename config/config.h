@@ -74,6 +74,7 @@ struct TrainingConfig {
   double min_learning_rate = 0.0;      // cosine: the rate at the last step
   double grad_clip = 0.0;              // max global gradient norm across stages (0 = off)
   std::string sync = "step";           // replicas: step (sum every step) | diloco (docs/replicas.md)
+  std::string on_device_loss = "resume";  // arceus serve, a job on devices: resume | fail (docs/devices.md)
 };
 
 // training.sync diloco (Douillard et al. 2023): each replica takes `inner_steps` steps of the

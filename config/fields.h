@@ -177,6 +177,8 @@ void visit_fields(C& c, V&& v) {
     Number{non_negative, "a non-negative finite number (max global gradient norm; 0 = off)"});
   v(Key{"training.sync", "replicas: step (sum the gradients every step) or diloco (average every diloco.inner_steps)"},
     t.sync, OneOf{{"step", "diloco"}});
+  v(Key{"training.on_device_loss", "arceus serve, a job on devices: resume (from the last checkpoint on the devices left) or fail"},
+    t.on_device_loss, OneOf{{"resume", "fail"}});
 
   auto& k = c.communication;
   v(Key{"communication.quantization_bits", "bits per value of activations and gradients: 32, 16, 8 or 4"},

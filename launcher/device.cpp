@@ -2,7 +2,10 @@
 
 #include <CLI/CLI.hpp>
 #include <httplib.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cerrno>
 #include <cstdio>
@@ -15,6 +18,7 @@
 #include <chrono>
 #include <thread>
 
+#include "launcher/child_process.h"
 #include "launcher/shared_options.h"
 #include "ranks/mpi_transport.h"
 
@@ -24,7 +28,10 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kLaunchedVar = "ARCEUS_DEVICE_LAUNCHED";  // set in the re-executed process
+constexpr const char* kLaunchedVar = "ARCEUS_DEVICE_LAUNCHED";  // set in the device's MPI process
+constexpr const char* kPortVar = "ARCEUS_DEVICE_MPI_PORT";       // the port it connects to
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 [[noreturn]] void fail(const std::string& message) {
   std::fprintf(stderr, "error: %s\n", message.c_str());
@@ -68,9 +75,11 @@ CLI::App* add_device_command(CLI::App& app, DeviceOptions& device, TrainOptions&
   cmd->add_option("--job-id", device.job_id, "The job to take a stage of (its id from POST /api/jobs)")->required();
   cmd->add_option("--token", device.token, "The server's --token, when it has one");
   cmd->add_option("--timeout", device.timeout,
-                  "Seconds a wait for a message may last inside a job before this device gives up")
+                  "Seconds a wait for a message may last inside a job before this device counts the other "
+                  "side as stuck")
       ->default_val(120)
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--once", device.once, "Leave after the job: exit 0 once it completed (1 if it failed or stopped)");
   add_threads_option(*cmd, train.threads, "LibTorch/BLAS threads of this device ('auto' = all its cores)");
   return cmd;
 }
@@ -87,31 +96,124 @@ std::string normalize_api_url(std::string url) {
   return url;
 }
 
-void device_reexec_if_needed(const DeviceOptions& d, char** argv) {
-  if (std::getenv(kLaunchedVar)) return;
+namespace {
+
+volatile std::sig_atomic_t g_device_signal = 0;
+void on_device_signal(int sig) { g_device_signal = sig; }
+
+// One heartbeat: the answer, or a null json when the server did not answer.
+json heartbeat(const DeviceOptions& d, const std::string& id, bool running, int exit_status) {
+  httplib::Client client(d.api_url);
+  client.set_connection_timeout(3);
+  client.set_read_timeout(5);
+  json body = {{"worker", running ? "running" : "none"}};
+  if (exit_status >= 0) body["exit_status"] = exit_status;
+  const auto res = client.Post("/api/devices/" + id + "/heartbeat", auth(d), body.dump(), "application/json");
+  if (!res) return json();
+  json j = json::parse(res->body, nullptr, false);
+  if (res->status == 404) fail("[device] the server no longer knows device " + id + ": " + res->body);
+  if (res->status >= 300 || !j.is_object()) return json();
+  return j;
+}
+
+}  // namespace
+
+int device_agent_if_needed(const DeviceOptions& d, const TrainOptions& train, char** argv) {
+  if (std::getenv(kLaunchedVar)) return -1;  // this is the device's MPI process: run_device
   const json info = call(d, "GET", "/api/devices/connect-info");
   const std::string uri = info.value("ompi_server", "");
   if (uri.empty()) fail("[device] " + d.api_url + " gave no ompi_server rendezvous: the server does not take devices");
-  std::vector<std::string> args{"mpirun"};
-  if (getuid() == 0) args.push_back("--allow-run-as-root");
-  for (const auto& m : info.value("mpirun_mca", std::vector<std::string>{})) {
-    args.push_back("--mca");
-    const size_t eq = m.find('=');
-    args.push_back(m.substr(0, eq));
-    args.push_back(eq == std::string::npos ? "" : m.substr(eq + 1));
-  }
-  args.insert(args.end(), {"--ompi-server", uri, "-np", "1"});
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  args.push_back(n > 0 ? std::string(self, size_t(n)) : std::string(argv[0]));
-  for (char** a = argv + 1; *a; ++a) args.push_back(*a);
-  std::vector<char*> cargs;
-  for (auto& a : args) cargs.push_back(a.data());
-  cargs.push_back(nullptr);
-  setenv(kLaunchedVar, "1", 1);
+  char host[256] = "localhost";
+  ::gethostname(host, sizeof host - 1);
+  json body = {{"ip", std::string(host)}, {"port", static_cast<int>(getpid())}, {"job_id", d.job_id}};
+  const json reg = call(d, "POST", "/api/devices/register", &body);
+  const std::string id = reg.value("device_id", json()).dump();
+  std::printf("device %s: registered for job %s at %s%s\n", id.c_str(), d.job_id.c_str(), d.api_url.c_str(),
+              d.once ? " (--once: leaves after the job)" : "");
   std::fflush(stdout);
-  execvp("mpirun", cargs.data());
-  fail(std::string("[device] cannot run mpirun (needed to join the server's MPI world): ") + std::strerror(errno));
+  struct sigaction sa {};
+  sa.sa_handler = on_device_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  // The MPI process of a job: `mpirun --ompi-server URI -np 1 <this command>` in a process
+  // group of its own, so that killing it ends everything it started.
+  std::vector<std::string> worker_args;
+  for (char** a = argv + 1; *a; ++a) worker_args.push_back(*a);
+  pid_t worker = -1;
+  int exit_status = -1;  // the last MPI process's, reported once
+  std::string joined_job;
+  auto end_worker = [&](const char* why) {
+    if (worker <= 0) return;
+    kill_group(worker);
+    int status = 0;
+    wait_for(worker, 10, &status);
+    std::printf("device %s: MPI process ended (%s)\n", id.c_str(), why);
+    std::fflush(stdout);
+    worker = -1;
+    exit_status = 0;  // killed on request: no failure of this device
+  };
+  auto leave = [&](int code, const std::string& why) {
+    end_worker("leaving");
+    std::printf("device %s: %s\n", id.c_str(), why.c_str());
+    std::fflush(stdout);
+    return code;
+  };
+  auto last_answer = Clock::now();
+  while (true) {
+    if (worker > 0) {
+      int status = 0;
+      if (wait_for(worker, 0, &status)) {
+        exit_status = exit_code_of(status);
+        worker = -1;
+        std::printf("device %s: MPI process of job %s ended with status %d\n", id.c_str(), joined_job.c_str(), exit_status);
+        std::fflush(stdout);
+      }
+    }
+    if (g_device_signal) {
+      const bool mid_job = worker > 0;
+      end_worker("interrupted");
+      if (!mid_job) {
+        httplib::Client client(d.api_url);
+        client.set_connection_timeout(3);
+        client.Delete("/api/devices/" + std::to_string(getpid()), auth(d));
+        return leave(0, "left (signal between jobs)");
+      }
+      heartbeat(d, id, false, 128 + int(g_device_signal));  // the server notices at once
+      return leave(128 + int(g_device_signal), "interrupted mid-job: the job goes on without this device");
+    }
+    const json answer = heartbeat(d, id, worker > 0, exit_status);
+    if (answer.is_null()) {
+      if (seconds_since(last_answer) > 30) return leave(1, "the server has not answered for 30 s: giving up");
+    } else {
+      last_answer = Clock::now();
+      exit_status = -1;  // reported
+      const std::string action = answer.value("action", "wait");
+      const std::string job_state = answer.value("job_state", "");
+      if (action == "leave") return leave(0, "left: " + answer.value("why", std::string("the server asked")));
+      if (action == "abort") end_worker("its job's runner is gone");
+      if (action == "connect" && worker < 0) {
+        std::vector<std::string> args{"mpirun"};
+        if (getuid() == 0) args.push_back("--allow-run-as-root");
+        for (const auto& m : answer.value("mpirun_mca", std::vector<std::string>{})) {
+          const size_t eq = m.find('=');
+          args.insert(args.end(), {"--mca", m.substr(0, eq), eq == std::string::npos ? "" : m.substr(eq + 1)});
+        }
+        args.insert(args.end(), {"--ompi-server", answer.value("ompi_server", uri), "-np", "1", self_executable(argv[0])});
+        args.insert(args.end(), worker_args.begin(), worker_args.end());
+        joined_job = answer.value("job_id", json()).dump();
+        worker = spawn_group(args, {{kLaunchedVar, "1"}, {kPortVar, answer.value("mpi_port", "")}}, false).pid;
+        std::printf("device %s: connecting to job %s's runner\n", id.c_str(), joined_job.c_str());
+        std::fflush(stdout);
+      }
+      if (d.once && worker < 0 && action == "wait" && answer.value("job_id", json()).dump() == d.job_id &&
+          (job_state == "completed" || job_state == "failed" || job_state == "stopped")) {
+        return leave(job_state == "completed" ? 0 : 1, "its job " + d.job_id + " is " + job_state + " (--once)");
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(d.heartbeat_ms));
+  }
 }
 
 int run_device(MpiTransport& world, const DeviceOptions& d, const TrainOptions& train) {
@@ -119,38 +221,23 @@ int run_device(MpiTransport& world, const DeviceOptions& d, const TrainOptions& 
     std::fprintf(stderr, "error: [device] runs as one process (it was started with %d ranks)\n", world.size());
     return 1;
   }
-  json body = {{"ip", world.host()}, {"port", static_cast<int>(getpid())}, {"job_id", d.job_id}};
-  const json reg = call(d, "POST", "/api/devices/register", &body);
-  const std::string port = reg.value("mpi_port", "");
-  if (port.empty()) fail("[device] the register answer has no mpi_port: " + reg.dump());
-  const std::string id = reg.value("device_id", json()).dump();
-  std::printf("device %s: registered for job %s, connecting to %s\n", id.c_str(), d.job_id.c_str(), d.api_url.c_str());
-  std::fflush(stdout);
-  // One device connects at a time: the server answers 503 while another one is joining.
-  for (int attempt = 0;; ++attempt) {
-    httplib::Client client(d.api_url);
-    client.set_connection_timeout(10);
-    const auto res = client.Post("/api/devices/" + id + "/connect", auth(d), "{}", "application/json");
-    if (res && res->status == 202) break;
-    if (!res || res->status != 503 || attempt > 600) {
-      fail("[device] POST " + d.api_url + "/api/devices/" + id + "/connect: " +
-           (res ? std::to_string(res->status) + " " + res->body : std::string("no answer")));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  // Every world this device is part of (the merge with the server, then one per device that
-  // joins after it) lives until the process ends.
+  const char* port = std::getenv(kPortVar);
+  if (!port || !*port) fail("[device] no MPI port to connect to (" + std::string(kPortVar) + " is not set)");
+  // Every world this device is part of (the merge with the job runner, then one per device
+  // that joins after it) lives until the job ends.
   std::vector<std::unique_ptr<MpiTransport>> worlds;
   worlds.push_back(MpiTransport::connect(port));
   worlds.back()->set_wait_limit(d.timeout);
-  std::printf("device: joined as rank %d of %d\n", worlds.back()->rank(), worlds.back()->size());
+  std::printf("device: joined the job's world as rank %d\n", worlds.back()->rank());
   std::fflush(stdout);
   AcceptHook grow = [&](Transport& current, const std::string& next_port) -> Transport& {
     worlds.push_back(static_cast<MpiTransport&>(current).accept(next_port));
     worlds.back()->set_wait_limit(d.timeout);
     return *worlds.back();
   };
-  return worker_loop(*worlds.back(), train, /*serve=*/true, grow);
+  const int code = worker_loop(*worlds.back(), train, /*serve=*/true, grow);
+  while (!worlds.empty()) worlds.pop_back();  // disconnect, the last world first
+  return code;
 }
 
 }  // namespace arceus

@@ -19,6 +19,7 @@
 #include "launcher/serve.h"
 #include "launcher/commands.h"
 #include "launcher/device.h"
+#include "launcher/job_runner.h"
 #include "launcher/plan.h"
 #include "launcher/rendezvous.h"
 #include "launcher/run_report.h"
@@ -58,6 +59,7 @@ struct Cli {
   std::string inspect_path;
   arceus::ServeOptions serve;
   arceus::DeviceOptions device;
+  std::string job_spec;  // job-runner --spec
   arceus::GenerateOptions generate;
   arceus::PredictOptions predict;
   arceus::ReportOptions report;
@@ -210,9 +212,14 @@ int serve_before_mpi(Cli& cli, char** argv) {
 
 // A device joins the server's MPI world: it runs under an mpirun that knows the server's
 // rendezvous, re-executing itself under one if needed (before MPI starts).
-int device_before_mpi(Cli& cli, char** argv) {
-  arceus::device_reexec_if_needed(cli.device, argv);
-  return -1;
+int device_before_mpi(Cli& cli, char** argv) { return arceus::device_agent_if_needed(cli.device, cli.train, argv); }
+
+// `arceus job-runner --spec DIR` (hidden): a job of arceus serve on devices, started by it.
+CLI::App* add_job_runner(CLI::App& app, Cli& cli) {
+  auto* cmd = app.add_subcommand("job-runner", "A job of arceus serve on devices (started by the server)");
+  cmd->group("");  // not in --help: users never run it
+  cmd->add_option("--spec", cli.job_spec, "The job's directory (config.yaml, run.json)")->required();
+  return cmd;
 }
 
 // In help order.
@@ -224,6 +231,8 @@ const Command kCommands[] = {
     {add_device, true,
      [](Cli& cli, arceus::MpiTransport* comm) { return arceus::run_device(*comm, cli.device, cli.train); },
      device_before_mpi},
+    {add_job_runner, true,
+     [](Cli& cli, arceus::MpiTransport* comm) { return arceus::run_job_runner(*comm, cli.job_spec, cli.train); }},
     {add_eval, true,
      [](Cli& cli, arceus::MpiTransport* comm) { return arceus::run_eval(*comm, cli.train, cli.eval_checkpoint); }},
     {add_inspect, false, [](Cli& cli, arceus::MpiTransport*) { return run_inspect(cli.inspect_path); }},

@@ -75,10 +75,16 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
                   "Address to listen on: 127.0.0.1 (default) is this machine only; 0.0.0.0 every interface")
       ->default_val("127.0.0.1");
   cmd->add_option("--device-timeout", serve.device_timeout,
-                  "Seconds a rank waits for a message of a world that devices joined before it fails the job "
-                  "(a device that died leaves MPI waiting)")
+                  "Seconds a rank of a job on devices waits for a message before it counts the other device "
+                  "as stuck (alive, but not answering over MPI); a device that dies is noticed sooner, by "
+                  "--heartbeat-timeout")
       ->default_val(120)
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--heartbeat-timeout", serve.heartbeat_timeout,
+                  "Seconds of silence (devices send a heartbeat every second) after which a device is lost "
+                  "and its job recovers (training.on_device_loss)")
+      ->default_val(5)
+      ->check(CLI::Range(1.5, 3600.0));
   cmd->add_option("--ompi-server", serve.ompi_server,
                   "Open MPI rendezvous for devices (URI or file:F) when you run mpirun yourself with the same "
                   "--ompi-server; without mpirun, arceus serve starts one itself");
@@ -107,15 +113,9 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
 
   serve::ServeState state(runner.world_size(), runner.hosts());
   const Rendezvous rendezvous = server_rendezvous(options.host, options.ompi_server);
-  if (!rendezvous.uri.empty()) {
-    try {
-      state.mpi_port = serve::MpiRunner::open_port();
-      state.rendezvous = rendezvous.uri;
-      state.rendezvous_mca = rendezvous.mca;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "[serve] devices cannot join (MPI_Open_port failed: %s)\n", e.what());
-    }
-  }
+  state.rendezvous = rendezvous.uri;
+  state.rendezvous_mca = rendezvous.mca;
+  state.heartbeat_timeout = options.heartbeat_timeout;
   state.token = options.token;
   state.quiet = train.quiet;
   state.signal = &g_signal;
@@ -146,7 +146,7 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   std::printf("  token: %s\n", state.token.empty() ? "none (any local client may POST; set --token or ARCEUS_TOKEN)"
                                                     : "required on POST (Authorization: Bearer ...)");
   std::printf("  blas: %s\n", train.blas.c_str());
-  std::printf("  devices: %s\n", state.mpi_port.empty()
+  std::printf("  devices: %s\n", !state.takes_devices()
                                      ? "none can join (no ompi-server: see GET /api/devices/connect-info)"
                                      : "arceus device --api-url http://HOST:PORT --job-id ID joins a job");
   std::fflush(stdout);
@@ -158,6 +158,7 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
     std::printf("arceus serve: shutting down (%s)\n", state.shutdown_reason.c_str());
   }
   serve::stop_queued(state);
+  serve::dismiss_devices(state, 3);
   std::fflush(stdout);
   if (!state.broken.empty()) {
     // The workers are not waiting for a broadcast: end the world the hard way.

@@ -27,6 +27,7 @@ struct ServeOptions {
   std::vector<std::string> data_roots;  // dataset_config.root / .source must lie under one; empty = defaults
   std::string ompi_server;              // devices' rendezvous (URI or file:F) of a user-run ompi-server
   double device_timeout = 120;          // seconds a wait in a world with devices may last
+  double heartbeat_timeout = 5;  // seconds of a device's silence that make it lost
 };
 
 // The data roots used when --data-root is not given: the project's data/ directory, the working

@@ -58,8 +58,7 @@ std::string transformer_job() {
 // A runner whose runs wait until the test ends them (or the job is asked to stop).
 class FakeRunner : public JobRunner {
  public:
-  // `world`: the ranks before any device, so the first device accepted gets rank `world`.
-  explicit FakeRunner(int world = 1) : next_rank_(world) {}
+  FakeRunner() = default;
 
   JobResult run(const Config& config, const TrainOptions& options, JobObserver& observer) override {
     std::unique_lock<std::mutex> lock(mu_);
@@ -79,10 +78,44 @@ class FakeRunner : public JobRunner {
     observer.on_epoch({{"epoch", 1}, {"val_loss", 0.5}, {"val_accuracy", 0.75}});
     return o.result;
   }
-  int accept_device(const std::string& port) override {
+  // A job on devices: recorded, then as run() unless the test said to lose a device.
+  DeviceRun run_on_devices(ServeState&, const std::vector<int>& devices, const Config& config,
+                           const TrainOptions& options, JobObserver& observer) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      device_runs_.push_back(devices);
+      resumed_.push_back(config.resume);
+    }
+    DeviceRun run;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      ++started_;
+      cv_.notify_all();
+      while (!outcome_ && !lose_) cv_.wait_for(lock, 5ms);
+      if (lose_) {
+        run.lost = lose_;
+        run.why = "[test] no heartbeat";
+        lose_ = 0;
+        return run;
+      }
+      --started_;  // run() counts it again
+    }
+    run.result = this->run(config, options, observer);
+    return run;
+  }
+  // The device run in progress loses device `id`.
+  void lose(int id) {
     std::lock_guard<std::mutex> lock(mu_);
-    accepted_.push_back(port);
-    return next_rank_++;
+    lose_ = id;
+    cv_.notify_all();
+  }
+  std::vector<std::vector<int>> device_runs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return device_runs_;
+  }
+  std::vector<bool> resumed() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return resumed_;
   }
 
   // Waits until `n` runs have started.
@@ -110,10 +143,6 @@ class FakeRunner : public JobRunner {
     outcome_ = o;
     cv_.notify_all();
   }
-  std::vector<std::string> accepted() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return accepted_;
-  }
 
  private:
   struct Outcome {
@@ -124,8 +153,9 @@ class FakeRunner : public JobRunner {
   std::condition_variable cv_;
   int started_ = 0;
   std::optional<Outcome> outcome_;
-  std::vector<std::string> accepted_;
-  int next_rank_;
+  std::vector<std::vector<int>> device_runs_;
+  std::vector<bool> resumed_;
+  int lose_ = 0;
 };
 
 // The whole job in this process over the loopback transport: rank 0 and one thread per stage
@@ -135,7 +165,6 @@ class LoopbackRunner : public JobRunner {
   JobResult run(const Config& config, const TrainOptions& options, JobObserver& observer) override {
     return run_in_process(static_cast<int>(options.stage_ranks.size()) + 1, config, options, &observer, 60);
   }
-  int accept_device(const std::string&) override { throw std::logic_error("[test] no devices join a loopback world"); }
 };
 
 // The shim without its HTTP server: routes called directly, the queue loop on a thread.
@@ -145,7 +174,6 @@ class Shim {
     state_.data_roots = {rest::resolve_path(TEST_CONFIG_DIR)};
     // As if an ompi-server were running, so that devices may register.
     state_.rendezvous = "test-rendezvous";
-    state_.mpi_port = "test-port";
     TrainOptions train;
     train.quiet = true;
     loop_ = std::thread([this, &runner, train] { run_queue(state_, runner, train); });
@@ -251,11 +279,16 @@ const std::set<std::tuple<JobState, JobEvent, JobState>> kExpected = {
     {JobState::Training, JobEvent::Complete, JobState::Completed},
     {JobState::Training, JobEvent::Fail, JobState::Failed},
     {JobState::Training, JobEvent::Halt, JobState::Stopped},
+    {JobState::Training, JobEvent::DeviceLost, JobState::Recovering},
+    {JobState::Recovering, JobEvent::Resume, JobState::Training},
+    {JobState::Recovering, JobEvent::Fail, JobState::Failed},
+    {JobState::Recovering, JobEvent::Halt, JobState::Stopped},
 };
-const JobState kStates[] = {JobState::Created,   JobState::Initialized, JobState::Queued, JobState::Training,
-                            JobState::Completed, JobState::Failed,      JobState::Stopped};
+const JobState kStates[] = {JobState::Created,    JobState::Initialized, JobState::Queued,  JobState::Training,
+                            JobState::Recovering, JobState::Completed,   JobState::Failed,  JobState::Stopped};
 const JobEvent kEvents[] = {JobEvent::Initialize, JobEvent::Register, JobEvent::Train, JobEvent::Start,
-                            JobEvent::Stop,       JobEvent::Complete, JobEvent::Fail,  JobEvent::Halt};
+                            JobEvent::Stop,       JobEvent::Complete, JobEvent::Fail,  JobEvent::Halt,
+                            JobEvent::DeviceLost, JobEvent::Resume};
 
 TEST(ServeStates, TheTableHoldsExactlyTheLegalMoves) {
   for (JobState from : kStates) {
@@ -307,7 +340,7 @@ TEST(ServeStates, DispatchRoutesRequests) {
   ASSERT_NE(r, nullptr);
   EXPECT_STREQ(r->pattern, R"(/api/jobs/([^/]+)/metrics)");
   EXPECT_EQ(params, std::vector<std::string>({"12"}));
-  ASSERT_NE(r = match("POST", "/api/devices/3/connect", &params), nullptr);
+  ASSERT_NE(r = match("POST", "/api/devices/3/heartbeat", &params), nullptr);
   EXPECT_TRUE(r->mutating);
   EXPECT_EQ(params, std::vector<std::string>({"3"}));
   ASSERT_NE(r = match("GET", "/api/devices/connect-info", &params), nullptr);
@@ -501,34 +534,116 @@ TEST(ServeStates, TrainingJobFails) {
   EXPECT_EQ(shim.state_of(next), "initialized");
 }
 
-// A device registers (created and initialized jobs take it), connects, and the queue loop
-// accepts it through the runner.
-TEST(ServeStates, DeviceRegistersAndIsAcceptedByTheRunner) {
-  FakeRunner runner(2);
+// A device registers (created and initialized jobs take it; one stage per layer at most), and
+// its heartbeat answers what to do; an idle device leaves on DELETE.
+TEST(ServeStates, DevicesRegisterAndHeartbeat) {
+  FakeRunner runner;
   Shim shim(runner, 2);
   const int id = shim.create();
   ASSERT_EQ(shim.register_device(id, 5001).status, 201);
   EXPECT_EQ(shim.state_of(id), "created") << "registering does not move the job";
+  ASSERT_EQ(shim.register_device(id, 5002).status, 201);
   ASSERT_EQ(shim.initialize(id).status, 200);
-  EXPECT_EQ(shim.view(id)["plan"].size(), 2u) << "world rank 1 and the device";
-  const Response r = shim.register_device(id, 5002);
+  EXPECT_EQ(shim.view(id)["plan"].size(), 2u) << "the two devices (the world's rank 1 takes no stage of a job on devices)";
+  const Response r = shim.register_device(id, 5003);
   EXPECT_EQ(r.status, 400) << "3 stages for 2 layers: " << r.body;
+  EXPECT_NE(r.body.find("3 device(s)"), std::string::npos) << r.body;
   EXPECT_EQ(shim.state_of(id), "initialized");
-  ASSERT_EQ(shim.call("DELETE", "/api/devices/5002").status, 200);
 
-  ASSERT_EQ(shim.call("POST", "/api/devices/1/connect").status, 202);
-  const auto t0 = std::chrono::steady_clock::now();
+  json beat = shim.call("POST", "/api/devices/1/heartbeat", R"({"worker": "none"})").json_body();
+  EXPECT_EQ(beat["action"], "wait") << beat;
+  EXPECT_EQ(beat["job_state"], "initialized") << beat;
+  EXPECT_EQ(shim.call("POST", "/api/devices/1/heartbeat", R"({"worker": "maybe"})").status, 400);
+  EXPECT_EQ(shim.call("POST", "/api/devices/9/heartbeat", R"({"worker": "none"})").status, 404);
+
+  // 5003 was refused, so DELETE takes the idle 5002 out: its agent is told to leave.
+  ASSERT_EQ(shim.call("DELETE", "/api/devices/5002").status, 200);
+  beat = shim.call("POST", "/api/devices/2/heartbeat", R"({"worker": "none"})").json_body();
+  EXPECT_EQ(beat["action"], "leave") << beat;
+  EXPECT_EQ(shim.view(id)["plan"].size(), 1u) << "placed again without it";
   json device;
-  while (std::chrono::steady_clock::now() - t0 < kWait) {
-    const json all = shim.call("GET", "/api/devices").json_body();  // kept: the loop reads into it
-    for (const json& d : all["devices"])
-      if (d.value("device_id", 0) == 1) device = d;
-    if (device["state"] == "connected") break;
-    std::this_thread::sleep_for(2ms);
-  }
-  EXPECT_EQ(device["state"], "connected") << shim.call("GET", "/api/devices").body;
-  EXPECT_EQ(device["rank"], 2);  // the rank after the world's
-  EXPECT_EQ(runner.accepted(), std::vector<std::string>({"test-port"}));
+  const json all = shim.call("GET", "/api/devices").json_body();  // kept: the loop reads into it
+  for (const json& d : all["devices"])
+    if (d.value("device_id", 0) == 2) device = d;
+  EXPECT_EQ(device["state"], "left") << device;
+}
+
+// A job on two devices loses one mid-run: it goes training -> recovering -> training on the
+// device left (resume: true, re-planned on one stage), completes, and records the loss. The
+// lost device is told to leave; DELETE of a device of a training job is refused.
+TEST(ServeStates, DeviceJobRecoversOnTheDeviceLeft) {
+  FakeRunner runner;
+  Shim shim(runner);
+  const int id = shim.create();
+  ASSERT_EQ(shim.register_device(id, 5001).status, 201);
+  ASSERT_EQ(shim.register_device(id, 5002).status, 201);
+  ASSERT_EQ(shim.initialize(id).status, 200);
+  ASSERT_EQ(shim.train(id).status, 200);
+  ASSERT_TRUE(runner.wait_started(1));
+  EXPECT_EQ(shim.call("DELETE", "/api/devices/5001").status, 409) << "a device of a training job stays";
+  Response events = shim.call("GET", "/api/jobs/" + std::to_string(id) + "/events");
+  runner.lose(2);
+  ASSERT_TRUE(runner.wait_started(2));
+  ASSERT_TRUE(shim.reaches(id, "training"));
+  runner.end(RunState::Completed);
+  ASSERT_TRUE(shim.reaches(id, "completed"));
+  EXPECT_EQ(runner.device_runs(), (std::vector<std::vector<int>>{{1, 2}, {1}}));
+  EXPECT_EQ(runner.resumed(), (std::vector<bool>{false, true})) << "the second run resumes from the checkpoint";
+  const json view = shim.view(id);
+  ASSERT_EQ(view["device_losses"].size(), 1u) << view;
+  EXPECT_EQ(view["device_losses"][0]["device_id"], 2) << view;
+  EXPECT_EQ(view["device_losses"][0]["why"], "[test] no heartbeat") << view;
+  EXPECT_EQ(view["device_losses"][0]["devices_left"], 1) << view;
+  EXPECT_EQ(view["plan"].size(), 1u) << "re-planned on the device left";
+  EXPECT_TRUE(logged(shim.logs(id), "device 2 (10.0.0.9:5002) on 10.0.0.9 lost at step 0: [test] no heartbeat"));
+  EXPECT_TRUE(logged(shim.logs(id), "resuming from step 0 (no checkpoint yet) on 1 device(s)"));
+  EXPECT_EQ(states_of_stream(*events.events), (std::vector<std::string>{"training", "recovering", "training", "completed"}));
+  shim.state().events.unsubscribe(id, events.events);
+  const json beat = shim.call("POST", "/api/devices/2/heartbeat", R"({"worker": "none"})").json_body();
+  EXPECT_EQ(beat["action"], "leave") << beat;
+}
+
+// With training.on_device_loss: fail, or when no device is left, the loss fails the job, naming
+// the device; the server stays healthy and the next job runs.
+TEST(ServeStates, DeviceLossFailsTheJobWhenNothingIsLeftOrAsked) {
+  FakeRunner runner;
+  Shim shim(runner);
+  json job = json::parse(kSyntheticJob);
+  job["training"]["on_device_loss"] = "fail";
+  const int first = shim.create(job.dump());
+  ASSERT_EQ(shim.register_device(first, 5001).status, 201);
+  ASSERT_EQ(shim.register_device(first, 5002).status, 201);
+  ASSERT_EQ(shim.initialize(first).status, 200);
+  ASSERT_EQ(shim.train(first).status, 200);
+  ASSERT_TRUE(runner.wait_started(1));
+  runner.lose(1);
+  ASSERT_TRUE(shim.reaches(first, "failed"));
+  EXPECT_NE(shim.view(first)["error"].get<std::string>().find("device 1 (10.0.0.9:5001) was lost at step 0"),
+            std::string::npos)
+      << shim.view(first);
+  EXPECT_NE(shim.view(first)["error"].get<std::string>().find("on_device_loss is fail"), std::string::npos);
+
+  const int second = shim.create();
+  ASSERT_EQ(shim.register_device(second, 5003).status, 201);
+  ASSERT_EQ(shim.initialize(second).status, 200);
+  ASSERT_EQ(shim.train(second).status, 200);
+  ASSERT_TRUE(runner.wait_started(2));
+  runner.lose(3);
+  ASSERT_TRUE(shim.reaches(second, "failed"));
+  EXPECT_NE(shim.view(second)["error"].get<std::string>().find("no device is left"), std::string::npos);
+  EXPECT_EQ(shim.call("GET", "/healthz").json_body()["status"], "ok");
+
+  // Device 2 (idle again, its job over) is registered for a new job by its ip and port.
+  const int third = shim.create();
+  const Response again = shim.register_device(third, 5002);
+  ASSERT_EQ(again.status, 201) << again.body;
+  EXPECT_EQ(again.json_body()["device_id"], 2);
+  ASSERT_EQ(shim.initialize(third).status, 200);
+  ASSERT_EQ(shim.train(third).status, 200);
+  ASSERT_TRUE(runner.wait_started(3));
+  runner.end(RunState::Completed);
+  ASSERT_TRUE(shim.reaches(third, "completed"));
+  EXPECT_EQ(runner.device_runs().back(), std::vector<int>({2}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,6 +700,9 @@ int job_in(Shim& shim, FakeRunner& runner, JobState state) {
 TEST(ServeStates, EveryIllegalRequestIs409NamingJobStateAndRequest) {
   int refused = 0, accepted = 0;
   for (JobState state : kStates) {
+    // Recovering lasts while the queue loop holds the lock: no request ever sees it (the
+    // recovery tests above watch it go by in the event stream).
+    if (state == JobState::Recovering) continue;
     for (Ask ask : {Ask::Initialize, Ask::Register, Ask::Train, Ask::Stop}) {
       SCOPED_TRACE(std::string(name_of(ask)) + " a " + to_string(state) + " job");
       FakeRunner runner;

@@ -31,69 +31,108 @@ Response connect_info(ServeState& s, const Request&) {
   return json_reply(200, {{"ompi_server", s.rendezvous}, {"mpirun_mca", s.rendezvous_mca}});
 }
 
-// The original's POST /api/devices/register {"ip", "port", "job_id"}: the device then
-// connects to rank 0's MPI port (in the reply), which accepts it between jobs.
+// The original's POST /api/devices/register {"ip", "port", "job_id"}. `arceus device`
+// registers itself this way, then polls (heartbeat) until its job's runner takes it. A live
+// device registered again, by the same ip and port, for another job moves to it once its
+// own job is over (the original's clients register a device per job).
 Response register_device(ServeState& s, const Request& req) {
   const rest::RegisterBody body = rest::parse_register_body(req.body);
   std::lock_guard<std::mutex> lock(s.mu);
   const auto job = s.jobs.find(body.job_id);
   if (!s.takes_devices()) throw HttpError(409, "[serve] this server takes no devices (GET /api/devices/connect-info says why)");
+  Device* known = nullptr;
   for (const auto& d : s.devices.all()) {
-    if (d.job == job->id && d.ip == body.ip && d.port == body.port && d.state != DeviceState::Unregistered) {
+    if (d.ip != body.ip || d.port != body.port || !is_live(d.state)) continue;
+    known = s.devices.find(d.id);
+    if (d.job == job->id) {
       throw HttpError(409, "[serve] device " + body.ip + ":" + body.port + " is already registered to job " +
                                std::to_string(job->id) + " (device " + std::to_string(d.id) + ")");
     }
+    const auto& own = s.jobs.at(d.job);
+    if (!is_final(own->state) && own->state != JobState::Created && own->state != JobState::Initialized) {
+      throw HttpError(409, "[serve] " + Devices::name(d) + " takes a stage of job " + std::to_string(d.job) +
+                               ", which is " + to_string(own->state) + ": register it again when that job is over");
+    }
   }
   require(*job, JobEvent::Register);
-  const Device& d = s.devices.add(body.ip, body.port, job->id);
-  const int id = d.id;
-  // An initialized job is placed again with the device (a created one is placed by initialize).
-  if (job->state == JobState::Initialized) place(s, *job, "re-initialized with device " + std::to_string(id));
+  int id = 0;
+  const int before = known ? known->job : 0;
+  if (known) {
+    known->job = job->id;
+    id = known->id;
+  } else {
+    id = s.devices.add(body.ip, body.port, job->id).id;
+  }
+  // An initialized job is placed again with the device (a created one is placed by initialize);
+  // when it cannot be, the registration is undone.
+  if (job->state == JobState::Initialized) {
+    try {
+      place(s, *job, "re-initialized with device " + std::to_string(id));
+    } catch (const HttpError&) {
+      if (known) known->job = before;
+      else s.devices.remove(id);
+      throw;
+    }
+  }
   transition(*job, JobEvent::Register);
   note(*job, "device " + std::to_string(id) + " (" + body.ip + ":" + body.port + ") registered");
   s.cv.notify_all();
   return json_reply(201, {{"message", "Device registered successfully"},
                           {"device_id", id},
                           {"job_id", job_id_json(job->id)},
-                          {"mpi_port", s.mpi_port}});
+                          {"heartbeat", "/api/devices/" + std::to_string(id) + "/heartbeat"}});
 }
 
-// POST /api/devices/<id>/connect: the device is about to call MPI_Comm_connect on the port;
-// rank 0 accepts it between jobs. (A registration alone, as the original's clients make,
-// never makes rank 0 wait on MPI for a device that does not come.)
-Response device_connects(ServeState& s, const Request& req) {
+// POST /api/devices/<id>/heartbeat {"worker": "running" | "none", "exit_status": N}: the
+// agent of `arceus device`, every second. The answer says what to do: wait, connect (to
+// "mpi_port", with the rendezvous of GET /api/devices/connect-info), abort (kill its MPI
+// process: its job's runner is gone) or leave.
+Response device_heartbeat(ServeState& s, const Request& req) {
   const int id = std::atoi(req.params.at(0).c_str());
+  const json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+  if (!body.is_object()) throw HttpError(400, "[serve] the heartbeat body is not a JSON object: " + req.body.substr(0, 80));
+  const json worker = body.value("worker", json("none"));
+  if (!worker.is_string() || (worker != "running" && worker != "none"))
+    throw HttpError(400, "[serve] heartbeat \"worker\" is " + worker.dump() + ", expected \"running\" or \"none\"");
+  const json exit_status = body.value("exit_status", json());
+  if (!exit_status.is_null() && !(exit_status.is_number_integer() && exit_status.get<int64_t>() >= 0 &&
+                                  exit_status.get<int64_t>() < 256))
+    throw HttpError(400, "[serve] heartbeat \"exit_status\" is " + exit_status.dump() + ", expected an integer 0..255");
   std::lock_guard<std::mutex> lock(s.mu);
-  const Device* d = s.devices.find(id);
+  Device* d = s.devices.find(id);
   if (!d) throw HttpError(404, "[serve] no device " + std::to_string(id) + " (POST /api/devices/register first)");
-  if (d->state != DeviceState::Registered || d->rank >= 0) {
-    throw HttpError(409, "[serve] device " + std::to_string(id) + " is " + to_string(d->state) +
-                             ": it connects once, after registering");
+  json answer = s.devices.heartbeat(*d, worker == "running", exit_status.is_null() ? -1 : exit_status.get<int>());
+  const auto job = s.jobs.at(d->job);
+  answer["job_state"] = to_string(job->state);
+  if (answer["action"] == "connect") {
+    answer["ompi_server"] = s.rendezvous;
+    answer["mpirun_mca"] = s.rendezvous_mca;
   }
-  const int connecting = s.devices.connecting();
-  if (connecting != 0 && connecting != id) {
-    Response busy = error_reply(503, "[serve] device " + std::to_string(connecting) +
-                                         " is connecting: one device joins at a time, try again in a moment");
-    busy.headers.emplace_back("Retry-After", "1");
-    return busy;
-  }
-  s.devices.connect(id);
-  s.cv.notify_all();
-  return json_reply(202, {{"message", "Connect to mpi_port now: rank 0 accepts between jobs"},
-                          {"device_id", id},
-                          {"mpi_port", s.mpi_port}});
+  return json_reply(200, answer);
 }
 
-// DELETE /api/devices/<port>: the device takes no stage of later jobs (it stays in the MPI
-// world, idle, until the server shuts down).
+// DELETE /api/devices/<port>: an idle device leaves (its agent exits at its next heartbeat);
+// a device training refuses (409).
 Response unregister_device(ServeState& s, const Request& req) {
   const std::string& port = req.params.at(0);
   std::lock_guard<std::mutex> lock(s.mu);
   Device* d = s.devices.by_port(port);
   if (!d) throw HttpError(404, "[serve] no registered device with port '" + port + "' (GET /api/devices lists them)");
-  if (s.jobs.current() == d->job)
-    throw HttpError(409, "[serve] device " + std::to_string(d->id) + " is training job " + std::to_string(d->job));
-  d->state = DeviceState::Unregistered;
+  const auto job = s.jobs.at(d->job);
+  if (job->state == JobState::Training || job->state == JobState::Recovering || job->state == JobState::Queued)
+    throw HttpError(409, "[serve] " + Devices::name(*d) + " takes a stage of job " + std::to_string(d->job) + ", which is " +
+                             to_string(job->state) + ": stop the job first (POST /api/jobs/" + std::to_string(d->job) +
+                             "/stop)");
+  d->state = DeviceState::Left;
+  d->why = "unregistered (DELETE /api/devices/" + port + ")";
+  // A job not trained yet is placed again without it.
+  if (job->state == JobState::Initialized) {
+    try {
+      place(s, *job, "re-initialized without device " + std::to_string(d->id));
+    } catch (const HttpError& e) {
+      note(*job, std::string("cannot be placed without device ") + std::to_string(d->id) + ": " + e.what());
+    }
+  }
   return json_reply(200, {{"message", "Device unregistered successfully"}, {"device_id", d->id}});
 }
 

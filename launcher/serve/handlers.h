@@ -23,7 +23,7 @@ Response train(ServeState& s, const Request& req);
 Response devices(ServeState& s, const Request& req);
 Response connect_info(ServeState& s, const Request& req);
 Response register_device(ServeState& s, const Request& req);
-Response device_connects(ServeState& s, const Request& req);
+Response device_heartbeat(ServeState& s, const Request& req);
 Response unregister_device(ServeState& s, const Request& req);
 Response teraflops(ServeState& s, const Request& req);
 Response previous_teraflops(ServeState& s, const Request& req);
@@ -45,6 +45,9 @@ Response events(ServeState& s, const Request& req);
 // (caller holds the lock) and moves it to initialized (JobEvent::Initialize), or leaves it as
 // it was when the world cannot hold the plan (400). `what` starts the log line.
 void place(ServeState& s, JobRecord& job, const std::string& what);
+// A job that lost a device (recovering; caller holds the lock): planned again on the devices
+// left, its stage count and explicit placement dropped (400 when they cannot hold it).
+void replan(ServeState& s, JobRecord& job, const std::string& what);
 
 // A non-negative integer query value (?offset=, ?since=) capped at `max`, `fallback` when
 // absent; 400 naming the key (`what` explains it).

@@ -61,18 +61,18 @@ std::string model_text(const Config& config) {
 
 }  // namespace
 
-void place(ServeState& s, JobRecord& job, const std::string& what) {
-  require(job, JobEvent::Initialize);
+namespace {
+
+// The plan of `job` on the ranks it has now (see place); a 400 when they cannot hold it.
+void plan_job(ServeState& s, JobRecord& job, const std::string& what) {
   const Devices& d = s.devices;
   const std::vector<int> ranks = d.stage_ranks(job.id);
   const int64_t layers = model_layers(job.config);
   const int world = d.world();
-  if (job.config.partition.replicas == 1 && static_cast<int64_t>(ranks.size()) > layers &&
-      static_cast<int64_t>(ranks.size()) > world - 1) {
-    throw HttpError(400, "[serve] job " + std::to_string(job.id) + " has " + std::to_string(ranks.size()) +
-                             " stages (" + std::to_string(world - 1) + " world rank(s) + " +
-                             std::to_string(ranks.size() - size_t(world - 1)) +
-                             " device(s)) but the model has " + std::to_string(layers) +
+  const size_t devices = d.of_job(job.id).size();
+  if (job.config.partition.replicas == 1 && devices > 0 && static_cast<int64_t>(devices) > layers) {
+    throw HttpError(400, "[serve] job " + std::to_string(job.id) + " has " + std::to_string(devices) +
+                             " device(s) but the model has " + std::to_string(layers) +
                              " layers: at most one stage per layer (unregister a device: DELETE /api/devices/<port>)");
   }
   std::vector<LayerRange> plan;
@@ -93,7 +93,6 @@ void place(ServeState& s, JobRecord& job, const std::string& what) {
   }
   job.plan = plan;
   job.replicas = replicas;
-  transition(job, JobEvent::Initialize);
   std::string summary;
   for (size_t k = 0; k < plan.size() * size_t(job.replicas); ++k) {
     const int rank = k < ranks.size() ? ranks[k] : 0;
@@ -102,9 +101,27 @@ void place(ServeState& s, JobRecord& job, const std::string& what) {
                "-" + std::to_string(r.end() - 1);
     if (job.replicas > 1) summary += " (replica " + std::to_string(k / plan.size()) + ")";
   }
-  note(job, what + " on " + std::to_string(world) + " rank(s) and " +
-                std::to_string(ranks.size() - (world > 1 ? size_t(world - 1) : 0)) + " device(s): " + summary);
+  note(job, what + (devices ? " on " + std::to_string(devices) + " device(s) (ranks 1.. of the job's own world): "
+                             : " on " + std::to_string(world) + " rank(s): ") +
+                summary);
+}
+
+}  // namespace
+
+void place(ServeState& s, JobRecord& job, const std::string& what) {
+  require(job, JobEvent::Initialize);
+  plan_job(s, job, what);
+  transition(job, JobEvent::Initialize);
   publish_state(job);
+}
+
+void replan(ServeState& s, JobRecord& job, const std::string& what) {
+  // The devices left choose the stages: a stage count or placement given for more is dropped.
+  for (Config* c : {&job.config, &job.train_config}) {
+    c->partition.stages = 0;
+    c->partition.layers.clear();
+  }
+  plan_job(s, job, what);
 }
 
 Response create_job(ServeState& s, const Request& req) {

@@ -20,6 +20,7 @@ const char* to_string(JobState s) {
     case JobState::Initialized: return "initialized";
     case JobState::Queued: return "queued";
     case JobState::Training: return "training";
+    case JobState::Recovering: return "recovering";
     case JobState::Completed: return "completed";
     case JobState::Failed: return "failed";
     case JobState::Stopped: return "stopped";
@@ -37,6 +38,8 @@ const char* to_string(JobEvent e) {
     case JobEvent::Complete: return "complete";
     case JobEvent::Fail: return "fail";
     case JobEvent::Halt: return "halt";
+    case JobEvent::DeviceLost: return "device lost";
+    case JobEvent::Resume: return "resume";
   }
   return "?";
 }
@@ -77,11 +80,13 @@ std::string refusal(const JobRecord& job, JobEvent event) {
       }
       if (!is_final(job.state)) return head + ": train was already asked (a job trains once)";
       return head + ": train does not apply, the job already ran; create a new job (POST /api/jobs) to train again";
-    case JobEvent::Stop: return head + ": stop applies only to a queued or training job";
+    case JobEvent::Stop: return head + ": stop applies only to a queued, training or recovering job";
     case JobEvent::Start:
     case JobEvent::Complete:
     case JobEvent::Fail:
-    case JobEvent::Halt: break;
+    case JobEvent::Halt:
+    case JobEvent::DeviceLost:
+    case JobEvent::Resume: break;
   }
   // The queue loop's own moves: refused only when the server is wrong.
   return head + ": '" + to_string(event) + "' does not apply (an internal error of the server)";
@@ -99,13 +104,14 @@ JobState transition(JobRecord& job, JobEvent event) {
   const JobState from = job.state;
   job.state = to;
   if (to == from) return to;
-  if (to == JobState::Training) {
+  if (to == JobState::Training && from == JobState::Queued) {  // not again when it resumes
     job.started_at = utc_now();
     job.start_time = Clock::now();
   }
   if (is_final(to)) {
     job.finished_at = utc_now();
-    if (from == JobState::Training) job.seconds = std::chrono::duration<double>(Clock::now() - job.start_time).count();
+    if (from == JobState::Training || from == JobState::Recovering)
+      job.seconds = std::chrono::duration<double>(Clock::now() - job.start_time).count();
   }
   return to;
 }

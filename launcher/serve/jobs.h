@@ -30,7 +30,11 @@ using Clock = std::chrono::steady_clock;
 
 // created -> initialized -> queued -> training -> completed | failed | stopped; queued ->
 // stopped (stopped while waiting). A transformer's train from created initializes it first.
-enum class JobState { Created, Initialized, Queued, Training, Completed, Failed, Stopped };
+// A job on devices that loses one goes training -> recovering -> training (it resumes from its
+// last checkpoint on the devices left), or -> failed (none left, or training.on_device_loss:
+// fail), or -> stopped (it had been asked to stop). Recovering lasts while the queue loop
+// holds the lock: requests see the job training, then recovered or ended.
+enum class JobState { Created, Initialized, Queued, Training, Recovering, Completed, Failed, Stopped };
 
 const char* to_string(JobState s);
 // JSON (nlohmann finds this by ADL): the text, never the enum's number.
@@ -48,6 +52,8 @@ enum class JobEvent {
   Complete,    // the run ended: RunState::Completed
   Fail,        //                RunState::Failed
   Halt,        //                RunState::Stopped
+  DeviceLost,  // a device of the job stopped answering (or its MPI process ended) mid-run
+  Resume,      // the job runs again on the devices left
 };
 const char* to_string(JobEvent e);
 
@@ -72,6 +78,10 @@ inline constexpr JobTransition kJobTransitions[] = {
     {JobState::Training, JobEvent::Complete, JobState::Completed},
     {JobState::Training, JobEvent::Fail, JobState::Failed},
     {JobState::Training, JobEvent::Halt, JobState::Stopped},
+    {JobState::Training, JobEvent::DeviceLost, JobState::Recovering},
+    {JobState::Recovering, JobEvent::Resume, JobState::Training},
+    {JobState::Recovering, JobEvent::Fail, JobState::Failed},    // no device left, or on_device_loss: fail
+    {JobState::Recovering, JobEvent::Halt, JobState::Stopped},   // asked to stop before the loss
 };
 
 // The table's answer: whether `event` applies in `from`, and the state it leads to.
@@ -91,6 +101,10 @@ struct JobRecord {
   nlohmann::json steps = nlohmann::json::array();   // on_step entries
   nlohmann::json epochs = nlohmann::json::array();  // on_epoch entries (summary.json's epochs[])
   std::string error;                   // failed: why; stopped: who stopped it
+  // Every device lost mid-run and what followed: {"device_id", "host", "at", "step", "why",
+  // then "resumed_from_step", "steps_redone", "devices_left", "seconds_to_resume"} (GET
+  // /api/jobs/<id> and summary.json's "device_losses").
+  nlohmann::json losses = nlohmann::json::array();
   std::string created_at, started_at, finished_at;  // started_at, finished_at: set by transition()
   Clock::time_point start_time;
   double seconds = 0;

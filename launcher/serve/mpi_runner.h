@@ -1,5 +1,6 @@
-// The shim's only MPI part: the world jobs run on, grown by every device that joins. Rank 0's
-// main thread uses it as the queue loop's JobRunner; the other ranks wait in serve_worker.
+// The shim's MPI part: the world jobs run on; a job on devices runs in a child job runner
+// (child_runner.h). Rank 0's main thread uses it as the queue loop's JobRunner; the other ranks
+// wait in serve_worker.
 #pragma once
 
 #include <memory>
@@ -24,18 +25,16 @@ class MpiRunner final : public JobRunner {
   int world_size() const;                                    // the MPI world's ranks
   const std::vector<std::string>& hosts() const { return hosts_; }  // by world rank
 
-  // Ranks 1..N-1: run their stage of each job rank 0 broadcasts, grow the world when it
-  // accepts a device, until rank 0's shutdown. Returns the exit code.
+  // Ranks 1..N-1: run their stage of each job rank 0 broadcasts, until rank 0's shutdown.
+  // Returns the exit code.
   int serve_worker(const TrainOptions& train);
 
-  // Rank 0: an MPI port for devices to connect to (throws when MPI cannot open one).
-  static std::string open_port();
-
   // Rank 0's JobRunner: a job without stage ranks runs in-process (the reference run), any
-  // other on the current world (the MPI world and the devices that joined).
+  // other on the MPI world.
   JobResult run(const Config& config, const TrainOptions& options, JobObserver& observer) override;
-  // Every rank of the current world accepts with rank 0 and the worlds merge.
-  int accept_device(const std::string& port) override;
+  // A job on devices: in a child job runner with them (run_in_child).
+  DeviceRun run_on_devices(ServeState& s, const std::vector<int>& devices, const Config& config,
+                           const TrainOptions& options, JobObserver& observer) override;
 
   // Rank 0 at the end: the workers leave serve_worker.
   void shutdown_workers();
@@ -44,13 +43,9 @@ class MpiRunner final : public JobRunner {
   [[noreturn]] void abort();
 
  private:
-  MpiTransport& current();
   MpiTransport& world_;
   double device_timeout_;
   std::vector<std::string> hosts_;
-  // One world per device that joined (each holds the previous one's ranks and the new
-  // device's); the last is current.
-  std::vector<std::unique_ptr<MpiTransport>> grown_;
 };
 
 }  // namespace arceus::serve

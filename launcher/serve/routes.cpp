@@ -59,7 +59,7 @@ const std::vector<Route>& routes() {
       {"GET", "/api/devices", devices, false},
       {"GET", "/api/devices/connect-info", connect_info, false},
       {"POST", "/api/devices/register", register_device, true},
-      {"POST", R"(/api/devices/([0-9]+)/connect)", device_connects, true},
+      {"POST", R"(/api/devices/([0-9]+)/heartbeat)", device_heartbeat, true},
       {"DELETE", R"(/api/devices/([^/]+))", unregister_device, true},
       {"GET", "/api/devices/teraflops", devices_teraflops, false},
       {"GET", "/api/teraflops", teraflops, false},

@@ -27,7 +27,7 @@ struct ServeState {
   ServeState(int world, std::vector<std::string> hosts) : devices(world, std::move(hosts)) {}
 
   std::mutex mu;
-  std::condition_variable cv;  // a job queued, a device connecting, shutdown
+  std::condition_variable cv;  // a job queued, shutdown
   Jobs jobs;
   Devices devices;
   bool shutdown = false;               // asked to shut down (POST /api/shutdown or a signal)
@@ -38,7 +38,7 @@ struct ServeState {
   // Fixed at start.
   std::string rendezvous;              // the ompi-server URI handed to devices ("" = none join)
   std::vector<std::string> rendezvous_mca;
-  std::string mpi_port;                // rank 0's MPI port devices connect to
+  double heartbeat_timeout = 5;        // seconds of a device's silence that make it lost mid-job
   std::vector<std::filesystem::path> data_roots;
   std::string token;                   // non-empty: mutating requests need "Authorization: Bearer <token>"
   bool quiet = false;                  // no access log
@@ -49,7 +49,7 @@ struct ServeState {
   CheckpointModel models;  // predict / generate: the latest checkpoint's model, reused while unchanged
 
   int signal_received() const { return signal ? *signal : 0; }
-  bool takes_devices() const { return !rendezvous.empty() && !mpi_port.empty(); }
+  bool takes_devices() const { return !rendezvous.empty(); }
   // Caller holds the lock. The first reason wins; wakes the main thread.
   void request_shutdown(const std::string& reason) {
     if (shutdown) return;

@@ -53,14 +53,14 @@ json stages_json(const Devices& d, const Config& c, const std::vector<LayerRange
   for (size_t k = 0; k < plan.size(); ++k) {
     const auto& r = plan[k];
     const int rank = k < ranks.size() ? ranks[k] : process_rank_of_stage(static_cast<int64_t>(k) + 1, d.world());
-    json stage = {{"stage", k + 1}, {"rank", rank}, {"host", d.host_of(rank)}, {"layers", {r.first, r.end() - 1}}};
+    json stage = {{"stage", k + 1}, {"rank", rank}, {"host", d.host_of(rank, job)}, {"layers", {r.first, r.end() - 1}}};
     if (replicas > 1) {
       json rr = json::array(), hosts = json::array();
       for (int64_t replica = 0; replica < replicas; ++replica) {
         const size_t slot = size_t(replica) * plan.size() + k;
         const int q = slot < ranks.size() ? ranks[slot] : -1;
         rr.push_back(q);
-        hosts.push_back(d.host_of(q));
+        hosts.push_back(d.host_of(q, job));
       }
       stage["replica_ranks"] = rr;
       stage["replica_hosts"] = hosts;
@@ -132,6 +132,7 @@ json job_json(const Devices& d, const JobRecord& job, bool detail) {
   j["output_dir"] = c.output.dir;
   j["summary_path"] = (fs::path(c.output.dir) / "summary.json").string();
   j["log_lines"] = job.logs.size();
+  j["device_losses"] = job.losses;
   j["trainer_lock_wait"] = {{"total_s", job.lock_wait_total}, {"max_s", job.lock_wait_max}, {"events", job.lock_waits}};
   return j;
 }
@@ -146,13 +147,15 @@ json ranks_json(const Devices& d, const JobRecord& job) {
     return ranks;
   }
   ranks.push_back({{"rank", 0}, {"host", d.host_of(0)}, {"role", "orchestrator"}, {"layers", nullptr}});
-  for (int r = 1; r < d.size(); ++r) {
+  // A job on devices has a world of its own: rank 0 and its devices.
+  const int size = d.on_devices(job.id) ? static_cast<int>(stage_ranks.size()) + 1 : d.world();
+  for (int r = 1; r < size; ++r) {
     json layers = nullptr;
     const auto it = std::find(stage_ranks.begin(), stage_ranks.end(), r);
     const size_t k = static_cast<size_t>(it - stage_ranks.begin());
     if (it != stage_ranks.end() && k < plan.size() * size_t(job.replicas))
       layers = {plan[k % plan.size()].first, plan[k % plan.size()].end() - 1};
-    ranks.push_back({{"rank", r}, {"host", d.host_of(r)}, {"role", layers.is_null() ? "idle" : "stage"},
+    ranks.push_back({{"rank", r}, {"host", d.host_of(r, job.id)}, {"role", layers.is_null() ? "idle" : "stage"},
                      {"layers", layers}});
   }
   return ranks;
@@ -184,18 +187,20 @@ json tflops_json(const JobRecord* job) {
 json devices_json(const Jobs& jobs, const Devices& d) {
   const auto job = jobs.placed();
   const bool training = jobs.current() != 0;
-  const int world = d.world(), size = d.size();
+  const int world = d.world();
+  // A job on devices runs in a world of its own: the MPI world's ranks 1..N-1 take no stage.
+  const bool device_job = job && d.on_devices(job->id);
   json devices = json::array();
   for (int r = 0; r < world; ++r) {
     json layers = nullptr;
-    std::string role = r == 0 ? (size == 1 ? "orchestrator+stage" : "orchestrator") : "worker";
+    std::string role = r == 0 ? (world == 1 && !device_job ? "orchestrator+stage" : "orchestrator") : "worker";
     bool busy = false;
     if (job) {
       const auto& plan = job->plan;
       const size_t slots = plan.size() * size_t(job->replicas);
-      role = r == 0 && size > 1 ? "orchestrator" : role_of(r, world, static_cast<int64_t>(slots));
-      // World rank r holds slot r - 1 (replica-major); a one-process world's stages are the devices'.
-      const bool holds = !(size > world && world == 1) && (world == 1 ? r == 0 : r >= 1 && size_t(r) <= slots);
+      if (r > 0) role = device_job ? "idle" : role_of(r, world, static_cast<int64_t>(slots));
+      // World rank r holds slot r - 1 (replica-major); a one-process world holds the model.
+      const bool holds = !device_job && (world == 1 ? r == 0 : r >= 1 && size_t(r) <= slots);
       if (holds) {
         const LayerRange& lr = plan[world == 1 ? 0 : size_t(r - 1) % plan.size()];
         layers = {lr.first, lr.end() - 1};
@@ -210,15 +215,29 @@ json devices_json(const Jobs& jobs, const Devices& d) {
                        {"job_id", job ? json(job->id) : json(nullptr)}});
   }
   for (const auto& dev : d.all()) {
-    const bool trains = dev.state == DeviceState::Connected && jobs.current() == dev.job;
-    devices.push_back({{"device_id", dev.id},
-                       {"ip", dev.ip},
-                       {"port", dev.port},
-                       {"host", dev.ip},
-                       {"rank", dev.rank >= 0 ? json(dev.rank) : json(nullptr)},
-                       {"role", "device"},
-                       {"job_id", job_id_json(dev.job)},
-                       {"state", trains ? "training" : to_string(dev.state)}});
+    json layers = nullptr;
+    const std::vector<int> ids = d.of_job(dev.job);
+    const auto it = std::find(ids.begin(), ids.end(), dev.id);
+    const auto& own = jobs.all().count(dev.job) ? jobs.all().at(dev.job) : nullptr;
+    if (own && it != ids.end() && !own->plan.empty()) {
+      const size_t k = static_cast<size_t>(it - ids.begin());
+      if (k < own->plan.size() * size_t(own->replicas)) {
+        const LayerRange& lr = own->plan[k % own->plan.size()];
+        layers = {lr.first, lr.end() - 1};
+      }
+    }
+    json entry = {{"device_id", dev.id},
+                  {"ip", dev.ip},
+                  {"port", dev.port},
+                  {"host", dev.ip},
+                  {"rank", dev.rank >= 0 ? json(dev.rank) : json(nullptr)},
+                  {"role", "device"},
+                  {"job_id", job_id_json(dev.job)},
+                  {"layers", layers},
+                  {"state", to_string(dev.state)},
+                  {"connected", dev.heard && is_live(dev.state)}};
+    if (!dev.why.empty()) entry["why"] = dev.why;
+    devices.push_back(entry);
   }
   return {{"world_size", world},
           {"job_id", job ? json(job->id) : json(nullptr)},
