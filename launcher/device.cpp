@@ -209,6 +209,9 @@ int device_agent_if_needed(const DeviceOptions& d, const TrainOptions& train, ch
       }
       if (d.once && worker < 0 && action == "wait" && answer.value("job_id", json()).dump() == d.job_id &&
           (job_state == "completed" || job_state == "failed" || job_state == "stopped")) {
+        httplib::Client client(d.api_url);  // a clean leave: the server lists it as left
+        client.set_connection_timeout(3);
+        client.Delete("/api/devices/" + std::to_string(getpid()), auth(d));
         return leave(job_state == "completed" ? 0 : 1, "its job " + d.job_id + " is " + job_state + " (--once)");
       }
     }

@@ -72,6 +72,20 @@ Device* Devices::by_port(const std::string& port) {
   return nullptr;
 }
 
+std::vector<int> Devices::expire_idle(double seconds) {
+  std::vector<int> gone;
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& d : devices_) {
+    if (d.state != DeviceState::Idle || !d.heard) continue;
+    const double silent = std::chrono::duration<double>(now - d.last_seen).count();
+    if (silent <= seconds) continue;
+    d.state = DeviceState::Gone;
+    d.why = "no heartbeat for " + std::to_string(static_cast<int>(silent)) + " s while idle";
+    gone.push_back(d.id);
+  }
+  return gone;
+}
+
 nlohmann::json Devices::heartbeat(Device& d, bool worker_running, int worker_exit) {
   d.last_seen = std::chrono::steady_clock::now();
   d.heard = true;

@@ -72,6 +72,10 @@ class Devices {
   // DELETE /api/devices/<port>: the live device of that port, or nullptr.
   Device* by_port(const std::string& port);
 
+  // Idle devices silent for more than `seconds` are gone (a device in a running job is the job
+  // runner's to watch). Returns the ids that went.
+  std::vector<int> expire_idle(double seconds);
+
   // The agent's heartbeat: records it and returns the answer: {"action": wait | connect |
   // abort | leave, "job_id", "job_state" (set by the caller), "mpi_port" (connect)}.
   nlohmann::json heartbeat(Device& d, bool worker_running, int worker_exit);

@@ -88,6 +88,10 @@ std::shared_ptr<JobRecord> next_job(ServeState& s) {
   while (true) {
     if (const int sig = s.signal_received()) s.request_shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
     if (s.shutdown) return nullptr;
+    for (int id : s.devices.expire_idle(s.heartbeat_timeout)) {
+      std::printf("[serve] device %d is gone: %s\n", id, s.devices.find(id)->why.c_str());
+      std::fflush(stdout);
+    }
     if ((job = s.jobs.next_queued())) break;
     s.cv.wait_for(lock, std::chrono::milliseconds(100));  // also polls the signal flag
   }

@@ -366,7 +366,7 @@ else
   connected=0
   for _ in $(seq 1 180); do
     connected=$(in_ns 2 curl -s --max-time 2 "$api/api/devices" | python3 -c \
-      'import json,sys; print(sum(d.get("role")=="device" and d.get("state")=="connected" for d in json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
+      'import json,sys; print(sum(d.get("role")=="device" and d.get("connected") is True for d in json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
     [ "$connected" = 2 ] && break
     sleep 0.5
   done
@@ -383,10 +383,58 @@ else
   done
   log "devices: job 1 on the devices of hosts 2 and 3: status, devices, val_accuracy = $state"
   case $state in "completed 2 "*) ;; *) fail "devices: the job did not complete on 2 devices ($state); log: $work/devices-serve.log" ;; esac
+
+  # Host 3 dies mid-job: job 2 (checkpoints every 25 steps) on two new devices of hosts 2 and 3;
+  # every process of host 3's namespace is SIGKILLed after 100 steps. The job resumes from its
+  # last checkpoint on host 2's device and completes, with no restart of the server.
+  in_ns 2 curl -sf -X POST "$api/api/jobs" -H "Content-Type: application/json" -d '{
+       "model_config": {"layer_sizes": [784, 128, 64, 10]},
+       "dataset_config": {"name": "MNIST", "batch_size": 256, "val_batch_size": 1000,
+                          "normalize": {"mean": [0.1307], "std": [0.3081]}},
+       "output": {"checkpoint_every_steps": 25}}' > /dev/null || fail "devices: POST /api/jobs (job 2) failed"
+  for h in 2 3; do
+    in_ns "$h" timeout -k 10 "$RUN_TIMEOUT" "$BIN" device --api-url "$api" --job-id 2 --threads 1 \
+      > "$work/device2-h$h.log" 2>&1 9>&- &
+    dev_pids+=($!)
+  done
+  for _ in $(seq 1 180); do
+    connected=$(in_ns 2 curl -s --max-time 2 "$api/api/devices" | python3 -c \
+      'import json,sys; print(sum(d.get("role")=="device" and d.get("connected") is True for d in json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
+    [ "$connected" = 4 ] && break
+    sleep 0.5
+  done
+  [ "$connected" = 4 ] || fail "devices: job 2's devices did not connect; logs: $work/device2-h2.log $work/device2-h3.log"
+  in_ns 2 curl -sf -X POST "$api/api/network/initialize/2" > /dev/null || fail "devices: initialize 2 failed"
+  in_ns 2 curl -sf -X POST "$api/api/network/train/2" -H "Content-Type: application/json" \
+    -d '{"epochs": 2, "learning_rate": 0.1}' > /dev/null || fail "devices: train 2 failed"
+  steps=0
+  for _ in $(seq 1 600); do
+    steps=$(in_ns 2 curl -s --max-time 2 "$api/api/jobs/2/metrics" | python3 -c \
+      'import json,sys; print(len(json.load(sys.stdin)["steps"]))' 2>/dev/null || echo 0)
+    [ "$steps" -ge 100 ] && break
+    sleep 0.2
+  done
+  [ "$steps" -ge 100 ] || fail "devices: job 2 did not reach step 100 ($steps)"
+  ip netns pids "$(ns_of 3)" | xargs -r kill -9
+  t_kill=$SECONDS
+  for _ in $(seq 1 900); do
+    state=$(in_ns 2 curl -s --max-time 2 "$api/api/jobs/2" | python3 -c \
+      'import json,sys; j=json.load(sys.stdin); l=j["device_losses"]; print(j["status"], len(l), l[0]["resumed_from_step"] if l else None, l[0]["steps_redone"] if l else None)' 2>/dev/null || true)
+    case $state in completed*|failed*|stopped*) break ;; esac
+    sleep 0.5
+  done
+  log "devices: job 2 with host 3 killed at step $steps: status, losses, resumed from step, steps redone = $state ($((SECONDS - t_kill)) s after the kill)"
+  case $state in "completed 1 "*) ;; *) fail "devices: job 2 did not complete after host 3 died ($state); log: $work/devices-serve.log" ;; esac
+  health=$(in_ns 2 curl -s --max-time 2 "$api/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || true)
+  [ "$health" = ok ] || fail "devices: /healthz says '$health' after the loss"
+
   in_ns 2 curl -sf -X POST "$api/api/shutdown" > /dev/null || fail "devices: shutdown failed"
   wait "$serve_pid" || fail "devices: arceus serve exited with status $?; log: $work/devices-serve.log"
-  for p in "${dev_pids[@]}"; do wait "$p" || fail "devices: a device exited with status $?"; done
-  log "devices: the server and both devices exited 0"
+  # Host 2's devices leave with status 0; host 3's were killed with their host.
+  wait "${dev_pids[0]}" || fail "devices: host 2's first device exited with status $?"
+  wait "${dev_pids[2]}" || fail "devices: host 2's second device exited with status $?"
+  wait "${dev_pids[1]}" "${dev_pids[3]}" || true
+  log "devices: the server and host 2's devices exited 0"
 fi
 
 log "PASS in $((SECONDS - t_start)) s (3-host run ${t_netns} s, local run ${t_local} s)"
