@@ -240,6 +240,24 @@ RegisterBody parse_register_body(const std::string& body_text) {
   return out;
 }
 
+HeartbeatBody parse_heartbeat_body(const std::string& body_text) {
+  const json body = body_text.empty() ? json::object() : json::parse(body_text, nullptr, false);
+  if (!body.is_object())
+    throw HttpError(400, "[serve] the heartbeat body must be a JSON object {\"worker\": \"running\" | \"none\"}");
+  HeartbeatBody out;
+  const json worker = body.value("worker", json("none"));
+  if (!worker.is_string() || (worker != "running" && worker != "none"))
+    throw HttpError(400, "[serve] heartbeat: \"worker\" is " + worker.dump() + ", expected \"running\" or \"none\"");
+  out.worker_running = worker == "running";
+  const json exit_status = body.value("exit_status", json());
+  if (!exit_status.is_null()) {
+    if (!exit_status.is_number_integer() || exit_status.get<int64_t>() < 0 || exit_status.get<int64_t>() > 255)
+      throw HttpError(400, "[serve] heartbeat: \"exit_status\" is " + exit_status.dump() + ", expected an integer 0..255");
+    out.exit_status = exit_status.get<int>();
+  }
+  return out;
+}
+
 GenerateBody generate_fields(const json& body) {
   GenerateBody out;
   if (body.contains("prompt")) {

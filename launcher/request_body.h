@@ -69,6 +69,14 @@ struct RegisterBody {
 };
 RegisterBody parse_register_body(const std::string& body);
 
+// A device agent's heartbeat {"worker": "running" | "none", "exit_status": 0..255 (optional)}:
+// an empty body is {"worker": "none"}. 400 for anything else, naming the field.
+struct HeartbeatBody {
+  bool worker_running = false;
+  int exit_status = -1;  // -1: none reported
+};
+HeartbeatBody parse_heartbeat_body(const std::string& body);
+
 // A generate body: object_body(body, "generate", kGenerateExample), then its fields, each
 // optional. 400 for a field of the wrong type or out of range.
 inline constexpr const char* kGenerateExample = R"({"prompt": "text", "tokens": 200, "temperature": 0.8, "seed": 1})";

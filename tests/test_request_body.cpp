@@ -44,5 +44,20 @@ TEST(RequestBody, YamlBodyOfAStrayCommaIsRefused) {
   EXPECT_NE(message.find("single YAML document"), std::string::npos) << message;
 }
 
+TEST(RequestBody, HeartbeatBody) {
+  EXPECT_FALSE(rest::parse_heartbeat_body("").worker_running);
+  const rest::HeartbeatBody h = rest::parse_heartbeat_body(R"({"worker": "running", "exit_status": 137})");
+  EXPECT_TRUE(h.worker_running);
+  EXPECT_EQ(h.exit_status, 137);
+  EXPECT_EQ(rest::parse_heartbeat_body(R"({"worker": "none"})").exit_status, -1);
+  for (const std::string body : {R"({"worker": "maybe"})", R"({"worker": 1})", R"({"exit_status": 256})",
+                                 R"({"exit_status": -1})", R"({"exit_status": "0"})", "[1]", "not json"}) {
+    SCOPED_TRACE(body);
+    const auto [status, message] = refusal([&] { rest::parse_heartbeat_body(body); });
+    EXPECT_EQ(status, 400);
+    EXPECT_NE(message.find("heartbeat"), std::string::npos) << message;
+  }
+}
+
 }  // namespace
 }  // namespace arceus

@@ -89,19 +89,11 @@ Response register_device(ServeState& s, const Request& req) {
 // process: its job's runner is gone) or leave.
 Response device_heartbeat(ServeState& s, const Request& req) {
   const int id = std::atoi(req.params.at(0).c_str());
-  const json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
-  if (!body.is_object()) throw HttpError(400, "[serve] the heartbeat body is not a JSON object: " + req.body.substr(0, 80));
-  const json worker = body.value("worker", json("none"));
-  if (!worker.is_string() || (worker != "running" && worker != "none"))
-    throw HttpError(400, "[serve] heartbeat \"worker\" is " + worker.dump() + ", expected \"running\" or \"none\"");
-  const json exit_status = body.value("exit_status", json());
-  if (!exit_status.is_null() && !(exit_status.is_number_integer() && exit_status.get<int64_t>() >= 0 &&
-                                  exit_status.get<int64_t>() < 256))
-    throw HttpError(400, "[serve] heartbeat \"exit_status\" is " + exit_status.dump() + ", expected an integer 0..255");
+  const rest::HeartbeatBody body = rest::parse_heartbeat_body(req.body);
   std::lock_guard<std::mutex> lock(s.mu);
   Device* d = s.devices.find(id);
   if (!d) throw HttpError(404, "[serve] no device " + std::to_string(id) + " (POST /api/devices/register first)");
-  json answer = s.devices.heartbeat(*d, worker == "running", exit_status.is_null() ? -1 : exit_status.get<int>());
+  json answer = s.devices.heartbeat(*d, body.worker_running, body.exit_status);
   const auto job = s.jobs.at(d->job);
   answer["job_state"] = to_string(job->state);
   if (answer["action"] == "connect") {

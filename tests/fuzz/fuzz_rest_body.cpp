@@ -14,6 +14,7 @@
 // generate body's fields are within their documented ranges.
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 #include "launcher/request_body.h"
 #include "tests/fuzz/fuzz.h"
@@ -73,9 +74,16 @@ void predict_body(const std::string& body, uint8_t selector) {
   }
 }
 
+// The device side: a registration, and the same bytes as an agent's heartbeat.
 void register_body(const std::string& body) {
   try {
     rest::parse_register_body(body);
+  } catch (const HttpError& e) {
+    check_status(e);
+  }
+  try {
+    const rest::HeartbeatBody h = rest::parse_heartbeat_body(body);
+    if (h.exit_status < -1 || h.exit_status > 255) std::abort();  // accepted only in range
   } catch (const HttpError& e) {
     check_status(e);
   }
