@@ -4,12 +4,13 @@
 #include "launcher/request_body.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
+
+#include "support/files.h"
 
 namespace arceus {
 namespace {
@@ -59,10 +60,7 @@ namespace fs = std::filesystem;
 class RequestBodyOutputRoot : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_ = fs::temp_directory_path() / ("arceus-output-root-" + std::to_string(::getpid()));
-    fs::remove_all(base_);
-    fs::create_directories(base_);
-    base_ = fs::canonical(base_);
+    base_ = fs::canonical(scratch_.path());
     root_ = base_ / "root";
     outside_ = base_ / "outside";
     fs::create_directories(root_ / "in");
@@ -74,7 +72,6 @@ class RequestBodyOutputRoot : public ::testing::Test {
     fs::create_directory_symlink("..", root_ / "up");
     fs::create_symlink("loop", root_ / "loop");
   }
-  void TearDown() override { fs::remove_all(base_); }
 
   // The message check_output_dir refuses `dir` with (a failure when it accepts it).
   std::string refused(const std::string& dir) {
@@ -96,6 +93,7 @@ class RequestBodyOutputRoot : public ::testing::Test {
     }
   }
 
+  test::TempDir scratch_{"arceus-output-root-"};
   fs::path base_, root_, outside_;
 };
 

@@ -28,6 +28,7 @@
 #include "launcher/serve/runner.h"
 #include "launcher/serve/state.h"
 #include "ranks/transport.h"
+#include "support/files.h"
 
 #ifndef TEST_CONFIG_DIR
 #define TEST_CONFIG_DIR "tests/configs"
@@ -140,18 +141,13 @@ class LoopbackRunner : public JobRunner {
 };
 
 // The shim without its HTTP server: routes called directly, the queue loop on a thread. Its
-// output root is a fresh directory of its own, removed with it.
+// output root is a fresh directory of its own (TempDir), removed with it.
 class Shim {
  public:
   explicit Shim(JobRunner& runner, int world = 1) : state_(world, std::vector<std::string>(size_t(world), "test-host")) {
     state_.data_roots = {rest::resolve_path(TEST_CONFIG_DIR)};
-    static int count = 0;
-    output_root_ = fs::temp_directory_path() /
-                   ("arceus-serve-states-" + std::to_string(::getpid()) + "-" + std::to_string(++count));
-    fs::remove_all(output_root_);
-    fs::create_directories(output_root_);
-    state_.output_root = rest::resolve_for_writing(output_root_.string()).path;
-    state_.output_root_arg = output_root_.string();
+    state_.output_root = rest::resolve_for_writing(output_root_.str()).path;
+    state_.output_root_arg = output_root_.str();
     // As if an ompi-server were running, so that devices may register.
     state_.rendezvous = "test-rendezvous";
     state_.mpi_port = "test-port";
@@ -168,8 +164,6 @@ class Shim {
     loop_.join();
     stop_queued(state_);
     state_.events.close();
-    std::error_code ec;
-    fs::remove_all(output_root_, ec);
   }
 
   Response call(const std::string& method, const std::string& path, const std::string& body = "",
@@ -218,10 +212,10 @@ class Shim {
     return call("GET", "/api/jobs/" + std::to_string(id) + "/logs").json_body()["lines"].get<std::vector<std::string>>();
   }
   ServeState& state() { return state_; }
-  const fs::path& output_root() const { return output_root_; }  // as given to the state
+  const fs::path& output_root() const { return output_root_.path(); }  // as given to the state
 
  private:
-  fs::path output_root_;
+  test::TempDir output_root_{"arceus-serve-states-"};
   ServeState state_;
   std::thread loop_;
 };
