@@ -4,10 +4,16 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <deque>
 
 namespace arceus::rest {
 
@@ -367,6 +373,100 @@ void check_allowed(const std::string& key, const std::string& path, const std::v
                            (resolved.string() != path ? " (" + resolved.string() + ")" : std::string()) +
                            " is outside the allowed data roots (" + roots_text(roots) +
                            "); start arceus serve with --data-root DIR to allow another directory");
+}
+
+WritePath resolve_for_writing(const std::string& path) {
+  if (path.empty()) return {{}, "it is empty"};
+  if (path.find('\0') != std::string::npos) return {{}, "it contains a NUL byte"};
+  if (path.size() > kMaxOutputPath) return {{}, "it is longer than " + std::to_string(kMaxOutputPath) + " bytes"};
+  fs::path abs(path);
+  if (abs.is_relative()) {
+    std::error_code ec;
+    const fs::path cwd = fs::current_path(ec);
+    if (ec) return {{}, "the working directory cannot be read (" + ec.message() + ")"};
+    abs = cwd / abs;
+  }
+  // The components still to walk, front first; a symlink's target goes in front of the rest.
+  std::deque<std::string> todo;
+  for (const auto& c : abs.relative_path()) todo.push_back(c.string());
+  fs::path at = "/";  // reached so far: no symlink, '.' or '..' in it
+  int links = 0;
+  while (!todo.empty()) {
+    const std::string c = std::move(todo.front());
+    todo.pop_front();
+    if (c.empty() || c == ".") continue;
+    if (c == "..") {  // `at` has no symlink in it: its parent is the directory '..' names
+      at = at.parent_path();
+      continue;
+    }
+    const fs::path next = at / c;
+    struct stat st {};
+    if (::lstat(next.c_str(), &st) != 0) {
+      if (errno == ENOENT) {  // made by create_directories: a plain directory
+        at = next;
+        continue;
+      }
+      return {{}, next.string() + " cannot be examined (" + std::strerror(errno) + ")"};
+    }
+    if (S_ISLNK(st.st_mode)) {
+      if (++links > kMaxSymlinks) return {{}, "more than " + std::to_string(kMaxSymlinks) + " symlinks on the way (a loop?)"};
+      std::string target(kMaxOutputPath + 1, '\0');  // (st_size is 0 for /proc's links)
+      const ssize_t n = ::readlink(next.c_str(), target.data(), target.size());
+      if (n < 0 || size_t(n) >= target.size()) return {{}, "the symlink " + next.string() + " cannot be read"};
+      target.resize(size_t(n));
+      const fs::path t(target);
+      if (t.is_absolute()) at = "/";
+      std::vector<std::string> parts;
+      for (const auto& tc : t.relative_path()) parts.push_back(tc.string());
+      todo.insert(todo.begin(), parts.begin(), parts.end());
+      continue;
+    }
+    if (!todo.empty() && !S_ISDIR(st.st_mode)) {
+      // Only '..' and '.' could follow a file, and the trainer's create_directories fails there.
+      return {{}, next.string() + " is not a directory"};
+    }
+    at = next;
+  }
+  return {at, ""};
+}
+
+namespace {
+
+// `dir` resolved when it lies strictly inside `root`; else empty. `resolved`: the resolution
+// (its error when there is none).
+fs::path resolve_inside(const fs::path& root, const std::string& dir, WritePath* resolved) {
+  *resolved = resolve_for_writing(dir);
+  if (!resolved->error.empty()) return {};
+  const fs::path& p = resolved->path;
+  if (p == root || !is_under(p, root)) return {};
+  return p;
+}
+
+}  // namespace
+
+bool output_dir_inside(const fs::path& root, const std::string& dir) {
+  WritePath resolved;
+  return !resolve_inside(root, dir, &resolved).empty();
+}
+
+fs::path check_output_dir(const std::string& key, const std::string& path, const fs::path& root) {
+  WritePath resolved;
+  fs::path inside = resolve_inside(root, path, &resolved);
+  if (!inside.empty()) return inside;
+  const std::string value = "[serve] " + key + " = '" + path + "'";
+  if (!resolved.error.empty()) {
+    throw HttpError(400, value + " cannot be checked against the output root (" + root.string() +
+                             "): " + resolved.error);
+  }
+  const std::string shown = resolved.path.string() != path ? " (" + resolved.path.string() + ")" : std::string();
+  if (resolved.path == root) {
+    throw HttpError(400, value + shown + " is the output root itself (" + root.string() +
+                             "): name a directory inside it, or leave output.dir out (the job then writes "
+                             "job-<id> there)");
+  }
+  throw HttpError(400, value + shown + " is outside the output root (" + root.string() +
+                           "); name a directory inside it or leave output.dir out, or start arceus serve with "
+                           "--output-root DIR to allow another directory");
 }
 
 }  // namespace arceus::rest

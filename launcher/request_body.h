@@ -1,6 +1,7 @@
 // The REST shim's request bodies, without the network: a job body (JSON or YAML) -> Config and
 // flags, a train body -> --set overrides, a register body -> its fields, a predict body ->
-// input values, a generate body -> its fields, and the data-root check of a path. Every
+// input values, a generate body -> its fields, the data-root check of a path a job reads and
+// the output-root check of the directory it writes. Every
 // refusal is an HttpError carrying the status the shim (launcher/serve/routes.cpp) answers with
 // and the message of its {"error": ...} body. Torch-free, MPI-free and httplib-free, so that
 // tests/fuzz/fuzz_rest_body.cpp drives exactly the code the server runs.
@@ -103,5 +104,32 @@ bool is_under(const std::filesystem::path& path, const std::filesystem::path& ro
 std::string roots_text(const std::vector<std::filesystem::path>& roots);
 // 400 unless `path` (the value of `key`), resolved, lies under one of `roots`.
 void check_allowed(const std::string& key, const std::string& path, const std::vector<std::filesystem::path>& roots);
+
+// The output root: a job's output.dir (where it writes summary.json, checkpoint.h5, metrics.h5
+// and reads checkpoint.h5 back for resume, predict and generate) must lie strictly inside it.
+//
+// `path` as writing there would reach it now: made absolute against the working directory,
+// then walked component by component from /, each symlink replaced by its target (at most
+// kMaxSymlinks), each '..' leaving the directory reached so far. A component that does not
+// exist is taken as the directory create_directories would make there, so that a later '..'
+// leaves it again and a later existing component is still resolved (resolve_path's
+// weakly_canonical would read "new/../link/x" as "link/x" without following `link`). The result
+// has no symlink, '.' or '..' in the part that exists. `error` says why there is none: an empty
+// path, a NUL byte, longer than kMaxOutputPath, a symlink loop, a component that is a file or
+// cannot be examined.
+inline constexpr int kMaxSymlinks = 40;          // Linux's limit on the symlinks of one lookup
+inline constexpr size_t kMaxOutputPath = 4096;   // PATH_MAX
+struct WritePath {
+  std::filesystem::path path;  // absolute; empty when `error` is set
+  std::string error;
+};
+WritePath resolve_for_writing(const std::string& path);
+// Whether `dir`, resolved (resolve_for_writing), lies strictly inside `root` (resolved the same
+// way; the root itself is not inside). What check_output_dir decides.
+bool output_dir_inside(const std::filesystem::path& root, const std::string& dir);
+// `path` (the value of `key`: output.dir, or a file in it) resolved, when output_dir_inside;
+// else 400 naming the value, its resolution and the root.
+std::filesystem::path check_output_dir(const std::string& key, const std::string& path,
+                                       const std::filesystem::path& root);
 
 }  // namespace arceus::rest

@@ -97,6 +97,11 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
                   "defaults: the project's data/, the working directory's data/, /usr/share/datasets and "
                   "/usr/share/common-licenses)")
       ->allow_extra_args(false);
+  cmd->add_option("--output-root", serve.output_root,
+                  "The directory a job's output.dir must lie inside (symlinks and '..' resolved; a relative "
+                  "output.dir is taken from the working directory); a job without output.dir writes "
+                  "<root>/job-<id>")
+      ->default_val("runs/serve");
   cmd->add_option("--threads", train.threads,
                   "LibTorch/BLAS threads per stage rank: 'auto' divides a host's cores among the stage ranks "
                   "it runs, or a positive integer")
@@ -121,6 +126,15 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   state.signal = &g_signal;
   for (const auto& r : options.data_roots.empty() ? default_data_roots() : options.data_roots)
     state.data_roots.push_back(resolve_path(r));
+  const rest::WritePath output_root = rest::resolve_for_writing(options.output_root);
+  if (!output_root.error.empty()) {
+    std::fprintf(stderr, "error: [serve] --output-root '%s' cannot be resolved: %s\n", options.output_root.c_str(),
+                 output_root.error.c_str());
+    runner.shutdown_workers();
+    return 1;
+  }
+  state.output_root = output_root.path;
+  state.output_root_arg = options.output_root;
 
   install_signal_handlers();
   serve::HttpServer http(state);
@@ -143,6 +157,8 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   std::vector<std::string> roots;
   for (const auto& r : state.data_roots) roots.push_back(r.string());
   std::printf("  data roots: %s\n", join(roots).c_str());
+  std::printf("  output root: %s (a job without output.dir writes %s/job-<id>)\n", state.output_root.c_str(),
+              state.output_root_arg.c_str());
   std::printf("  token: %s\n", state.token.empty() ? "none (any local client may POST; set --token or ARCEUS_TOKEN)"
                                                     : "required on POST (Authorization: Bearer ...)");
   std::printf("  blas: %s\n", train.blas.c_str());

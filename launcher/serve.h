@@ -25,6 +25,7 @@ struct ServeOptions {
   int port = 4000;                      // 0 = any free port (printed at start)
   std::string token;                    // non-empty: POST requests need "Authorization: Bearer <token>"
   std::vector<std::string> data_roots;  // dataset_config.root / .source must lie under one; empty = defaults
+  std::string output_root = "runs/serve";  // a job's output.dir must lie inside; default dirs <root>/job-<id>
   std::string ompi_server;              // devices' rendezvous (URI or file:F) of a user-run ompi-server
   double device_timeout = 120;          // seconds a wait in a world with devices may last
   double heartbeat_timeout = 5;  // seconds of a device's silence that make it lost
@@ -42,7 +43,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeOptions& serve, TrainOptions& tr
 
 // Every rank calls this (it starts with a collective). Rank 0 serves until POST /api/shutdown
 // or SIGINT/SIGTERM, then ends the workers; returns the process exit code (0 after a clean
-// shutdown, 1 when the address cannot be bound).
+// shutdown, 1 when the address cannot be bound or --output-root cannot be resolved).
 int run_serve(MpiTransport& comm, const ServeOptions& serve, const TrainOptions& train);
 
 }  // namespace arceus

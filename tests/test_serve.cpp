@@ -555,8 +555,9 @@ TEST(Serve, CurlWorkflowSynthetic) {
   ASSERT_EQ(r.status, 200) << show(r);
   EXPECT_TRUE(r.body["job_id"].is_null()) << "no previous job yet: " << show(r);
 
-  // A YAML body: the same document as a `train` config file; its own output.dir is kept.
-  const fs::path yaml_out = s.work() / "yaml-job";
+  // A YAML body: the same document as a `train` config file; its own output.dir is kept (it
+  // lies inside the default output root, runs/serve of the working directory).
+  const fs::path yaml_out = s.work() / "runs/serve/yaml-job";
   const std::string yaml = "# a train config file\nmodel_config:\n  layer_sizes: [32, 48, 10]\ndataset_config:\n"
                            "  name: synthetic\n  batch_size: 64\n  synthetic: {train_size: 1024, val_size: 256, "
                            "features: 32, classes: 10}\ntraining:\n  epochs: 1\n  momentum: 0.9\noutput:\n  dir: " +
@@ -677,9 +678,23 @@ TEST(Serve, BadRequestsAreRefusedAndTheServerKeepsServing) {
   // FashionMNIST's default root is allowed (created, not trained here).
   Reply r = post(s, "/api/jobs", kFashionJob);
   EXPECT_EQ(r.status, 201) << show(r);
-  // So is the shipped transformer config's text, /usr/share/common-licenses/GPL-3 (its YAML as the body).
-  r = post(s, "/api/jobs", read_text(fs::path(TEST_CONFIG_DIR) / "../../configs/gpt_char.yaml"), "application/yaml");
+  // So is the shipped transformer config's text, /usr/share/common-licenses/GPL-3 (its YAML as
+  // the body). Its output.dir, runs/gpt-char, is outside the default output root (runs/serve):
+  // 400 naming both (resolved); the same body writing inside the root is created.
+  std::string gpt_char = read_text(fs::path(TEST_CONFIG_DIR) / "../../configs/gpt_char.yaml");
+  r = post(s, "/api/jobs", gpt_char, "application/yaml");
+  EXPECT_EQ(r.status, 400) << show(r);
+  const fs::path work = fs::canonical(s.work());
+  EXPECT_NE(error_of(r).find("output.dir = 'runs/gpt-char' (" + (work / "runs/gpt-char").string() +
+                             ") is outside the output root (" + (work / "runs/serve").string() + ")"),
+            std::string::npos)
+      << show(r);
+  const size_t dir_at = gpt_char.find("dir: runs/gpt-char");
+  ASSERT_NE(dir_at, std::string::npos) << gpt_char;
+  gpt_char.replace(dir_at, 18, "dir: runs/serve/gpt-char");
+  r = post(s, "/api/jobs", gpt_char, "application/yaml");
   EXPECT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(job_id_of(r))).body["output_dir"], "runs/serve/gpt-char");
 
   // More stage ranks than layers: initialize refuses with the partition's message.
   r = post(s, "/api/jobs", R"({"model_config":{"layer_sizes":[32,10]},"dataset_config":{"name":"synthetic","synthetic":{"features":32}}})");
@@ -758,7 +773,7 @@ TEST(Serve, TransformerJobTrainsWithoutInitialize) {
   } cleanup{roots};
 
   Server s;
-  ASSERT_TRUE(s.start(3, {"--data-root", TEST_CONFIG_DIR, "--data-root", roots.string()}));
+  ASSERT_TRUE(s.start(3, {"--data-root", TEST_CONFIG_DIR, "--data-root", roots.string(), "--output-root", "jobs"}));
 
   // Sources outside the roots (which --data-root replaced): 400 naming the path and the roots.
   const std::vector<std::pair<std::string, std::string>> outside = {
@@ -796,6 +811,7 @@ TEST(Serve, TransformerJobTrainsWithoutInitialize) {
   EXPECT_EQ(r.body["config"]["training"]["lr_schedule"], "cosine") << show(r);
   EXPECT_EQ(r.body["config"]["output"]["sample_tokens"], 20) << show(r);
   EXPECT_TRUE(r.body["plan"].is_null()) << show(r);
+  EXPECT_EQ(r.body["output_dir"], "jobs/job-1") << "<--output-root>/job-<id>: " << show(r);
 
   // Train at once, with the original's empty body: the job's own settings.
   const auto t0 = Clock::now();
@@ -840,7 +856,7 @@ TEST(Serve, TransformerJobTrainsWithoutInitialize) {
   for (size_t k = 4; k + 1 < rates.size(); ++k) EXPECT_GT(rates[k], rates[k + 1]) << json(rates).dump();
   ASSERT_EQ(r.body["epochs"].size(), 1u);
   EXPECT_EQ(r.body["epochs"][0]["train_tokens"], 160 * 16) << r.body["epochs"][0].dump();
-  const json summary = json::parse(read_text(s.work() / "runs/serve/job-1/summary.json"));
+  const json summary = json::parse(read_text(s.work() / "jobs/job-1/summary.json"));
   EXPECT_EQ(summary["state"], "completed");
   ASSERT_EQ(summary["epochs"].size(), 1u);
   EXPECT_GT(summary["epochs"][0].value("tokens_per_second", 0.0), 0) << summary["epochs"][0].dump();
@@ -1730,8 +1746,18 @@ TEST(Dashboard, PageFilesAndPresets) {
   ASSERT_EQ(r.status, 200) << show(r);
   std::set<std::string> names;
   for (const json& p : r.body["presets"]) {
-    names.insert(p["name"].get<std::string>());
-    EXPECT_EQ(p["yaml"].get<std::string>(), read_text(fs::path(TEST_CONFIG_DIR) / "../../configs" / p["name"].get<std::string>()));
+    const std::string name = p["name"].get<std::string>();
+    names.insert(name);
+    // The shipped config, its output.dir moved inside the output root (runs/serve by default).
+    const std::string shipped = read_text(fs::path(TEST_CONFIG_DIR) / "../../configs" / name);
+    const std::string want = std::regex_replace(shipped, std::regex(R"((\n\s+dir:\s*)runs/)"), "$1runs/serve/");
+    EXPECT_NE(want, shipped) << name << " has no output.dir under runs/";
+    EXPECT_EQ(p["yaml"].get<std::string>(), want) << name;
+    // As it stands, a preset is a job the server creates (or refuses for its data, never for
+    // where it writes).
+    const Reply created = post(s, "/api/jobs", p["yaml"].get<std::string>(), "application/yaml");
+    EXPECT_EQ(error_of(created).find("output root"), std::string::npos) << name << ": " << show(created);
+    if (name == "synthetic_mlp.yaml") EXPECT_EQ(created.status, 201) << show(created);
   }
   EXPECT_EQ(names, (std::set<std::string>{"fashion_mnist_mlp.yaml", "fashion_mnist_wide.yaml", "gpt_char.yaml",
                                           "synthetic_mlp.yaml"}));

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "launcher/serve/runner.h"
 #include "launcher/serve/state.h"
 #include "ranks/transport.h"
+#include "support/files.h"
 
 #ifndef TEST_CONFIG_DIR
 #define TEST_CONFIG_DIR "tests/configs"
@@ -167,11 +169,14 @@ class LoopbackRunner : public JobRunner {
   }
 };
 
-// The shim without its HTTP server: routes called directly, the queue loop on a thread.
+// The shim without its HTTP server: routes called directly, the queue loop on a thread. Its
+// output root is a fresh directory of its own (TempDir), removed with it.
 class Shim {
  public:
   explicit Shim(JobRunner& runner, int world = 1) : state_(world, std::vector<std::string>(size_t(world), "test-host")) {
     state_.data_roots = {rest::resolve_path(TEST_CONFIG_DIR)};
+    state_.output_root = rest::resolve_for_writing(output_root_.str()).path;
+    state_.output_root_arg = output_root_.str();
     // As if an ompi-server were running, so that devices may register.
     state_.rendezvous = "test-rendezvous";
     TrainOptions train;
@@ -235,8 +240,10 @@ class Shim {
     return call("GET", "/api/jobs/" + std::to_string(id) + "/logs").json_body()["lines"].get<std::vector<std::string>>();
   }
   ServeState& state() { return state_; }
+  const fs::path& output_root() const { return output_root_.path(); }  // as given to the state
 
  private:
+  test::TempDir output_root_{"arceus-serve-states-"};
   ServeState state_;
   std::thread loop_;
 };
@@ -755,13 +762,115 @@ TEST(ServeStates, OnlyATransformerTrainsFromCreated) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The output root: where a job may write, and read its checkpoint back.
+
+std::string job_writing_to(const std::string& dir) {
+  json body = json::parse(kSyntheticJob);
+  body["output"] = {{"dir", dir}};
+  return body.dump();
+}
+std::string error_of(const Response& r) { return r.json_body().value("error", ""); }
+
+TEST(ServeStates, OutputDirMustLieInsideTheOutputRoot) {
+  FakeRunner runner;
+  Shim shim(runner);
+  const fs::path root = shim.state().output_root;
+  const fs::path outside = root.parent_path() / (root.filename().string() + "-outside");
+  // Outside (absolute, '..', relative to the working directory, in YAML): 400 naming the value
+  // and the root, and no job.
+  for (const std::string& dir : {(outside / "run").string(), (root / "../elsewhere").string(), std::string("runs/x")}) {
+    const Response r = shim.call("POST", "/api/jobs", job_writing_to(dir));
+    EXPECT_EQ(r.status, 400) << dir << ": " << r.body;
+    EXPECT_NE(error_of(r).find("output.dir = '" + dir + "'"), std::string::npos) << error_of(r);
+    EXPECT_NE(error_of(r).find("outside the output root (" + root.string() + ")"), std::string::npos) << error_of(r);
+  }
+  const Response yaml = shim.call("POST", "/api/jobs", "dataset_config: {name: synthetic}\noutput:\n  dir: " + outside.string() + "\n",
+                                  {{"content-type", "application/yaml"}});
+  EXPECT_EQ(yaml.status, 400) << yaml.body;
+  EXPECT_NE(error_of(yaml).find("output.dir = '" + outside.string() + "'"), std::string::npos) << yaml.body;
+  const Response itself = shim.call("POST", "/api/jobs", job_writing_to(root.string()));
+  EXPECT_EQ(itself.status, 400) << itself.body;
+  EXPECT_NE(error_of(itself).find("is the output root itself"), std::string::npos) << itself.body;
+  EXPECT_EQ(shim.call("GET", "/api/jobs").json_body()["jobs"].size(), 0u) << "no job was created";
+  EXPECT_FALSE(fs::exists(outside)) << "nothing was made there";
+
+  // Inside: accepted as given; without output.dir, <root>/job-<id>.
+  const std::string mine = (root / "mine/run").string();
+  const int given = shim.create(job_writing_to(mine));
+  EXPECT_EQ(shim.view(given)["output_dir"], mine);
+  const int by_default = shim.create();
+  EXPECT_EQ(shim.view(by_default)["output_dir"], (shim.output_root() / ("job-" + std::to_string(by_default))).string());
+
+  // A symlink planted where the next job's default directory will be: that job is refused.
+  fs::create_directories(outside);
+  fs::create_directory_symlink(outside, root / ("job-" + std::to_string(by_default + 1)));
+  const Response planted = shim.call("POST", "/api/jobs", kSyntheticJob);
+  EXPECT_EQ(planted.status, 400) << planted.body;
+  EXPECT_NE(error_of(planted).find("output.dir (not set: the default)"), std::string::npos) << planted.body;
+  EXPECT_NE(error_of(planted).find("(" + outside.string() + ") is outside the output root"), std::string::npos)
+      << planted.body;
+  fs::remove_all(outside);
+}
+
+// A directory checked at creation may become a symlink out later: train, predict and generate
+// resolve it again.
+TEST(ServeStates, OutputDirIsCheckedAgainWhenUsed) {
+  FakeRunner runner;
+  Shim shim(runner);
+  const fs::path root = shim.state().output_root;
+  const fs::path outside = root.parent_path() / (root.filename().string() + "-outside");
+  fs::create_directories(outside);
+  const std::string dir = (root / "moved").string();
+  const int mlp = shim.create(job_writing_to(dir));
+  json gpt_body = json::parse(transformer_job());
+  gpt_body["output"] = {{"dir", (root / "gpt").string()}};
+  const int gpt = shim.create(gpt_body.dump());
+  ASSERT_EQ(shim.initialize(mlp).status, 200);
+  const std::string predict = "/api/jobs/" + std::to_string(mlp) + "/predict";
+  const std::string generate = "/api/jobs/" + std::to_string(gpt) + "/generate";
+  const std::string pixels = json{{"pixels", std::vector<double>(32, 0.5)}}.dump();
+
+  // Inside, no checkpoint yet: predict and generate get as far as loading it (409).
+  EXPECT_EQ(shim.call("POST", predict, pixels).status, 409);
+  EXPECT_EQ(shim.call("POST", generate, "{}").status, 409);
+
+  // The directories become symlinks out: train, predict and generate refuse, naming both.
+  fs::create_directory_symlink(outside, root / "moved");
+  fs::create_directory_symlink(outside, root / "gpt");
+  for (const auto& [what, r] : {std::pair{"train", shim.train(mlp)}, std::pair{"predict", shim.call("POST", predict, pixels)},
+                                std::pair{"generate", shim.call("POST", generate, "{}")}}) {
+    EXPECT_EQ(r.status, 400) << what << ": " << r.body;
+    EXPECT_NE(error_of(r).find("outside the output root (" + root.string() + ")"), std::string::npos) << what << ": " << r.body;
+    EXPECT_NE(error_of(r).find("(" + outside.string() + ")"), std::string::npos) << what << ": " << r.body;
+  }
+  EXPECT_EQ(shim.state_of(mlp), "initialized") << "the refused train changed nothing";
+  EXPECT_EQ(runner.started(), 0);
+
+  // A real directory again, but its checkpoint.h5 a symlink to a file outside: predict refuses.
+  fs::remove(root / "moved");
+  fs::create_directories(root / "moved");
+  std::ofstream(outside / "checkpoint.h5") << "not yours";
+  fs::create_symlink(outside / "checkpoint.h5", root / "moved/checkpoint.h5");
+  const Response link = shim.call("POST", predict, pixels);
+  EXPECT_EQ(link.status, 400) << link.body;
+  EXPECT_NE(error_of(link).find("job " + std::to_string(mlp) + "'s checkpoint"), std::string::npos) << link.body;
+
+  // Inside again: train is accepted.
+  fs::remove(root / "moved/checkpoint.h5");
+  EXPECT_EQ(shim.train(mlp).status, 200);
+  EXPECT_TRUE(runner.wait_started(1));
+  runner.end(RunState::Completed);
+  EXPECT_TRUE(shim.reaches(mlp, "completed"));
+  fs::remove_all(outside);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The real trainer behind the routes: a job on 2 stages over the loopback transport.
 
 TEST(ServeStates, LoopbackRunnerTrainsAJobToCompletion) {
-  const fs::path out = fs::temp_directory_path() / ("arceus-serve-states-" + std::to_string(::getpid()));
-  fs::remove_all(out);
   LoopbackRunner runner;
   Shim shim(runner, 3);  // rank 0 and stage ranks 1, 2
+  const fs::path out = shim.output_root() / "loopback";
   json body = json::parse(kSyntheticJob);
   body["output"] = {{"dir", out.string()}};
   const int id = shim.create(body.dump());
@@ -776,7 +885,6 @@ TEST(ServeStates, LoopbackRunnerTrainsAJobToCompletion) {
   const json metrics = shim.call("GET", "/api/jobs/" + std::to_string(id) + "/metrics").json_body();
   EXPECT_EQ(metrics["steps"].size(), 16u);
   EXPECT_TRUE(fs::exists(out / "summary.json"));
-  fs::remove_all(out);
 }
 
 }  // namespace

@@ -44,6 +44,19 @@ void check_data_root(const ServeState& s, Config& c) {
   rest::check_allowed("dataset_config.root (not set; found by the lookup)", d.root, s.data_roots);
 }
 
+// What a job will write (and read back: resume, predict, generate) must lie inside the output
+// root: its output.dir, or the default <root>/job-<id> (which a symlink placed there could also
+// lead out). Resolved as writing there would be (rest::resolve_for_writing), so that neither '..'
+// nor a symlink leads out.
+void check_output_root(const ServeState& s, const std::string& dir, bool given = true) {
+  rest::check_output_dir(given ? "output.dir" : "output.dir (not set: the default)", dir, s.output_root);
+}
+
+// A job's directory when its body sets no output.dir.
+std::string default_output_dir(const ServeState& s, int id) {
+  return (fs::path(s.output_root_arg) / ("job-" + std::to_string(id))).string();
+}
+
 // The model of a job, for its "created" log line.
 std::string model_text(const Config& config) {
   if (is_transformer(config)) {
@@ -128,6 +141,7 @@ Response create_job(ServeState& s, const Request& req) {
   rest::JobBody body = rest::parse_job_body(req.body, req.header("Content-Type"));
   Config& config = body.config;
   check_data_root(s, config);
+  if (body.sets_output_dir) check_output_root(s, config.output.dir);
   // The original's JSON body has no training section; its train endpoint defaulted to 10
   // epochs at 0.1: such a job takes those as its own (a train body still overrides them). A
   // YAML body (a train config file) and a transformer job (the original's gpt/ settings) keep
@@ -139,8 +153,14 @@ Response create_job(ServeState& s, const Request& req) {
   }
   std::lock_guard<std::mutex> lock(s.mu);
   if (s.shutdown) throw HttpError(503, "[serve] the server is shutting down");
+  if (!body.sets_output_dir) {
+    // The default directory of the job about to be added (ids are never reused: the next is the
+    // last + 1). train checks the job's directory again, whatever it is.
+    const int next = s.jobs.all().empty() ? 1 : s.jobs.all().rbegin()->first + 1;
+    check_output_root(s, default_output_dir(s, next), false);
+  }
   const auto job = s.jobs.add(&s.events);
-  if (!body.sets_output_dir) config.output.dir = "runs/serve/job-" + std::to_string(job->id);
+  if (!body.sets_output_dir) config.output.dir = default_output_dir(s, job->id);
   job->config = config;
   job->format = body.format;
   note(*job, "created: " + model_text(config) + ", output " + config.output.dir +
@@ -258,6 +278,7 @@ Response train(ServeState& s, const Request& req) {
     throw HttpError(400, e.what());
   }
   check_data_root(s, config);  // again: a path may have become a symlink out since the job was created
+  check_output_root(s, config.output.dir);  // and so may the output directory (given or the default)
   if (place_now) place(s, *job, "initialized by the train request (a transformer job needs no initialize)");
   const std::vector<int> ahead = s.jobs.ahead();
   transition(*job, JobEvent::Train);

@@ -19,18 +19,29 @@ using rest::HttpError;
 
 namespace {
 
-// A job's id, config and latest checkpoint path.
+// A job's id, config and latest checkpoint path: as the job names it (`path`, what the reply
+// shows) and resolved, inside the output root (`resolved`, what is read).
 struct JobCheckpoint {
   int id = 0;
   Config config;
   std::string path;
+  std::string resolved;
 };
 
+// 400 when the checkpoint, resolved now, is not inside the output root: the job's directory or
+// the file itself may have become a symlink out since the job was created.
 JobCheckpoint job_checkpoint(ServeState& s, const std::string& id_text) {
-  std::lock_guard<std::mutex> lock(s.mu);
-  const auto job = s.jobs.find(id_text);
-  const Config& c = effective_config(*job);
-  return {job->id, c, (fs::path(c.output.dir) / "checkpoint.h5").string()};
+  JobCheckpoint ck;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    const auto job = s.jobs.find(id_text);
+    ck.id = job->id;
+    ck.config = effective_config(*job);
+  }
+  ck.path = (fs::path(ck.config.output.dir) / "checkpoint.h5").string();
+  rest::check_output_dir("output.dir", ck.config.output.dir, s.output_root);
+  ck.resolved = rest::check_output_dir("job " + std::to_string(ck.id) + "'s checkpoint", ck.path, s.output_root).string();
+  return ck;
 }
 
 // Loads the checkpoint's model: 409 while the job has none yet.
@@ -56,10 +67,10 @@ Response predict(ServeState& s, const Request& req) {
   if (!body.contains("pixels")) throw HttpError(400, "[serve] the predict body has no 'pixels'");
   const std::vector<double> input =
       rest::input_values(body["pixels"], ck.config.model.layer_sizes.front(), input_is_pixels(ck.config));
-  const CheckpointModel::Info info = load_model(s, id, ck.path);
+  const CheckpointModel::Info info = load_model(s, id, ck.resolved);
   Prediction p;
   try {
-    p = s.models.predict(ck.path, input);
+    p = s.models.predict(ck.resolved, input);
   } catch (const std::invalid_argument& e) {
     throw HttpError(400, std::string("[serve] pixels: ") + e.what());
   }
@@ -79,10 +90,10 @@ Response generate(ServeState& s, const Request& req) {
                              "/predict with {\"pixels\": ...} instead");
   }
   const rest::GenerateBody g = rest::generate_fields(body);
-  const CheckpointModel::Info info = load_model(s, id, ck.path);
+  const CheckpointModel::Info info = load_model(s, id, ck.resolved);
   std::string text;
   try {
-    text = s.models.generate(ck.path, g.prompt, g.tokens, g.temperature, g.seed);
+    text = s.models.generate(ck.resolved, g.prompt, g.tokens, g.temperature, g.seed);
   } catch (const std::invalid_argument& e) {
     throw HttpError(400, std::string("[serve] prompt: ") + e.what());
   }

@@ -188,11 +188,20 @@ Response page(ServeState&, const Request&) { return asset("launcher/dashboard/in
 
 Response dashboard_file(ServeState&, const Request& req) { return asset("launcher/dashboard/" + req.params.at(0)); }
 
-Response presets(ServeState&, const Request&) {
+// The shipped configs write to runs/<name>, outside the server's output root: a preset's
+// output.dir becomes <root>/<name>, so that it is created as it stands.
+Response presets(ServeState& s, const Request&) {
+  static const std::regex dir_line(R"((\n\s+dir:\s*)runs/([^\s#]+))");
   json list = json::array();
+  std::string root;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    root = s.output_root_arg.empty() ? std::string("runs/serve") : s.output_root_arg;
+  }
   for (const Asset& a : assets()) {
     if (a.name.substr(0, 8) != "configs/") continue;
-    list.push_back({{"name", std::string(a.name.substr(8))}, {"yaml", std::string(a.data)}});
+    const std::string yaml = std::regex_replace(std::string(a.data), dir_line, "$1" + root + "/$2");
+    list.push_back({{"name", std::string(a.name.substr(8))}, {"yaml", yaml}});
   }
   return json_reply(200, {{"presets", list}});
 }

@@ -40,6 +40,11 @@ struct ServeState {
   std::vector<std::string> rendezvous_mca;
   double heartbeat_timeout = 5;        // seconds of a device's silence that make it lost mid-job
   std::vector<std::filesystem::path> data_roots;
+  // A job's output.dir lies strictly inside output_root (resolved: rest::resolve_for_writing);
+  // without one, the job writes output_root_arg/job-<id> (the --output-root text, relative to
+  // the working directory as given).
+  std::filesystem::path output_root;
+  std::string output_root_arg;
   std::string token;                   // non-empty: mutating requests need "Authorization: Bearer <token>"
   bool quiet = false;                  // no access log
   // SIGINT/SIGTERM received on rank 0 (the command's handler sets it; nullptr: none watched).

@@ -52,6 +52,13 @@ def config_and_rest():
         "json-synthetic": '{"model_config":{"layer_sizes":[32,48,10]},"dataset_config":{"name":"synthetic","batch_size":64,'
                           '"synthetic":{"train_size":1024,"val_size":256,"features":32,"classes":10}},"training":{"momentum":0.9}}',
     }
+    # output.dir against fuzz_rest_body's sandbox root (a relative dir is also joined to it):
+    # inside, through the symlinks in it, and out by '..' after a directory not made yet.
+    for name, out in (("inside", "in/run"), ("new", "new/job-1"), ("in-link", "in-link/run"),
+                      ("up-back", "up/root/in/run"), ("symlink-out", "out/run"), ("deep", "deep/run"),
+                      ("new-dotdot-out", "new/../out/run"), ("dotdot", "../outside/run"), ("loop", "loop/run")):
+        jobs["json-output-" + name] = ('{"model_config":{"layer_sizes":[4,2]},"dataset_config":{"name":"synthetic",'
+                                       '"synthetic":{"features":4,"classes":2}},"output":{"dir":"%s"}}' % out)
     for name, body in jobs.items():
         write("rest_body", name, b"\x00" + body.encode())
     write("rest_body", "train", b"\x02" + b'{"epochs": 10, "learning_rate": 0.1}')
