@@ -21,6 +21,7 @@
 #include "launcher/request_body.h"
 #include "launcher/serve/http.h"
 #include "launcher/serve/mpi_runner.h"
+#include "launcher/serve/persist.h"
 #include "launcher/serve/runner.h"
 #include "launcher/serve/state.h"
 #include "ranks/trainer.h"
@@ -135,6 +136,16 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   }
   state.output_root = output_root.path;
   state.output_root_arg = options.output_root;
+  // The job table of an earlier run of the server with this root (persist.h).
+  state.jobs_file = (output_root.path / "jobs.json").string();
+  std::string restored;
+  try {
+    restored = serve::restore_jobs(state);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: [serve] %s\n", e.what());
+    runner.shutdown_workers();
+    return 1;
+  }
 
   install_signal_handlers();
   serve::HttpServer http(state);
@@ -157,6 +168,7 @@ int run_serve(MpiTransport& comm, const ServeOptions& options, const TrainOption
   std::vector<std::string> roots;
   for (const auto& r : state.data_roots) roots.push_back(r.string());
   std::printf("  data roots: %s\n", join(roots).c_str());
+  std::printf("  jobs: %s\n", restored.empty() ? ("none yet; the table is kept in " + state.jobs_file).c_str() : restored.c_str());
   std::printf("  output root: %s (a job without output.dir writes %s/job-<id>)\n", state.output_root.c_str(),
               state.output_root_arg.c_str());
   std::printf("  token: %s\n", state.token.empty() ? "none (any local client may POST; set --token or ARCEUS_TOKEN)"

@@ -203,6 +203,54 @@ void record_restarts(const std::string& dir, const json& restarts, int64_t redon
   }
 }
 
+// `arceus run -- mpirun ... arceus serve ...`: the server is started again after a failure (a
+// world rank that died ends the world); it restores its job table itself (serve/persist.h) and
+// resumes the job it was running from that job's last checkpoint.
+bool is_server(const std::vector<std::string>& command) {
+  bool serve = false;
+  for (const auto& a : command) {
+    if (a == "train") return false;
+    serve = serve || a == "serve";
+  }
+  return serve;
+}
+
+int supervise_server(const SuperviseOptions& options) {
+  struct sigaction sa {};
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  for (int attempt = 0;; ++attempt) {
+    std::printf("[run] server attempt %d of %d\n", attempt + 1, options.max_restarts + 1);
+    std::fflush(stdout);
+    const Attempt a = run_once(options.command, "/dev/null");
+    if (a.status == 0) {
+      std::printf("[run] the server exited 0 after %d restart%s\n", attempt, attempt == 1 ? "" : "s");
+      return 0;
+    }
+    const std::string who = a.failed_rank.empty() ? std::string("the server")
+                                                  : "rank " + a.failed_rank + " on " + a.failed_host;
+    if (g_signal) {
+      std::printf("[run] stopped by signal %d (exit status %d): not restarted\n", g_signal.load(), a.status);
+      return a.status;
+    }
+    if (a.setup_error || a.status == 2) {
+      std::printf("[run] %s failed at start (%s): not retried, it would fail the same way\n", who.c_str(), a.reason.c_str());
+      return 1;
+    }
+    std::printf("[run] %s failed (exit status %d%s); ", who.c_str(), a.status, a.reason.empty() ? "" : (", " + a.reason).c_str());
+    if (attempt >= options.max_restarts) {
+      std::printf("no restart left (--max-restarts %d)\n", options.max_restarts);
+      return a.status;
+    }
+    std::printf("restarting in %.0f s: it restores its job table and resumes the job it was running\n", options.pause);
+    std::fflush(stdout);
+    for (double t = 0; t < options.pause && !g_signal; t += 0.1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (g_signal) return a.status;
+  }
+}
+
 }  // namespace
 
 int run_supervised(const SuperviseOptions& options) {
@@ -210,6 +258,7 @@ int run_supervised(const SuperviseOptions& options) {
     std::fprintf(stderr, "error: [run] no command: arceus run [--max-restarts N] -- mpirun -np 3 build/arceus train CONFIG\n");
     return 2;
   }
+  if (is_server(options.command)) return supervise_server(options);
   JobFiles files;
   try {
     files = job_files(options.command);

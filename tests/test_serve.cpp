@@ -150,6 +150,7 @@ class Server {
                                                                        "--allow-run-as-root", "--oversubscribe",
                                                                        arceus_bin(), "serve"}
                                            : std::vector<std::string>{arceus_bin(), "serve"};
+    args.insert(args.begin(), prefix_.begin(), prefix_.end());
     if (std::find(extra.begin(), extra.end(), "--port") == extra.end()) {
       args.push_back("--port");
       args.push_back("0");
@@ -229,6 +230,8 @@ class Server {
 
   int port() const { return port_; }
   pid_t rank0_pid() const { return rank0_pid_; }
+  // Run the server under this command, e.g. {arceus, "run", "--"} (before start()).
+  void under(std::vector<std::string> prefix) { prefix_ = std::move(prefix); }
   const fs::path& work() const { return work_; }
   std::string output() const { return read_text(log_); }
 
@@ -275,6 +278,7 @@ class Server {
   int exit_code_ = -1;
   int port_ = 0;
   pid_t rank0_pid_ = 0;
+  std::vector<std::string> prefix_;
   fs::path work_, log_;
   std::string command_;
   Processes seen_;
@@ -1625,6 +1629,74 @@ TEST(Devices, DevicesLeaveBetweenJobs) {
   EXPECT_EQ(states, (std::vector<std::string>{"left", "left", "idle"})) << show(r);
   ASSERT_TRUE(s.shutdown(60));
   EXPECT_TRUE(next.wait_exit(30)) << "told to leave at the shutdown: exit 0";
+}
+
+// The world rank of an `arceus serve` process (from its environment), -1 if none.
+int world_rank_of(pid_t pid) {
+  const std::string env = read_text("/proc/" + std::to_string(pid) + "/environ");
+  const std::string key = std::string("OMPI_COMM_WORLD_RANK=");
+  const size_t at = env.find(key);
+  return at == std::string::npos ? -1 : std::atoi(env.c_str() + at + key.size());
+}
+
+// A world rank killed under `arceus run -- mpirun -np 3 arceus serve`: the server comes back on
+// its port, lists its jobs (jobs.json), and the interrupted job resumes from its checkpoint
+// and completes.
+TEST(Serve, RunRestartsTheServerWithItsJobs) {
+  SKIP_WITHOUT_MPI();
+  Server s;
+  const int port = free_port();
+  s.under({arceus_bin(), "run", "--max-restarts", "2", "--pause", "1", "--"});
+  ASSERT_TRUE(s.start(3, {"--port", std::to_string(port)}));
+  Reply r = post(s, "/api/jobs", R"({"model_config": {"layer_sizes": [16, 12, 10]}, "dataset_config": {"name": "synthetic",
+      "synthetic": {"train_size": 256, "val_size": 64, "features": 16, "classes": 10}}, "training": {"epochs": 1}})");
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/1").status, 200);
+  ASSERT_EQ(post(s, "/api/network/train/1", "{}").status, 200);
+  ASSERT_EQ(wait_state(s, 1, {"completed", "failed", "stopped"}, 120)["status"], "completed");
+  r = post(s, "/api/jobs", R"({"model_config": {"layer_sizes": [64, 384, 384, 10]}, "dataset_config": {"name": "synthetic",
+      "batch_size": 64, "synthetic": {"train_size": 16384, "val_size": 256, "features": 64, "classes": 10}},
+      "output": {"checkpoint_every_steps": 40}, "training": {"epochs": 12}})");
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_EQ(curl_post_no_body(s, "/api/network/initialize/2").status, 200);
+  ASSERT_EQ(post(s, "/api/network/train/2", "{}").status, 200);
+  const auto t0 = Clock::now();
+  while (steps_of(s, 2) < 200 && seconds_since(t0) < 120) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(steps_of(s, 2), 200u);
+  // Kill world rank 2 (a stage of the job): mpirun ends the world, arceus run starts it again.
+  pid_t victim = 0;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = std::stoi(name);
+    if (read_text(entry.path() / "cmdline").find("serve") == std::string::npos) continue;
+    if (world_rank_of(pid) == 2 && read_text(entry.path() / "cmdline").find(arceus_bin()) != std::string::npos) victim = pid;
+  }
+  ASSERT_GT(victim, 0) << "no world rank 2 of arceus serve found";
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+  const auto killed = Clock::now();
+  // The server comes back (the same port) and lists both jobs; job 2 completes.
+  json job;
+  bool back = false;
+  while (seconds_since(killed) < 180) {
+    const Reply list = get(s, "/api/jobs");
+    if (list.status == 200 && list.body["jobs"].size() == 2) {
+      back = true;
+      job = get(s, "/api/jobs/2").body;
+      if (job.value("status", "") == "completed" || job.value("status", "") == "failed") break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_TRUE(back) << "the server did not come back with its 2 jobs" << s.describe();
+  ASSERT_EQ(job["status"], "completed") << job.dump(2) << s.describe();
+  EXPECT_EQ(get(s, "/api/jobs/1").body["status"], "completed") << "job 1 as it ended";
+  EXPECT_EQ(job["restored"], 1) << job.dump(2);
+  const Reply logs = get(s, "/api/jobs/2/logs");
+  EXPECT_NE(logs.body.dump().find("restored after a server restart"), std::string::npos) << show(logs);
+  EXPECT_NE(logs.body.dump().find("resumed from"), std::string::npos) << "the trainer resumed from the checkpoint: " << show(logs);
+  std::printf("[  serve   ] world rank 2 killed: job 2 completed %.1f s later on the restarted server\n", seconds_since(killed));
+  EXPECT_NE(read_text(s.work() / "serve.log").find("[run] rank 2"), std::string::npos) << s.describe();
+  ASSERT_TRUE(s.shutdown(60));
 }
 
 // With --token, a device must give it: without it the registration is refused (401) and the

@@ -25,6 +25,7 @@
 
 #include "launcher/request_body.h"
 #include "launcher/serve/routes.h"
+#include "launcher/serve/persist.h"
 #include "launcher/serve/runner.h"
 #include "launcher/serve/state.h"
 #include "ranks/transport.h"
@@ -651,6 +652,65 @@ TEST(ServeStates, DeviceLossFailsTheJobWhenNothingIsLeftOrAsked) {
   runner.end(RunState::Completed);
   ASSERT_TRUE(shim.reaches(third, "completed"));
   EXPECT_EQ(runner.device_runs().back(), std::vector<int>({2}));
+}
+
+// The job table on disk: saved at every change; a server started on it lists the jobs as they
+// ended and queues the interrupted one again, to resume from its checkpoint.
+TEST(ServeStates, JobTableIsSavedAndRestored) {
+  test::TempDir dir;
+  const std::string file = (dir.path() / "jobs.json").string();
+  const std::string interrupted = (dir.path() / "interrupted.json").string();
+  {
+    FakeRunner runner;
+    Shim shim(runner);
+    {
+      std::lock_guard<std::mutex> lock(shim.state().mu);
+      shim.state().jobs_file = file;
+    }
+    const int done = shim.training_job(runner, 1);
+    runner.end(RunState::Completed);
+    ASSERT_TRUE(shim.reaches(done, "completed"));
+    const int running = shim.training_job(runner, 2);
+    ASSERT_TRUE(shim.reaches(running, "training"));
+    std::filesystem::copy_file(file, interrupted);  // as a server killed now leaves it
+    const int fresh = shim.create();
+    ASSERT_EQ(shim.initialize(fresh).status, 200);
+    runner.end(RunState::Completed);
+    ASSERT_TRUE(shim.reaches(running, "completed"));
+  }
+  ServeState st(1, {"test-host"});
+  st.jobs_file = interrupted;
+  const std::string line = restore_jobs(st);
+  EXPECT_NE(line.find("restored 2 job(s)"), std::string::npos) << line;
+  ASSERT_EQ(st.jobs.size(), 2u);
+  EXPECT_EQ(st.jobs.at(1)->state, JobState::Completed);
+  EXPECT_EQ(st.jobs.at(1)->epochs.size(), 1u) << "its epochs, as they were";
+  EXPECT_EQ(st.jobs.at(2)->state, JobState::Queued);
+  EXPECT_TRUE(st.jobs.at(2)->train_config.resume) << "it resumes from its last checkpoint";
+  EXPECT_EQ(st.jobs.at(2)->restored, 1);
+  EXPECT_EQ(st.jobs.queued(), std::vector<int>({2}));
+  EXPECT_EQ(st.jobs.add(nullptr)->id, 3) << "new jobs are numbered after the restored ones";
+
+  // The table written after the third job was created and placed has it too, initialized.
+  ServeState later(1, {"test-host"});
+  later.jobs_file = file;
+  restore_jobs(later);
+  ASSERT_EQ(later.jobs.size(), 3u);
+  EXPECT_EQ(later.jobs.at(2)->state, JobState::Completed);
+  EXPECT_EQ(later.jobs.at(3)->state, JobState::Initialized);
+  EXPECT_EQ(later.jobs.at(3)->plan.size(), 1u);
+
+  // A file that is not a job table stops the server with a message naming it.
+  test::write_text(dir.path() / "bad.json", R"({"format": 1, "jobs": [{"id": 1, "state": "dancing", "config": ""}]})");
+  ServeState bad(1, {"test-host"});
+  bad.jobs_file = (dir.path() / "bad.json").string();
+  try {
+    restore_jobs(bad);
+    ADD_FAILURE() << "a bad table was restored";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("state 'dancing' is not a job state"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos) << e.what();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

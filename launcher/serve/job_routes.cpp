@@ -6,6 +6,7 @@
 #include "datasets/lookup.h"
 #include "launcher/request_body.h"
 #include "launcher/serve/handlers.h"
+#include "launcher/serve/persist.h"
 #include "launcher/serve/state.h"
 #include "launcher/serve/views.h"
 #include "ranks/placement.h"
@@ -126,6 +127,7 @@ void place(ServeState& s, JobRecord& job, const std::string& what) {
   plan_job(s, job, what);
   transition(job, JobEvent::Initialize);
   publish_state(job);
+  save_jobs(s);
 }
 
 void replan(ServeState& s, JobRecord& job, const std::string& what) {
@@ -165,6 +167,7 @@ Response create_job(ServeState& s, const Request& req) {
   job->format = body.format;
   note(*job, "created: " + model_text(config) + ", output " + config.output.dir +
                  (original_defaults ? ", the original's train defaults (10 epochs, learning rate 0.1)" : ""));
+  save_jobs(s);
   return json_reply(201, {{"message", "Job created successfully"}, {"job_id", job_id_json(job->id)}, {"id", job->id}});
 }
 
@@ -232,6 +235,7 @@ Response stop_job(ServeState& s, const Request& req) {
     job->error = "stopped by POST /api/jobs/" + std::to_string(job->id) + "/stop before it started";
     note(*job, "stopped while queued");
     publish_state(*job);
+    save_jobs(s);
     return json_reply(200, {{"message", "Job stopped (it had not started)"},
                             {"job_id", job_id_json(job->id)},
                             {"status", job->state},
@@ -289,6 +293,7 @@ Response train(ServeState& s, const Request& req) {
                  json(config.training.learning_rate).dump() +
                  (ahead.empty() ? std::string() : ", queued behind job " + std::to_string(ahead.front())));
   publish_state(*job);
+  save_jobs(s);
   s.cv.notify_all();
   json reply = {{"message", ahead.empty() ? std::string("Training started")
                                           : "Training queued: job " + std::to_string(ahead.front()) +

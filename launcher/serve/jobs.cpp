@@ -2,6 +2,7 @@
 #include "launcher/serve/jobs.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <cctype>
 #include <cstdio>
 
@@ -155,6 +156,16 @@ std::shared_ptr<JobRecord> Jobs::add(EventHub* events) {
   job->events = events;
   job->created_at = utc_now();
   all_[job->id] = job;
+  return job;
+}
+
+std::shared_ptr<JobRecord> Jobs::restore(int id, EventHub* events) {
+  if (id < 1 || all_.count(id)) throw std::runtime_error("id " + std::to_string(id) + " is not a new positive id");
+  auto job = std::make_shared<JobRecord>();
+  job->id = id;
+  job->events = events;
+  all_[id] = job;
+  next_id_ = std::max(next_id_, id + 1);
   return job;
 }
 

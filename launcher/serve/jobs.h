@@ -105,6 +105,7 @@ struct JobRecord {
   // then "resumed_from_step", "steps_redone", "devices_left", "seconds_to_resume"} (GET
   // /api/jobs/<id> and summary.json's "device_losses").
   nlohmann::json losses = nlohmann::json::array();
+  int restored = 0;  // times a server restart interrupted it and took it up again (persist.h)
   std::string created_at, started_at, finished_at;  // started_at, finished_at: set by transition()
   Clock::time_point start_time;
   double seconds = 0;
@@ -152,6 +153,8 @@ class Jobs {
  public:
   // A new job numbered next (1, 2, ...), created now.
   std::shared_ptr<JobRecord> add(EventHub* events);
+  // A job of the saved table (persist.h), numbered `id`; later jobs are numbered after it.
+  std::shared_ptr<JobRecord> restore(int id, EventHub* events);
   // The job of a path's id text: 404 for text that is no id or an id without a job.
   std::shared_ptr<JobRecord> find(const std::string& id_text) const;
   std::shared_ptr<JobRecord> at(int id) const { return all_.at(id); }

@@ -14,6 +14,7 @@
 #include "common/utc.h"
 #include "launcher/request_body.h"
 #include "launcher/serve/handlers.h"
+#include "launcher/serve/persist.h"
 #include "launcher/serve/runner.h"
 #include "launcher/serve/state.h"
 #include "ranks/transport.h"
@@ -99,6 +100,7 @@ std::shared_ptr<JobRecord> next_job(ServeState& s) {
   s.jobs.set_current(job->id);
   note(*job, "training started");
   publish_state(*job);
+  save_jobs(s);
   return job;
 }
 
@@ -157,6 +159,7 @@ void record_end(ServeState& s, JobRecord& job, const JobResult& result) {
   }
   note(job, line);
   publish_state(job);
+  save_jobs(s);
 }
 
 // A step's number since the job began: (epoch - 1) * steps + step.
@@ -204,6 +207,7 @@ JobResult run_on_devices(ServeState& s, JobRunner& runner, JobRecord& job, Recor
     transition(job, JobEvent::DeviceLost);
     note(job, who + " on " + host + " lost at step " + std::to_string(step) + ": " + run.why);
     publish_state(job);
+    save_jobs(s);
     const std::vector<int> left = s.devices.of_job(job.id);
     JobResult failed;
     failed.state = RunState::Failed;
@@ -246,6 +250,7 @@ JobResult run_on_devices(ServeState& s, JobRunner& runner, JobRecord& job, Recor
     note(job, std::string("resuming ") + (checkpoint ? "from its last checkpoint" : "from step 0 (no checkpoint yet)") +
                   " on " + std::to_string(left.size()) + " device(s)");
     publish_state(job);
+    save_jobs(s);
   }
 }
 

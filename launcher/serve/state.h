@@ -38,6 +38,8 @@ struct ServeState {
   // Fixed at start.
   std::string rendezvous;              // the ompi-server URI handed to devices ("" = none join)
   std::vector<std::string> rendezvous_mca;
+  std::string jobs_file;               // the saved job table (persist.h): <output root>/jobs.json
+  bool jobs_file_failed = false;       // a write of it failed (reported once)
   double heartbeat_timeout = 5;        // seconds of a device's silence that make it lost mid-job
   std::vector<std::filesystem::path> data_roots;
   // A job's output.dir lies strictly inside output_root (resolved: rest::resolve_for_writing);

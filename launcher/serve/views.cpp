@@ -133,6 +133,7 @@ json job_json(const Devices& d, const JobRecord& job, bool detail) {
   j["summary_path"] = (fs::path(c.output.dir) / "summary.json").string();
   j["log_lines"] = job.logs.size();
   j["device_losses"] = job.losses;
+  j["restored"] = job.restored;  // times a server restart interrupted it (persist.h)
   j["trainer_lock_wait"] = {{"total_s", job.lock_wait_total}, {"max_s", job.lock_wait_max}, {"events", job.lock_waits}};
   return j;
 }
