@@ -555,8 +555,17 @@ TEST(Serve, CurlWorkflowSynthetic) {
       EXPECT_GT(t["forward_tflops"].get<double>(), 0) << t.dump();
     }
   }
+  // The original's previous_teraflops: one entry per earlier session (job 1 is over), keyed by
+  // device; ours (?job=previous): the job before the current one, none yet.
   r = get(s, "/api/previous_teraflops");
   ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_TRUE(r.body.is_array() && r.body.size() == 1u) << show(r);
+  for (const char* device : {"1", "2"}) {
+    const json& t = r.body[0][device];
+    EXPECT_GT(t.value("forward_tflops", 0.0), 0) << show(r);
+    EXPECT_NEAR(t.value("total_tflops", 0.0), t.value("forward_tflops", 0.0) + t.value("backward_tflops", 0.0), 1e-12);
+  }
+  r = get(s, "/api/previous_teraflops?job=previous");
   EXPECT_TRUE(r.body["job_id"].is_null()) << "no previous job yet: " << show(r);
 
   // A YAML body: the same document as a `train` config file; its own output.dir is kept (it
@@ -580,9 +589,10 @@ TEST(Serve, CurlWorkflowSynthetic) {
 
   r = get(s, "/api/teraflops");
   EXPECT_EQ(r.body["job_id"], "2") << show(r);
-  r = get(s, "/api/previous_teraflops");
+  r = get(s, "/api/previous_teraflops?job=previous");
   EXPECT_EQ(r.body["job_id"], "1") << show(r);
   EXPECT_EQ(r.body["ranks"].size(), 3u) << show(r);
+  EXPECT_EQ(get(s, "/api/previous_teraflops").body.size(), 2u) << "both sessions";
   r = get(s, "/api/devices/teraflops");
   ASSERT_EQ(r.status, 200) << show(r);
   ASSERT_EQ(r.body["devices"].size(), 3u) << show(r);
@@ -994,7 +1004,7 @@ TEST(Serve, StopTrainingAndQueuedJobs) {
   job = wait_state(s, b, {"completed", "failed", "stopped"}, 120);
   EXPECT_EQ(job["state"], "completed") << job.dump(2);
   EXPECT_EQ(get(s, "/api/jobs/" + std::to_string(c)).body["epochs_completed"], 0);
-  EXPECT_EQ(get(s, "/api/previous_teraflops").body["job_id"], std::to_string(a));
+  EXPECT_EQ(get(s, "/api/previous_teraflops?job=previous").body["job_id"], std::to_string(a));
   ASSERT_TRUE(s.shutdown());
 }
 
@@ -1171,7 +1181,8 @@ TEST(Serve, SeedReadmeWithMnistInTheWorkingDirectory) {
   ASSERT_EQ(r.status, 201) << show(r);
   EXPECT_EQ(r.body["message"], "Job created successfully") << show(r);
   EXPECT_EQ(r.body["job_id"], "1") << show(r);
-  json job = expect_views(s, 1, "created", 2);  // 2 stage ranks: ranks 1 and 2
+  json job = expect_views(s, 1, "created", 0);  // as the original: 0 devices at creation
+  EXPECT_EQ(job["stage_count"], 0) << "not placed yet";
   EXPECT_EQ(job["model_config"]["layer_sizes"], json({784, 128, 64, 10})) << job.dump(2);
   const json& d = job["dataset_config"];
   EXPECT_EQ(d["name"], "MNIST") << d.dump();

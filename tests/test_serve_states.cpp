@@ -358,6 +358,10 @@ TEST(ServeStates, DispatchRoutesRequests) {
 
   FakeRunner runner;
   Shim shim(runner);
+  // The original's answer when no session has run yet.
+  const Response none = shim.call("GET", "/api/previous_teraflops");
+  EXPECT_EQ(none.status, 404) << none.body;
+  EXPECT_EQ(none.json_body(), json({{"error", "No previous training sessions found"}}));
   Response res = shim.call("GET", "/healthz");
   EXPECT_EQ(res.status, 200);
   EXPECT_EQ(res.json_body()["status"], "ok");

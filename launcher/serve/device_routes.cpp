@@ -133,9 +133,15 @@ Response teraflops(ServeState& s, const Request&) {
   return json_reply(200, tflops_json(s.jobs.current_and_previous().first));
 }
 
-Response previous_teraflops(ServeState& s, const Request&) {
+// The original's answer: a list, one entry per earlier training session keyed by device, or
+// {"error": "No previous training sessions found"} (404). `?job=previous` gives ours instead:
+// the job before the current one, rank by rank (as GET /api/teraflops).
+Response previous_teraflops(ServeState& s, const Request& req) {
   std::lock_guard<std::mutex> lock(s.mu);
-  return json_reply(200, tflops_json(s.jobs.current_and_previous().second));
+  if (req.query.count("job")) return json_reply(200, tflops_json(s.jobs.current_and_previous().second));
+  const json sessions = previous_sessions_json(s.jobs);
+  if (sessions.empty()) return error_reply(404, "No previous training sessions found");
+  return json_reply(200, sessions);
 }
 
 Response devices_teraflops(ServeState& s, const Request&) {

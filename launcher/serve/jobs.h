@@ -177,6 +177,7 @@ class Jobs {
     current_ = id;
     if (id) started_.push_back(id);
   }
+  const std::vector<int>& started() const { return started_; }  // in the order they started
   // "Current": the training job, else the last one that started; "previous": the one before.
   std::pair<const JobRecord*, const JobRecord*> current_and_previous() const;
   // The job whose layers the ranks hold: the training one, else the last initialized or run.

@@ -81,10 +81,15 @@ json stages_json(const Devices& d, const Config& c, const std::vector<LayerRange
 }
 
 int64_t job_devices(const Devices& d, const JobRecord& job) {
-  if (!job.plan.empty()) return static_cast<int64_t>(job.plan.size()) * job.replicas;
-  const size_t n = d.stage_ranks(job.id).size();
-  return n == 0 ? 1 : static_cast<int64_t>(n);
+  // As the original: the devices registered for the job (0 at creation). Without devices, the
+  // world's ranks that hold a stage once the job is placed (ranks 1..N-1; a one-process world
+  // has none).
+  if (d.on_devices(job.id)) return static_cast<int64_t>(d.of_job(job.id).size());
+  if (job.plan.empty()) return 0;
+  return std::min<int64_t>(static_cast<int64_t>(job.plan.size()) * job.replicas, d.world() - 1);
 }
+
+int64_t job_stages(const JobRecord& job) { return static_cast<int64_t>(job.plan.size()) * job.replicas; }
 
 json job_json(const Devices& d, const JobRecord& job, bool detail) {
   const Config& c = effective_config(job);
@@ -94,6 +99,7 @@ json job_json(const Devices& d, const JobRecord& job, bool detail) {
             {"status", to_string(job.state)},
             {"state", to_string(job.state)},
             {"devices", job_devices(d, job)},
+            {"stage_count", job_stages(job)},
             {"model_config", config["model_config"]},
             {"dataset_config", config["dataset_config"]},
             {"epochs", c.training.epochs},
@@ -183,6 +189,23 @@ json tflops_json(const JobRecord* job) {
                             {"gflops", t.value("gflops", 0.0)}});
   }
   return out;
+}
+
+json previous_sessions_json(const Jobs& jobs) {
+  json sessions = json::array();
+  for (int id : jobs.started()) {
+    const auto& job = jobs.at(id);
+    if (!is_final(job->state) || job->epochs.empty()) continue;
+    json session = json::object();
+    for (const json& t : job->epochs.back().value("timing", json::array())) {
+      const int rank = t.value("rank", -1);
+      if (rank < 1) continue;  // rank 0 orchestrates: it computes none
+      const double f = t.value("forward_tflops", 0.0), b = t.value("backward_tflops", 0.0);
+      session[std::to_string(rank)] = {{"forward_tflops", f}, {"backward_tflops", b}, {"total_tflops", f + b}};
+    }
+    if (!session.empty()) sessions.push_back(session);
+  }
+  return sessions;
 }
 
 json devices_json(const Jobs& jobs, const Devices& d) {

@@ -52,6 +52,14 @@ nlohmann::json ranks_json(const Devices& d, const JobRecord& job);
 // Per-rank forward/backward TFLOPS of a job's latest epoch (the epoch JSON's timing[]).
 nlohmann::json tflops_json(const JobRecord* job);
 
+// GET /api/previous_teraflops, the original's shape: one object per earlier training session
+// (every job that ran and ended, in the order they started), keyed by the stage rank ("1",
+// "2", ...: a device's rank in its job), each {"forward_tflops", "backward_tflops",
+// "total_tflops"} of its last epoch. Empty: none yet.
+nlohmann::json previous_sessions_json(const Jobs& jobs);
+// The stages of a placed job (plan x replicas; 0 before it is placed).
+int64_t job_stages(const JobRecord& job);
+
 // GET /api/devices: the world's ranks with their part in the placed job, then the devices.
 nlohmann::json devices_json(const Jobs& jobs, const Devices& d);
 
