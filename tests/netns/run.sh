@@ -358,19 +358,27 @@ else
                           "normalize": {"mean": [0.1307], "std": [0.3081]}}}' > "$work/devices-job.json" \
     || fail "devices: POST /api/jobs failed; log: $work/devices-serve.log"
   dev_pids=()
-  for h in 2 3; do
-    in_ns "$h" timeout -k 10 "$RUN_TIMEOUT" "$BIN" device --api-url "$api" --job-id 1 --threads 1 \
-      > "$work/device-h$h.log" 2>&1 9>&- &
-    dev_pids+=($!)
-  done
-  connected=0
-  for _ in $(seq 1 180); do
-    connected=$(in_ns 2 curl -s --max-time 2 "$api/api/devices" | python3 -c \
-      'import json,sys; print(sum(d.get("role")=="device" and d.get("connected") is True for d in json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
-    [ "$connected" = 2 ] && break
-    sleep 0.5
-  done
-  [ "$connected" = 2 ] || fail "devices: $connected of 2 devices connected; logs: $work/device-h2.log $work/device-h3.log"
+  # start_devices JOB: an `arceus device` for job JOB on hosts 2 and 3 (logs device<JOB>-h<H>.log).
+  start_devices() {
+    for h in 2 3; do
+      in_ns "$h" timeout -k 10 "$RUN_TIMEOUT" "$BIN" device --api-url "$api" --job-id "$1" --threads 1 \
+        > "$work/device$1-h$h.log" 2>&1 9>&- &
+      dev_pids+=($!)
+    done
+  }
+  # wait_connected N: until N devices answer their heartbeats (bounded), else fail.
+  wait_connected() {
+    local connected=0
+    for _ in $(seq 1 180); do
+      connected=$(in_ns 2 curl -s --max-time 2 "$api/api/devices" | python3 -c \
+        'import json,sys; print(sum(d.get("role")=="device" and d.get("connected") is True for d in json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
+      [ "$connected" = "$1" ] && return 0
+      sleep 0.5
+    done
+    fail "devices: $connected of $1 devices connected; logs: $work/device*-h*.log"
+  }
+  start_devices 1
+  wait_connected 2
   in_ns 2 curl -sf -X POST "$api/api/network/initialize/1" > /dev/null || fail "devices: initialize failed"
   in_ns 2 curl -sf -X POST "$api/api/network/train/1" -H "Content-Type: application/json" \
     -d '{"epochs": 1, "learning_rate": 0.1}' > /dev/null || fail "devices: train failed"
@@ -392,18 +400,8 @@ else
        "dataset_config": {"name": "MNIST", "batch_size": 256, "val_batch_size": 1000,
                           "normalize": {"mean": [0.1307], "std": [0.3081]}},
        "output": {"checkpoint_every_steps": 25}}' > /dev/null || fail "devices: POST /api/jobs (job 2) failed"
-  for h in 2 3; do
-    in_ns "$h" timeout -k 10 "$RUN_TIMEOUT" "$BIN" device --api-url "$api" --job-id 2 --threads 1 \
-      > "$work/device2-h$h.log" 2>&1 9>&- &
-    dev_pids+=($!)
-  done
-  for _ in $(seq 1 180); do
-    connected=$(in_ns 2 curl -s --max-time 2 "$api/api/devices" | python3 -c \
-      'import json,sys; print(sum(d.get("role")=="device" and d.get("connected") is True for d in json.load(sys.stdin)["devices"]))' 2>/dev/null || echo 0)
-    [ "$connected" = 4 ] && break
-    sleep 0.5
-  done
-  [ "$connected" = 4 ] || fail "devices: job 2's devices did not connect; logs: $work/device2-h2.log $work/device2-h3.log"
+  start_devices 2
+  wait_connected 4
   in_ns 2 curl -sf -X POST "$api/api/network/initialize/2" > /dev/null || fail "devices: initialize 2 failed"
   in_ns 2 curl -sf -X POST "$api/api/network/train/2" -H "Content-Type: application/json" \
     -d '{"epochs": 2, "learning_rate": 0.1}' > /dev/null || fail "devices: train 2 failed"
