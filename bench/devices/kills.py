@@ -7,15 +7,17 @@ Two modes (one or both per run):
   --intervals 10,50,200
       For each checkpoint interval K: a fresh `arceus serve` in a temp directory, a synthetic
       MLP job ([64, 384, 384, 10], batch 64, 256 steps per epoch, 32-bit messages, a checkpoint
-      every K steps, --epochs epochs: ~30-40 s on 2 devices here), 2 devices. One device is
-      SIGKILLed at a random step of the middle third. Measured from this script (polling
-      GET /api/jobs/<id> every --poll s): seconds from the kill to the loss being recorded
+      every K steps, --epochs epochs: ~30-45 s on 2 devices here), 2 devices. One device is
+      SIGKILLed at a random step of the middle third (once the step is reached, after a further
+      random delay of up to K steps' time, so that the kill falls at a uniform phase of the
+      checkpoint interval). Measured from this script (polling GET /api/jobs/<id> every
+      --poll s): seconds from the kill to the loss being recorded
       (device_losses non-empty), to the job being `training` again after it, and to the first
       new step reported after the resume; the loss record's step, resumed_from_step and
       steps_redone; the final state. One table row per interval; the raw results to --json.
 
   --random-kills N
-      N rounds on one long-lived server, each a fresh job (the same MLP, 16 x 64 steps) on
+      N rounds on one long-lived server, each a fresh job (the same MLP, 40 x 64 steps) on
       fresh devices (1 or 2), one of which is SIGKILLed at a random phase:
         joining          right after it starts, before it is connected: at a random moment in
                          its first 0.3 s (before it registers), or the moment it is listed as
@@ -25,8 +27,9 @@ Two modes (one or both per run):
         between-jobs     idle, after its job completed.
       The contract, checked after each round:
         - the job ends `completed`; or `failed` with an error naming the device and the reason
-          when no device is left (a job of 1 device killed after initialize or mid-training);
-          between-jobs: the job stays completed and the device becomes `gone`;
+          when no device is left (a job of 1 device killed after initialize or mid-training;
+          after a group kill the orphaned MPI process may still finish the job: completed, no
+          loss, noted); between-jobs: the job stays completed and the device becomes `gone`;
         - GET /healthz says ok;
         - within --leftover-wait s (15) after the round (the surviving devices told to leave with
           DELETE /api/devices/<port>), no process of the round is left: no `arceus device` (agent
@@ -35,7 +38,7 @@ Two modes (one or both per run):
       One line per round and a summary; exit 1 if any round broke the contract (named).
 
 How a device is killed (--kill-scope): `group` (the default) sends SIGKILL to the agent's
-process group, as the brief asks. The agent starts its MPI process (`mpirun ... arceus device`)
+process group (`kill -KILL -<agent pid>`). The agent starts its MPI process (`mpirun ... arceus device`)
 in process groups of its own, inside the agent's session, so a group kill ends the agent
 (its mpirun follows by PR_SET_PDEATHSIG) and leaves the MPI rank orphaned until Open MPI ends
 it: the script records how long each such process outlived the kill (`outlived`). `session`
@@ -48,7 +51,7 @@ build/arceus, and a server whose executable was replaced cannot start job runner
 /proc/self/exe, "(deleted)"). Every wait is bounded; on exit, also on Ctrl-C or SIGTERM, the
 server and the devices are killed.
 
-    python3 bench/devices/kills.py --intervals 10,50,200 [--heartbeat-timeout 5] [--epochs 20]
+    python3 bench/devices/kills.py --intervals 10,50,200 [--heartbeat-timeout 5] [--epochs 30]
     python3 bench/devices/kills.py --random-kills 20 [--seed 1]
 
 Python 3 standard library only. Holds /tmp/arceus-measure.lock (as bench/served.py does) while
@@ -74,18 +77,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD_BIN = os.path.join(ROOT, "build", "arceus")
 TAG = "ARCEUS_BENCH_KILLS"
 
-# The intervals job: ~180 steps/s on 2 devices here (2 cores), 256 steps per epoch.
+# The intervals job: 256 steps per epoch, 180-350 steps/s on 2 devices here (2 cores, with or
+# without a concurrent build), so 30 epochs take 25-45 s.
 INTERVAL_JOB = {"model_config": {"layer_sizes": [64, 384, 384, 10]},
                 "dataset_config": {"name": "synthetic", "batch_size": 64,
                                    "synthetic": {"train_size": 16384, "val_size": 256, "features": 64, "classes": 10}},
                 "communication": {"quantization_bits": 32}}
-# The random-kill rounds' job: the same model, 64 steps per epoch, 16 epochs (~6 s of training
-# on 2 devices here), a checkpoint every 32 steps.
+# The random-kill rounds' job: the same model, 64 steps per epoch, 40 epochs (2,560 steps: 5-8 s
+# of training on 2 devices here, ~4 s on 1), a checkpoint every 32 steps.
 ROUND_JOB = {"model_config": {"layer_sizes": [64, 384, 384, 10]},
              "dataset_config": {"name": "synthetic", "batch_size": 64,
                                 "synthetic": {"train_size": 4096, "val_size": 128, "features": 64, "classes": 10}},
              "communication": {"quantization_bits": 32},
-             "output": {"checkpoint_every_steps": 32}, "training": {"epochs": 16}}
+             "output": {"checkpoint_every_steps": 32}, "training": {"epochs": 40}}
 PHASES = ["joining", "after-initialize", "mid-training", "between-jobs"]
 ENDED = ("completed", "failed", "stopped")
 
@@ -105,17 +109,22 @@ def log(msg):
 # ------------------------------------------------------------------------------------------
 # Processes, from /proc.
 
-def proc_info(pid):
-    """(ppid, pgid, sid, state, starttime, cmdline, tag) of pid, or None when it is gone."""
+def proc_info(pid, light=False):
+    """(ppid, pgid, sid, state, starttime, cmdline, tag) of pid, or None when it is gone; light:
+    from /proc/<pid>/stat only (no cmdline, no tag)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             rest = f.read().rsplit(")", 1)[1].split()
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        cmd = ""
+        if not light:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return None
     tag = None
     try:
+        if light:
+            raise OSError
         with open(f"/proc/{pid}/environ", "rb") as f:
             for item in f.read().split(b"\0"):
                 if item.startswith(TAG.encode() + b"="):
@@ -128,11 +137,11 @@ def proc_info(pid):
             "start": int(rest[19]), "cmd": cmd, "tag": tag}
 
 
-def all_procs():
+def all_procs(light=False):
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
-            p = proc_info(int(d))
+            p = proc_info(int(d), light)
             if p:
                 out.append(p)
     return out
@@ -227,6 +236,7 @@ class Server:
         self.proc = None
         self.port = None
         self.baseline = []  # the server's own processes once it is up
+        self.rendezvous_left = None
 
     def start(self, timeout=90):
         cmd = [self.binary, "serve", "--port", "0", "--heartbeat-timeout", str(self.heartbeat), "--quiet"]
@@ -271,8 +281,10 @@ class Server:
         return [p for p in tagged(self.tag) if (p["pid"], p["start"]) not in base]
 
     def stop(self, timeout=30):
+        """POST /api/shutdown, else SIGKILL; returns the exit status (None when killed)."""
         if self.proc is None:
             return None
+        rendezvous = f"/tmp/arceus-rendezvous-{self.proc.pid}"  # the server's ompi-server URI file
         code = None
         if self.proc.poll() is None and self.port:
             self.api("POST", "/api/shutdown", timeout=5)
@@ -284,6 +296,9 @@ class Server:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
         sweep(self.tag)
+        self.rendezvous_left = os.path.exists(rendezvous)
+        if code is None:
+            shutil.rmtree(rendezvous, ignore_errors=True)  # killed: it could not remove it
         return code
 
 
@@ -300,21 +315,25 @@ class Device:
         self.started = mono()
         self.killed_at = None
 
-    def session(self):
+    def session(self, light=False):
         """Live processes of the agent's session (the agent, its mpirun, its MPI rank)."""
-        return [p for p in all_procs() if p["sid"] == self.pid and p["state"] != "Z"]
+        return [p for p in all_procs(light) if p["sid"] == self.pid and p["state"] != "Z"]
 
     def kill(self, scope):
         """SIGKILL to the agent's process group (scope group) or its whole session. Returns the
         other processes of its session that were alive just before (to watch them)."""
-        before = [p for p in self.session() if p["pid"] != self.pid]
+        before = [p for p in self.session(light=True) if p["pid"] != self.pid]
         self.killed_at = mono()
         with contextlib.suppress(OSError):
             os.killpg(self.pid, signal.SIGKILL)
         if scope == "session":
-            for _ in range(2):
-                kill_pids([p["pid"] for p in self.session()])
+            kill_pids([p["pid"] for p in before])
+            kill_pids([p["pid"] for p in self.session(light=True)])
         self.wait(5)  # reaped: not a zombie of this script
+        for p in before:  # their command lines, for the record (while they live)
+            q = proc_info(p["pid"])
+            if q and q["start"] == p["start"]:
+                p["cmd"] = q["cmd"]
         return before
 
     def poll(self):
@@ -422,9 +441,16 @@ def run_interval(args, binary, root, interval, rng):
             if mono() - t_train > 300:
                 raise Abort(f"step {target} not reached within 300 s")
             time.sleep(args.poll / 2)
+        # The server reads the runner's steps when its output wakes it (a checkpoint's log line,
+        # an epoch's) or every 0.1 s, so the step is often first seen right after a checkpoint:
+        # a further random delay of up to one interval's time puts the kill at a uniform phase.
+        rate = (job.get("progress") or {}).get("samples_per_second", 0) / 64 or 100
+        delay = rng.uniform(0, interval / rate)
+        time.sleep(delay)
+        row["phase_delay_s"] = round(delay, 3)
+        job = server.job(job_id) or job
         seen_step = global_step(job.get("progress"))
-        row["seconds_train_to_kill"] = round(mono() - t_train, 2)
-        row["steps_per_second_before_kill"] = round(seen_step / row["seconds_train_to_kill"], 1)
+        row["seconds_train_to_kill"] = round(mono() - t_train, 2)  # the runner's start and the joins included
         victim = rng.randrange(2)
         entry = device_entry(server, devs[victim])
         row["victim"] = {"device_id": entry and entry.get("device_id"), "rank": entry and entry.get("rank"),
@@ -480,6 +506,12 @@ def run_interval(args, binary, root, interval, rng):
             row["steps_reported"] = len(metrics.get("steps") or [])
         cks = checkpoint_seconds(server.text())
         row["checkpoints"] = len(cks)
+        # Whole epochs on 2 devices: those the kill did not cut.
+        epochs = [(int(n), float(x)) for n, x in
+                  re.findall(r"^epoch (\d+)/\d+: .*\| ([0-9.]+) s, \d+ samples/s", server.text(), re.M)]
+        row["epoch_seconds"] = epochs
+        before = [x for n, x in epochs if loss and n <= loss.get("step", 0) // 256]
+        row["steps_per_second_2_devices"] = round(256 / statistics.median(before), 1) if before else None
         row["checkpoint_seconds_median"] = statistics.median(cks) if cks else None
         row["checkpoint_seconds_max"] = max(cks) if cks else None
         row["server_log_device_lines"] = [l for l in server.text().splitlines()
@@ -488,6 +520,7 @@ def run_interval(args, binary, root, interval, rng):
         row["abort"] = str(e)
     finally:
         row["shutdown_exit"] = server.stop()
+        row["rendezvous_dir_left"] = server.rendezvous_left
         for d in devs:
             d.wait(10)
             row.setdefault("device_exits", []).append(d.poll())
@@ -506,7 +539,8 @@ def intervals_mode(args, binary, root, rng):
     log(f"[intervals] job: MLP {INTERVAL_JOB['model_config']['layer_sizes']}, {args.epochs} epochs x 256 steps, "
         f"2 devices, --heartbeat-timeout {args.heartbeat_timeout}, kill scope {args.kill_scope}")
     header = ("| interval | killed at step | loss step | resumed from | steps redone | s to loss recorded "
-              "| s to training again | s to first new step | final | job s | checkpoint s (median) |")
+              "| s to training again | s to first new step | final | job s | steps/s (2 devices) | checkpoints "
+              "| one checkpoint s (median) |")
     for k in intervals:
         row = run_interval(args, binary, root, k, rng)
         rows.append(row)
@@ -520,14 +554,15 @@ def intervals_mode(args, binary, root, rng):
                 f"redone {loss.get('steps_redone')}; {row['final_state']}; outlived {row['outlived']}")
     log("")
     log(header)
-    log("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    log("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     for row in rows:
         loss = row.get("loss") or {}
         log(f"| {row['interval']} | {row.get('step_seen_at_kill', '-')} | {loss.get('step', '-')} | "
             f"{loss.get('resumed_from_step', '-')} | {loss.get('steps_redone', '-')} | "
             f"{fmt(row.get('seconds_to_loss'), '{:.2f}')} | {fmt(row.get('seconds_to_training'), '{:.2f}')} | "
             f"{fmt(row.get('seconds_to_first_new_step'), '{:.2f}')} | {row.get('final_state', row.get('abort', '-'))} | "
-            f"{fmt(row.get('job_seconds'))} | {fmt(row.get('checkpoint_seconds_median'), '{:.3f}')} |")
+            f"{fmt(row.get('job_seconds'))} | {fmt(row.get('steps_per_second_2_devices'), '{:.0f}')} | "
+            f"{row.get('checkpoints', '-')} | {fmt(row.get('checkpoint_seconds_median'), '{:.3f}')} |")
     bad = [r for r in rows if r.get("abort") or r.get("final_state") != "completed"]
     return rows, bad
 
@@ -567,6 +602,7 @@ def run_round(args, binary, server, work, n, phase, ndev, rng):
         victim = rng.randrange(ndev)
         rec["victim_pid"] = devs[victim].pid
         expect = "completed" if ndev > 1 or phase in ("joining", "between-jobs") else "failed"
+        rec["expected"] = expect
         victim_id = None
         train_refused = None
 
@@ -574,7 +610,8 @@ def run_round(args, binary, server, work, n, phase, ndev, rng):
             how = rng.choice(["early", "at-registration"])
             rec["joining_kill"] = how
             if how == "early":
-                time.sleep(rng.uniform(0.0, 0.3))
+                rec["joining_delay_s"] = round(rng.uniform(0.0, 0.3), 3)
+                time.sleep(rec["joining_delay_s"])
             else:
                 t0 = mono()
                 while mono() - t0 < 30 and not device_entry(server, devs[victim]) and devs[victim].poll() is None:
@@ -677,6 +714,9 @@ def run_round(args, binary, server, work, n, phase, ndev, rng):
         elif expect == "failed":
             if state == "completed" and phase == "mid-training" and rec["notes"]:
                 pass  # the job ended before the kill
+            elif state == "completed" and not rec["device_losses"] and args.kill_scope == "group":
+                # The agent's MPI process outlives a group kill by ~1 s and may finish the job.
+                rec["notes"].append("completed: the agent's MPI process, orphaned by the group kill, finished the job")
             elif state != "failed":
                 violation(f"the job ended {state}, expected failed (its only device killed)")
             elif not names_device(rec["error"], victim_id):
@@ -771,18 +811,23 @@ def random_mode(args, binary, root, rng):
     by_phase = {}
     for r in recs:
         if "phase" in r:
-            s = by_phase.setdefault(r["phase"], {"rounds": 0, "ok": 0, "completed": 0, "failed": 0})
+            s = by_phase.setdefault(r["phase"], {"rounds": 0, "ok": 0, "completed": 0, "failed": 0, "losses": 0})
             s["rounds"] += 1
             s["ok"] += not r["violations"]
             s["completed"] += r.get("state") == "completed"
             s["failed"] += r.get("state") == "failed"
+            s["losses"] += len(r.get("device_losses") or [])
     log("")
     log(f"[random] {len(recs) - len(bad)}/{len(recs)} rounds kept the contract; server shutdown exit {shutdown}")
     for phase, s in by_phase.items():
-        log(f"  {phase:16s} {s['ok']}/{s['rounds']} ok ({s['completed']} completed, {s['failed']} failed as expected or not)")
+        log(f"  {phase:16s} {s['ok']}/{s['rounds']} kept the contract: {s['completed']} completed, {s['failed']} failed "
+            f"(no device left), {s['losses']} device loss(es) recorded")
     for r in bad:
         log(f"  round {r['round']} ({r.get('phase')}): " + " | ".join(r["violations"]))
+    if server.rendezvous_left:
+        log(f"[random] note: /tmp/arceus-rendezvous-{server.proc.pid} was left by the server")
     return {"rounds": recs, "by_phase": by_phase, "server_shutdown_exit": shutdown, "work": work,
+            "rendezvous_dir_left": server.rendezvous_left,
             "server_log_tail": server.text().splitlines()[-60:]}, bad
 
 
@@ -793,15 +838,16 @@ def main():
     ap.add_argument("--intervals", help="checkpoint intervals, comma-separated (e.g. 10,50,200)")
     ap.add_argument("--random-kills", type=int, default=0, help="rounds of random-phase kills")
     ap.add_argument("--heartbeat-timeout", type=float, default=5.0, help="serve --heartbeat-timeout (default 5)")
-    ap.add_argument("--epochs", type=int, default=20, help="epochs of the intervals job (256 steps each)")
-    ap.add_argument("--kill-scope", choices=["group", "session"], default="group")
+    ap.add_argument("--epochs", type=int, default=30, help="epochs of the intervals job (256 steps each)")
+    ap.add_argument("--kill-scope", choices=["group", "session"], default="group",
+                    help="SIGKILL the agent's process group (default), or its whole session (its MPI process too)")
     ap.add_argument("--poll", type=float, default=0.05, help="seconds between polls of the job (default 0.05)")
-    ap.add_argument("--recovery-timeout", type=float, default=120)
-    ap.add_argument("--job-timeout", type=float, default=300)
-    ap.add_argument("--leftover-wait", type=float, default=15)
-    ap.add_argument("--lock-wait", type=float, default=1800)
-    ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--json", help="raw results (default: kills-<mode>-<time>.json in the work directory)")
+    ap.add_argument("--recovery-timeout", type=float, default=120, help="bound on the wait for the first new step")
+    ap.add_argument("--job-timeout", type=float, default=300, help="bound on the wait for a job's end")
+    ap.add_argument("--leftover-wait", type=float, default=15, help="bound on the wait for a round's processes to end")
+    ap.add_argument("--lock-wait", type=float, default=1800, help="bound on the wait for /tmp/arceus-measure.lock")
+    ap.add_argument("--seed", type=int, default=None, help="random seed (default: the time)")
+    ap.add_argument("--json", help="raw results (default: /tmp/arceus-device-kills-<time>.json)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     if not args.intervals and not args.random_kills:
@@ -810,9 +856,13 @@ def main():
     args.run = f"{os.getpid()}-{args.seed}"
     rng = random.Random(args.seed)
 
-    def on_term(signum, frame):
+    def on_signal(signum, frame):
+        # Once: a second Ctrl-C must not interrupt the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
 
     root = tempfile.mkdtemp(prefix="arceus-device-kills.")
     lock = open("/tmp/arceus-measure.lock", "w")
@@ -843,7 +893,7 @@ def main():
             results["random_kills"] = out
             failed += [f"round {r['round']} ({r.get('phase')}): " + " | ".join(r["violations"]) for r in bad]
         results["load_average_at_end"] = os.getloadavg()
-        path = args.json or os.path.join(root, f"kills-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        path = args.json or f"/tmp/arceus-device-kills-{time.strftime('%Y%m%d-%H%M%S')}.json"
         with open(path, "w") as f:
             json.dump(results, f, indent=1)
         log(f"[kills] raw results: {path}")
