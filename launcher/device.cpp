@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -224,6 +225,8 @@ int run_device(MpiTransport& world, const DeviceOptions& d, const TrainOptions& 
     std::fprintf(stderr, "error: [device] runs as one process (it was started with %d ranks)\n", world.size());
     return 1;
   }
+  std::signal(SIGPIPE, SIG_IGN);  // the runner's socket closing is the runner's end, not this process's
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // its mpirun (killed with the agent) takes it along at once
   const char* port = std::getenv(kPortVar);
   if (!port || !*port) fail("[device] no MPI port to connect to (" + std::string(kPortVar) + " is not set)");
   // Every world this device is part of (the merge with the job runner, then one per device

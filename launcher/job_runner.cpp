@@ -1,7 +1,9 @@
 #include "launcher/job_runner.h"
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -57,6 +59,10 @@ int run_job_runner(MpiTransport& world, const std::string& spec_dir, TrainOption
     std::fprintf(stderr, "error: [job-runner] runs as one process (it was started with %d ranks)\n", world.size());
     return 1;
   }
+  // A device that dies closes its sockets: a write to them must be an MPI error (its wait
+  // bound, or the shim's kill), never SIGPIPE ending the runner before it can say which.
+  std::signal(SIGPIPE, SIG_IGN);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // its mpirun (killed with its group by the shim) takes it along
   g_events = std::fopen((spec_dir + "/events.jsonl").c_str(), "a");
   if (!g_events) {
     std::fprintf(stderr, "error: [job-runner] cannot write %s/events.jsonl\n", spec_dir.c_str());

@@ -227,16 +227,23 @@ DeviceRun run_in_child(ServeState& s, const std::vector<int>& devices, const Con
   std::error_code ec;
   if (!std::getenv("ARCEUS_KEEP_JOB_RUNNER_DIR")) fs::remove_all(dir, ec);  // kept: for debugging the runner
 
-  std::lock_guard<std::mutex> lock(s.mu);
+  std::unique_lock<std::mutex> lock(s.mu);
   // A device of the job that failed the job (a wait on it timed out: alive but stuck, or gone).
   if (!run.lost && got_result && run.result.state == RunState::Failed && peer >= 1 && size_t(peer) <= devices.size()) {
     run.lost = devices[size_t(peer - 1)];
     run.why = run.result.error;
   }
   if (!run.lost && !got_result) {
-    // The runner ended without its result: a device that died while connecting may be why.
+    // The runner ended without its result. A device that died is the likely cause (the runner
+    // can die of it before its heartbeats have been missed long enough, e.g. by SIGPIPE on the
+    // dead peer's socket): wait up to the heartbeat bound for one of them to count as lost.
     std::string why;
-    run.lost = find_lost(s, devices, started, &why);
+    const auto until = Clock::now() + std::chrono::duration<double>(s.heartbeat_timeout + 1.0);
+    while (!(run.lost = find_lost(s, devices, started, &why)) && Clock::now() < until) {
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      lock.lock();
+    }
     run.why = why;
     if (!run.lost) {
       run.result.state = RunState::Failed;
