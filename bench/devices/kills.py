@@ -18,7 +18,7 @@ Two modes (one or both per run):
 
   --random-kills N
       N rounds on one long-lived server, each a fresh job (the same MLP, 40 x 64 steps) on
-      fresh devices (1 or 2), one of which is SIGKILLed at a random phase:
+      fresh devices (2; 1 at a phase's 2nd, 5th, ... round, except joining), one of which is SIGKILLed at a random phase:
         joining          right after it starts, before it is connected: at a random moment in
                          its first 0.3 s (before it registers), or the moment it is listed as
                          registered (before or as its first heartbeat makes it connected);
@@ -584,6 +584,7 @@ def run_round(args, binary, server, work, n, phase, ndev, rng):
     rec = {"round": n, "phase": phase, "devices": ndev, "violations": [], "notes": []}
     devs = []
     seen = {}  # (pid, start) -> proc: every process of the round seen, to check they end
+    log_from = len(server.text())
 
     def observe():
         for p in tagged(tag) + server.new_processes():
@@ -641,7 +642,9 @@ def run_round(args, binary, server, work, n, phase, ndev, rng):
             raise Abort(f"POST initialize: {status} {r}")
         if phase == "after-initialize":
             devs[victim].kill(args.kill_scope)
-            time.sleep(rng.uniform(0, args.heartbeat_timeout))
+            rec["train_delay_s"] = round(rng.uniform(0, args.heartbeat_timeout), 2)
+            time.sleep(rec["train_delay_s"])
+            rec["victim_state_at_train"] = (device_entry(server, devs[victim]) or {}).get("state")
         status, r = server.api("POST", f"/api/network/train/{job_id}", {}, timeout=30)
         if status != 200:
             train_refused = f"{status} {r}"
@@ -773,6 +776,9 @@ def run_round(args, binary, server, work, n, phase, ndev, rng):
         for d in devs:
             d.cleanup()
         sweep(tag)
+        # The server's own lines of the round (no access log, checkpoint or epoch lines).
+        rec["server_log"] = [l for l in server.text()[log_from:].splitlines()
+                             if l.strip() and "HTTP/1.1" not in l and not l.startswith(("  checkpoint:", "epoch "))][:40]
     return rec
 
 
@@ -787,8 +793,11 @@ def random_mode(args, binary, root, rng):
         f"{ROUND_JOB['training']['epochs']} x 64 steps, a checkpoint every 32 steps; work dir {work}")
     try:
         server.start()
+        count = {}
         for n, phase in enumerate(phases, 1):
-            ndev = 2 if phase in ("joining",) else rng.choice([1, 2, 2])
+            # 2 devices, or 1 at the 2nd, 5th, ... round of a phase (joining: always 2, one survives).
+            count[phase] = count.get(phase, 0) + 1
+            ndev = 1 if phase != "joining" and count[phase] % 3 == 2 else 2
             t0 = mono()
             rec = run_round(args, binary, server, work, n, phase, ndev, rng)
             rec["seconds"] = round(mono() - t0, 1)
