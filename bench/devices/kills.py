@@ -38,10 +38,11 @@ Two modes (one or both per run):
       One line per round and a summary; exit 1 if any round broke the contract (named).
 
 How a device is killed (--kill-scope): `group` (the default) sends SIGKILL to the agent's
-process group (`kill -KILL -<agent pid>`). The agent starts its MPI process (`mpirun ... arceus device`)
-in process groups of its own, inside the agent's session, so a group kill ends the agent
-(its mpirun follows by PR_SET_PDEATHSIG) and leaves the MPI rank orphaned until Open MPI ends
-it: the script records how long each such process outlived the kill (`outlived`). `session`
+process group (`kill -KILL -<agent pid>`). The agent starts its MPI process (`mpirun ... arceus
+device`) in process groups of its own, inside the agent's session: a group kill ends the
+agent, its mpirun follows (PR_SET_PDEATHSIG) and then the MPI rank. The script records how long
+each of them outlived the kill (`outlived`): the rank went on training for ~1.07 s before
+42e73a7 (until Open MPI ended it), ~0.08 s since (it has PR_SET_PDEATHSIG too). `session`
 kills every process of the agent's session at once, as a machine losing power would.
 
 Every process this script starts carries ARCEUS_BENCH_KILLS=<run>/<role> in its environment
