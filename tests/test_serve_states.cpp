@@ -645,6 +645,26 @@ TEST(ServeStates, DeviceLossFailsTheJobWhenNothingIsLeftOrAsked) {
   EXPECT_NE(shim.view(second)["error"].get<std::string>().find("no device is left"), std::string::npos);
   EXPECT_EQ(shim.call("GET", "/healthz").json_body()["status"], "ok");
 
+  // A job placed on a device that goes (silent while idle) before it trains fails, naming it:
+  // it never falls back to the world's ranks.
+  const int orphan = shim.create();
+  ASSERT_EQ(shim.register_device(orphan, 5004).status, 201);
+  ASSERT_EQ(shim.initialize(orphan).status, 200);
+  {
+    std::lock_guard<std::mutex> lock(shim.state().mu);
+    Device* d = shim.state().devices.find(4);
+    ASSERT_NE(d, nullptr);
+    d->state = DeviceState::Gone;
+    d->why = "[test] silent while idle";
+  }
+  ASSERT_EQ(shim.train(orphan).status, 200);
+  ASSERT_TRUE(shim.reaches(orphan, "failed"));
+  EXPECT_NE(shim.view(orphan)["error"].get<std::string>().find("no device of job " + std::to_string(orphan) +
+                                                               " is left: device 4 (10.0.0.9:5004): gone ([test] silent while idle)"),
+            std::string::npos)
+      << shim.view(orphan);
+  EXPECT_EQ(runner.started(), 2) << "nothing ran";
+
   // Device 2 (idle again, its job over) is registered for a new job by its ip and port.
   const int third = shim.create();
   const Response again = shim.register_device(third, 5002);
@@ -655,6 +675,7 @@ TEST(ServeStates, DeviceLossFailsTheJobWhenNothingIsLeftOrAsked) {
   ASSERT_TRUE(runner.wait_started(3));
   runner.end(RunState::Completed);
   ASSERT_TRUE(shim.reaches(third, "completed"));
+  EXPECT_EQ(shim.view(third)["devices"], 1) << "the original's count: its registered device";
   EXPECT_EQ(runner.device_runs().back(), std::vector<int>({2}));
 }
 

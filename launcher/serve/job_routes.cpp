@@ -107,6 +107,7 @@ void plan_job(ServeState& s, JobRecord& job, const std::string& what) {
   }
   job.plan = plan;
   job.replicas = replicas;
+  job.on_devices = devices > 0;
   std::string summary;
   for (size_t k = 0; k < plan.size() * size_t(job.replicas); ++k) {
     const int rank = k < ranks.size() ? ranks[k] : 0;

@@ -105,6 +105,7 @@ struct JobRecord {
   // then "resumed_from_step", "steps_redone", "devices_left", "seconds_to_resume"} (GET
   // /api/jobs/<id> and summary.json's "device_losses").
   nlohmann::json losses = nlohmann::json::array();
+  bool on_devices = false;  // placed on devices: it never falls back to the world's ranks
   int restored = 0;  // times a server restart interrupted it and took it up again (persist.h)
   std::string created_at, started_at, finished_at;  // started_at, finished_at: set by transition()
   Clock::time_point start_time;

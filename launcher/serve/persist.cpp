@@ -48,7 +48,7 @@ void save_jobs(ServeState& s) {
                     {"config", to_yaml(job->config)},
                     {"train_config", job->train_request.is_null() ? json(nullptr) : json(to_yaml(job->train_config))},
                     {"train_request", job->train_request},
-                    {"on_devices", s.devices.on_devices(id) || !job->losses.empty()},
+                    {"on_devices", job->on_devices || s.devices.on_devices(id)},
                     {"plan", plan_json(job->plan)},
                     {"replicas", job->replicas},
                     {"error", job->error},
@@ -103,6 +103,7 @@ std::string restore_jobs(ServeState& s) {
       job->epochs = j.value("epochs", json::array());
       job->losses = j.value("device_losses", json::array());
       job->restored = j.value("restored", 0);
+      job->on_devices = j.value("on_devices", false);
       if (is_final(job->state) || job->state == JobState::Created || job->state == JobState::Initialized) {
         ++kept;
         continue;

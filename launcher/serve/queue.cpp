@@ -181,6 +181,18 @@ JobResult run_on_devices(ServeState& s, JobRunner& runner, JobRecord& job, Recor
       devices = s.devices.of_job(job.id);
       config = job.train_config;
     }
+    if (devices.empty()) {
+      // Its devices went while it waited (silent while idle, or unregistered): it fails, naming
+      // them, rather than running on the world's ranks it was not placed on.
+      std::lock_guard<std::mutex> lock(s.mu);
+      std::string gone;
+      for (const auto& d : s.devices.all())
+        if (d.job == job.id) gone += (gone.empty() ? "" : "; ") + Devices::name(d) + ": " + to_string(d.state) + (d.why.empty() ? "" : " (" + d.why + ")");
+      JobResult failed;
+      failed.state = RunState::Failed;
+      failed.error = "no device of job " + std::to_string(job.id) + " is left" + (gone.empty() ? "" : ": " + gone);
+      return failed;
+    }
     const size_t steps_before = job.steps.size();
     DeviceRun run = runner.run_on_devices(s, devices, config, options, observer);
     std::unique_lock<std::mutex> lock(s.mu);
@@ -264,7 +276,7 @@ void run_queue(ServeState& s, JobRunner& runner, const TrainOptions& train) {
     {
       std::lock_guard<std::mutex> lock(s.mu);
       options.stage_ranks = s.devices.stage_ranks(job->id);
-      on_devices = s.devices.on_devices(job->id);
+      on_devices = job->on_devices || s.devices.on_devices(job->id);
     }
     JobResult result;
     std::string broken;
