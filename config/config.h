@@ -73,6 +73,9 @@ struct TrainingConfig {
   int64_t warmup_steps = 0;            // linear warm-up from 0 over the first N steps
   double min_learning_rate = 0.0;      // cosine: the rate at the last step
   double grad_clip = 0.0;              // max global gradient norm across stages (0 = off)
+  // false: no flush at each optimizer step (PipeDream-2BW: stashed weights, updates one step
+  // late; docs/schedules.md); 1f1b or eager1f1b, one replica, no grad_clip
+  bool pipeline_flush = true;
   std::string sync = "step";           // replicas: step (sum every step) | diloco (docs/replicas.md)
   std::string on_device_loss = "resume";  // arceus serve, a job on devices: resume | fail (docs/devices.md)
 };

@@ -84,6 +84,15 @@ inline std::vector<std::string> schedule_choices(bool multi_chunk_only = false) 
   return names;
 }
 
+// The schedules that run with training.pipeline_flush false, in the registry's order.
+inline std::vector<std::string> streamed_schedule_choices() {
+  std::vector<std::string> names;
+  for (const ScheduleInfo& info : schedules()) {
+    if (info.stream_warmup) names.push_back(info.name);
+  }
+  return names;
+}
+
 namespace rules {
 inline bool any(double) { return true; }
 inline bool positive(double v) { return v > 0; }
@@ -175,6 +184,8 @@ void visit_fields(C& c, V&& v) {
     t.min_learning_rate, Number{non_negative, "a non-negative finite number"});
   v(Key{"training.grad_clip", "max global gradient norm over all stages (of the summed gradient with replicas); 0 = off"}, t.grad_clip,
     Number{non_negative, "a non-negative finite number (max global gradient norm; 0 = off)"});
+  v(Key{"training.pipeline_flush", "false: the next step's forwards start before this step's backwards end (PipeDream-2BW, each update one step late; 1f1b or eager1f1b, one replica, no grad_clip)"},
+    t.pipeline_flush, Flag{});
   v(Key{"training.sync", "replicas: step (sum the gradients every step) or diloco (average every diloco.inner_steps)"},
     t.sync, OneOf{{"step", "diloco"}});
   v(Key{"training.on_device_loss", "arceus serve, a job on devices: resume (from the last checkpoint on the devices left) or fail"},

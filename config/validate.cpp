@@ -136,6 +136,22 @@ void validate_dataset(const Section& s, const DatasetConfig& d) {
 }
 
 void validate_training(const Section& s, const TrainingConfig& t) {
+  if (!t.pipeline_flush) {
+    const ScheduleInfo& info = find_schedule(t.schedule);
+    if (!info.stream_warmup) {
+      s.fail("pipeline_flush", "is false, which needs training.schedule " + quoted_list(streamed_schedule_choices()) +
+                                   ", but training.schedule is '" + t.schedule + "': " + info.not_streamed_because);
+    }
+    if (t.grad_clip > 0) {
+      s.fail("pipeline_flush", "is false, but training.grad_clip is " + format_double(t.grad_clip) +
+                                   ": clipping needs every stage's gradient norm of a step before any stage's update, "
+                                   "which is the flush (set grad_clip: 0 or pipeline_flush: true)");
+    }
+    if (t.sync == "diloco") {
+      s.fail("pipeline_flush", "is false, but training.sync is 'diloco': DiLoCo's replicas without a flush are "
+                                   "not built (set pipeline_flush: true)");
+    }
+  }
   if (t.min_learning_rate > t.learning_rate) {
     s.fail("min_learning_rate", "expected at most learning_rate = " + format_double(t.learning_rate) + ", got " +
                                     format_double(t.min_learning_rate));

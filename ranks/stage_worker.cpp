@@ -11,9 +11,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 
+#include "common/errors.h"
 #include "common/splitmix.h"
 #include "datasets/dataset.h"
 #include "models/stage_model.h"
@@ -24,6 +27,7 @@
 #include "ranks/messenger.h"
 #include "ranks/schedule/dataflow.h"
 #include "ranks/schedule/registry.h"
+#include "ranks/schedule/stream.h"
 #include "ranks/stage_state.h"
 #include "ranks/steps.h"
 #include "ranks/timing.h"
@@ -47,6 +51,7 @@ class StageWorker {
         msg_(transport, stats_, p_.stages) {
     const auto& c = job.config;
     reset_stats();
+    stream_ = !c.training.pipeline_flush;
     std::vector<at::Tensor> params;
     for (int64_t index : p_.chunks_of_stage(stage_)) {
       Chunk ch;
@@ -54,9 +59,14 @@ class StageWorker {
       ch.model = make_chunk_model(job, p_.chunks[size_t(index)]);
       ch.first = index == 0;
       ch.last = index == p_.chunk_count() - 1;
-      for (auto& [name, t] : ch.model->named_parameters()) params.push_back(t);
+      for (auto& [name, t] : ch.model->named_parameters()) {
+        // Without a flush the optimizer steps a master copy; the two versions are copied from it.
+        params.push_back(stream_ ? t.detach().clone().requires_grad_(true) : t);
+      }
+      if (stream_) ch.other = make_chunk_model(job, p_.chunks[size_t(index)]);
       chunks_.push_back(std::move(ch));
     }
+    if (stream_) master_ = params;
     if (c.training.optimizer == "adamw") {
       optimizer_ = std::make_unique<torch::optim::AdamW>(
           params, torch::optim::AdamWOptions(c.training.learning_rate).weight_decay(c.training.weight_decay));
@@ -95,13 +105,22 @@ class StageWorker {
     }
     auto epoch_start = Clock::now();
     double cpu0 = cpu_seconds();
+    std::optional<ControlPayload> ended;  // the control that ended a stream, to obey next
     while (true) {
-      const double w0 = transport_.wait_seconds();
-      const ControlPayload c = msg_.receive_one<ControlPayload>(0, MsgKind::Control, control);
-      const uint32_t this_control = control++;
-      stats_.idle += transport_.wait_seconds() - w0;
+      ControlPayload c;
+      if (ended) {
+        c = *ended;
+        ended.reset();
+      } else {
+        c = receive_control(control++);
+      }
+      const uint32_t this_control = control - 1;
       const auto cmd = static_cast<Command>(c.command);
       if (cmd == Command::Stop) return;
+      if (cmd == Command::Train && stream_) {
+        ended = run_stream(c, step, control);
+        continue;
+      }
       if (cmd == Command::Train || cmd == Command::Eval) {
         run_batch(c, step, cmd == Command::Train);
         ++step;
@@ -141,9 +160,11 @@ class StageWorker {
   struct Chunk {
     int64_t index = 0;  // global chunk index
     std::unique_ptr<StageModel> model;
-    bool first = false, last = false;  // the model's first / last chunk
+    std::unique_ptr<StageModel> other;  // without a flush: the second weight version
+    bool first = false, last = false;   // the model's first / last chunk
+    StageModel& version(int v) { return v == 0 ? *model : *other; }
   };
-  // One (chunk, micro-batch) of the batch in flight.
+  // One (chunk, micro-batch) of a batch in flight.
   struct Slot {
     Request input, labels, grad;  // posted receives
     at::Tensor local_input;       // the previous chunk's output when it is on this rank
@@ -152,6 +173,26 @@ class StageWorker {
     WeightOps ops;                        // split backward: each operation's output and parameters
     std::vector<at::Tensor> op_grads;     // the gradients of those outputs (from I)
   };
+  // A batch in flight: one, or two without a flush (a step's last backwards and the next
+  // step's first forwards).
+  struct Batch {
+    ControlPayload control;
+    uint32_t step = 0;       // the step field of its data messages
+    bool train = false;
+    int version = 0;         // the chunks' weight version it runs on (Chunk::version)
+    int64_t loss_rows = 1;   // the rows its loss is the mean over
+    std::vector<int64_t> sizes;
+    std::vector<std::vector<Slot>> slots;  // [chunk of this stage][micro-batch]
+    std::vector<Request> sends;
+    MetricsPayload metrics;
+  };
+
+  ControlPayload receive_control(uint32_t index) {
+    const double w0 = transport_.wait_seconds();
+    const ControlPayload c = msg_.receive_one<ControlPayload>(0, MsgKind::Control, index);
+    stats_.idle += transport_.wait_seconds() - w0;
+    return c;
+  }
 
   void reset_stats() {
     stats_ = RankStats{};
@@ -161,7 +202,7 @@ class StageWorker {
   }
 
   Chunk& chunk(int64_t c) { return chunks_[size_t(c / p_.stages)]; }
-  Slot& slot(int64_t c, int64_t mb) { return slots_[size_t(c / p_.stages)][size_t(mb)]; }
+  Slot& slot(Batch& b, int64_t c, int64_t mb) { return b.slots[size_t(c / p_.stages)][size_t(mb)]; }
   int64_t in_width(const Chunk& ch) const { return ch.model->in_features(); }
   int64_t out_width(const Chunk& ch) const { return ch.model->out_features(); }
 
@@ -177,34 +218,38 @@ class StageWorker {
     return it->second;
   }
 
-  PipelineShape shape() const { return {p_.stages, p_.chunks_per_rank, static_cast<int64_t>(sizes_.size())}; }
+  PipelineShape shape(const Batch& b) const {
+    return {p_.stages, p_.chunks_per_rank, static_cast<int64_t>(b.sizes.size())};
+  }
   // The transport rank a message comes from or goes to, in this replica (rank 0 for the
   // orchestrator's).
   int rank_of(int64_t chunk) const { return chunk == kOrchestrator ? 0 : p_.rank_of_chunk(chunk, replica_); }
 
   // Posts every receive of the batch up front (what each chunk's F and, when training, its B
   // consume: dataflow.h): no order of arrival can deadlock, and transfers overlap with compute.
-  void post_receives(bool train) {
-    const PipelineShape sh = shape();
-    slots_.clear();
-    slots_.resize(chunks_.size());
-    for (auto& per_chunk : slots_) per_chunk.resize(size_t(sh.micro_batches));
+  // Without a flush the next batch's receives follow this one's on the same tags, and MPI
+  // matches them in the order posted, as the sender sends them.
+  void post_receives(Batch& b) {
+    const PipelineShape sh = shape(b);
+    b.slots.clear();
+    b.slots.resize(chunks_.size());
+    for (auto& per_chunk : b.slots) per_chunk.resize(size_t(sh.micro_batches));
     for (const Chunk& ch : chunks_) {
       for (int64_t i = 0; i < sh.micro_batches; ++i) {
         std::vector<Message> in = consumes(Action{ActionKind::Forward, int32_t(ch.index), int32_t(i)}, sh);
-        if (train) {
+        if (b.train) {
           for (const Message& g : consumes(Action{ActionKind::Backward, int32_t(ch.index), int32_t(i)}, sh)) in.push_back(g);
         }
         for (const Message& msg : in) {
-          if (!is_local(msg, sh)) post_receive(ch, msg);
+          if (!is_local(msg, sh)) post_receive(b, ch, msg);
         }
       }
     }
   }
 
-  void post_receive(const Chunk& ch, const Message& msg) {
-    const int64_t i = msg.micro_batch, rows = sizes_[size_t(i)], seq = job_.seq;
-    Slot& s = slot(ch.index, i);
+  void post_receive(Batch& b, const Chunk& ch, const Message& msg) {
+    const int64_t i = msg.micro_batch, rows = b.sizes[size_t(i)], seq = job_.seq;
+    Slot& s = slot(b, ch.index, i);
     switch (msg.flow) {
       case Flow::Input:
         if (job_.local_feed()) {  // the rows' indices into this stage's own copy of the split
@@ -230,50 +275,50 @@ class StageWorker {
   // [rows * T] (GPT); activations and gradients travel as codec [rows * seq, width] (a row per
   // token: one scale per token over n_emb) and are reshaped on arrival; labels are raw int32
   // [rows * seq].
-  void forward(int64_t c, int64_t i) {
+  void forward(Batch& b, int64_t c, int64_t i) {
     Chunk& ch = chunk(c);
-    Slot& s = slot(c, i);
-    const PipelineShape sh = shape();
-    const int64_t rows = sizes_[size_t(i)], seq = job_.seq, in_f = in_width(ch);
+    Slot& s = slot(b, c, i);
+    const PipelineShape sh = shape(b);
+    const int64_t rows = b.sizes[size_t(i)], seq = job_.seq, in_f = in_width(ch);
     const Message in = consumes(Action{ActionKind::Forward, int32_t(c), int32_t(i)}, sh).front();
     at::Tensor x;
     if (in.flow == Flow::Input && job_.local_feed()) {
-      auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, step_, i, size_t(rows));
+      auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, b.step, i, size_t(rows));
       const at::Tensor index = at::from_blob(v.data(), {rows}, at::kInt).to(at::kLong);
-      const TensorDataset& split = train_ ? job_.local_data->train : job_.local_data->val;
+      const TensorDataset& split = b.train ? job_.local_data->train : job_.local_data->val;
       if (index.numel() > 0 && (index.min().item<int64_t>() < 0 || index.max().item<int64_t>() >= split.size())) {
-        throw WireError("[wire] input rows of step " + std::to_string(step_) + " out of range of the " +
+        throw WireError("[wire] input rows of step " + std::to_string(b.step) + " out of range of the " +
                         std::to_string(split.size()) + " rows of this stage's copy of the data");
       }
       x = split.inputs.index_select(0, index);
     } else if (in.flow == Flow::Input && job_.transformer()) {
-      auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, step_, i, size_t(rows * in_f));
+      auto v = msg_.finish_raw<int32_t>(s.input, MsgKind::Input, b.step, i, size_t(rows * in_f));
       x = at::from_blob(v.data(), {rows, in_f}, at::kInt).to(at::kLong);
     } else if (in.flow == Flow::Input) {
-      x = msg_.finish_tensor(s.input, MsgKind::Input, step_, i, input_bits_, rows, in_f);
+      x = msg_.finish_tensor(s.input, MsgKind::Input, b.step, i, input_bits_, rows, in_f);
     } else if (is_local(in, sh)) {
       x = s.local_input;
       s.local_input = at::Tensor();
     } else {
-      x = msg_.finish_tensor(s.input, MsgKind::Activation, step_, i, bits_, rows * seq, in_f, c);
+      x = msg_.finish_tensor(s.input, MsgKind::Activation, b.step, i, bits_, rows * seq, in_f, c);
       if (job_.transformer()) x = x.view({rows, seq, in_f});
     }
     const auto t0 = Clock::now();
     at::Tensor y;
     {
-      at::AutoGradMode grad_mode(train_);
-      if (train_ && !ch.first) x.requires_grad_(true);
-      y = ch.model->forward(x, train_ && split_ ? &s.ops : nullptr);
+      at::AutoGradMode grad_mode(b.train);
+      if (b.train && !ch.first) x.requires_grad_(true);
+      y = ch.version(b.version).forward(x, b.train && split_ ? &s.ops : nullptr);
       if (ch.last) {
-        auto v = msg_.finish_raw<int32_t>(s.labels, MsgKind::Labels, step_, i, size_t(rows * seq));
+        auto v = msg_.finish_raw<int32_t>(s.labels, MsgKind::Labels, b.step, i, size_t(rows * seq));
         const at::Tensor labels = at::from_blob(v.data(), {rows * seq}, at::kInt).to(at::kLong);
         const at::Tensor logits = y.reshape({-1, y.size(-1)});
         const at::Tensor loss_sum = at::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum);
-        metrics_.loss_sum += loss_sum.item<double>();
-        metrics_.correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
-        metrics_.count += rows * seq;
+        b.metrics.loss_sum += loss_sum.item<double>();
+        b.metrics.correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+        b.metrics.count += rows * seq;
         // Scaled so that the gradients summed over micro-batches equal the full batch's mean.
-        if (train_) s.loss = loss_sum / static_cast<double>(loss_rows_ * seq);
+        if (b.train) s.loss = loss_sum / static_cast<double>(b.loss_rows * seq);
       }
     }
     const double flops = ch.model->forward_flops_per_sample() * static_cast<double>(rows);
@@ -282,13 +327,13 @@ class StageWorker {
     stats_.forward_flops += flops;
     if (const auto out = sends(Action{ActionKind::Forward, int32_t(c), int32_t(i)}, sh)) {
       if (is_local(*out, sh)) {
-        slot(out->to, i).local_input = y.detach();
+        slot(b, out->to, i).local_input = y.detach();
       } else {
-        sends_.push_back(msg_.send_tensor(y.reshape({-1, y.size(-1)}), rank_of(out->to), MsgKind::Activation, step_,
-                                          i, bits_, false, 0, out->to));
+        b.sends.push_back(msg_.send_tensor(y.reshape({-1, y.size(-1)}), rank_of(out->to), MsgKind::Activation, b.step,
+                                           i, bits_, false, 0, out->to));
       }
     }
-    if (train_) {
+    if (b.train) {
       s.x = x;
       s.y = y;
     }
@@ -296,43 +341,43 @@ class StageWorker {
 
   // The gradient of chunk c's output for micro-batch i (undefined on the last chunk, whose
   // output is the loss).
-  at::Tensor output_grad(const Chunk& ch, Slot& s, int64_t i) {
-    const auto in = consumes(Action{ActionKind::Backward, int32_t(ch.index), int32_t(i)}, shape());
+  at::Tensor output_grad(Batch& b, const Chunk& ch, Slot& s, int64_t i) {
+    const auto in = consumes(Action{ActionKind::Backward, int32_t(ch.index), int32_t(i)}, shape(b));
     if (in.empty()) return {};
-    if (is_local(in.front(), shape())) return s.out_grad;
-    const int64_t rows = sizes_[size_t(i)];
-    return msg_.finish_tensor(s.grad, MsgKind::Gradient, step_, i, bits_, rows * job_.seq, out_width(ch), ch.index)
+    if (is_local(in.front(), shape(b))) return s.out_grad;
+    const int64_t rows = b.sizes[size_t(i)];
+    return msg_.finish_tensor(s.grad, MsgKind::Gradient, b.step, i, bits_, rows * job_.seq, out_width(ch), ch.index)
         .view(s.y.sizes());
   }
 
   // Sends the gradient of chunk c's input to chunk c - 1 (nothing for the first chunk).
-  void send_input_grad(int64_t c, int64_t i, const at::Tensor& dx) {
-    const auto out = sends(Action{ActionKind::Backward, int32_t(c), int32_t(i)}, shape());
+  void send_input_grad(Batch& b, int64_t c, int64_t i, const at::Tensor& dx) {
+    const auto out = sends(Action{ActionKind::Backward, int32_t(c), int32_t(i)}, shape(b));
     if (!out) return;
-    if (is_local(*out, shape())) {
-      slot(out->to, i).out_grad = dx;
+    if (is_local(*out, shape(b))) {
+      slot(b, out->to, i).out_grad = dx;
       return;
     }
-    const uint64_t seed = splitmix64(splitmix64(job_.config.training.seed, step_),
+    const uint64_t seed = splitmix64(splitmix64(job_.config.training.seed, b.step),
                                      static_cast<uint64_t>(c) * kSeedLanesPerChunk + static_cast<uint64_t>(i));
     at::Tensor* residual = nullptr;
     if (job_.config.communication.error_feedback && bits_ < 32) residual = &residuals_[{c, i}];
-    sends_.push_back(msg_.send_tensor(dx.reshape({-1, dx.size(-1)}), rank_of(out->to), MsgKind::Gradient, step_, i,
-                                      bits_, job_.config.communication.stochastic_rounding, seed, out->to, residual));
+    b.sends.push_back(msg_.send_tensor(dx.reshape({-1, dx.size(-1)}), rank_of(out->to), MsgKind::Gradient, b.step, i,
+                                       bits_, job_.config.communication.stochastic_rounding, seed, out->to, residual));
   }
 
-  void count_backward(const Chunk& ch, int64_t i, double share, Clock::time_point t0) {
-    const double flops = share * ch.model->forward_flops_per_sample() * static_cast<double>(sizes_[size_t(i)]);
+  void count_backward(const Batch& b, const Chunk& ch, int64_t i, double share, Clock::time_point t0) {
+    const double flops = share * ch.model->forward_flops_per_sample() * static_cast<double>(b.sizes[size_t(i)]);
     stats_.backward += seconds_since(t0);
     stats_.flops += flops;
     stats_.backward_flops += flops;
   }
 
-  // B: the whole backward of (c, i).
-  void backward(int64_t c, int64_t i) {
+  // B: the whole backward of (c, i), into the gradients of the weights its forward used.
+  void backward(Batch& b, int64_t c, int64_t i) {
     Chunk& ch = chunk(c);
-    Slot& s = slot(c, i);
-    const at::Tensor g = output_grad(ch, s, i);
+    Slot& s = slot(b, c, i);
+    const at::Tensor g = output_grad(b, ch, s, i);
     const auto t0 = Clock::now();
     if (step_sums()) sync_->before_backward(size_t(c / p_.stages));
     if (ch.last) {
@@ -341,17 +386,17 @@ class StageWorker {
       s.y.backward(g);
     }
     if (step_sums()) sync_->after_backward(size_t(c / p_.stages));
-    count_backward(ch, i, 2.0, t0);
-    if (!ch.first) send_input_grad(c, i, s.x.grad());
+    count_backward(b, ch, i, 2.0, t0);
+    if (!ch.first) send_input_grad(b, c, i, s.x.grad());
     s = Slot{};
   }
 
   // I: the gradients of the chunk's input (sent upstream at once) and of every parameterized
   // operation's output (kept for W); the graph is retained for W.
-  void input_grad(int64_t c, int64_t i) {
+  void input_grad(Batch& b, int64_t c, int64_t i) {
     Chunk& ch = chunk(c);
-    Slot& s = slot(c, i);
-    s.out_grad = output_grad(ch, s, i);
+    Slot& s = slot(b, c, i);
+    s.out_grad = output_grad(b, ch, s, i);
     const auto t0 = Clock::now();
     std::vector<at::Tensor> inputs;
     if (!ch.first) inputs.push_back(s.x);
@@ -359,17 +404,17 @@ class StageWorker {
     const at::Tensor out = ch.last ? s.loss : s.y;
     const std::vector<at::Tensor> grads = torch::autograd::grad(
         {out}, inputs, ch.last ? std::vector<at::Tensor>{} : std::vector<at::Tensor>{s.out_grad}, /*retain_graph=*/true);
-    count_backward(ch, i, 1.0, t0);
+    count_backward(b, ch, i, 1.0, t0);
     size_t k = 0;
-    if (!ch.first) send_input_grad(c, i, grads[k++]);
+    if (!ch.first) send_input_grad(b, c, i, grads[k++]);
     s.op_grads.assign(grads.begin() + static_cast<std::ptrdiff_t>(k), grads.end());
   }
 
   // W: each operation's weight gradients from its own output and that output's gradient (from
   // I), accumulated into .grad as a full backward would; frees the graph.
-  void weight_grad(int64_t c, int64_t i) {
+  void weight_grad(Batch& b, int64_t c, int64_t i) {
     Chunk& ch = chunk(c);
-    Slot& s = slot(c, i);
+    Slot& s = slot(b, c, i);
     const auto t0 = Clock::now();
     if (step_sums()) sync_->before_backward(size_t(c / p_.stages));
     for (size_t j = s.ops.ops.size(); j-- > 0;) {
@@ -378,8 +423,52 @@ class StageWorker {
       torch::autograd::backward({out}, {s.op_grads[j]}, /*retain_graph=*/false, /*create_graph=*/false, params);
     }
     if (step_sums()) sync_->after_backward(size_t(c / p_.stages));
-    count_backward(ch, i, 1.0, t0);
+    count_backward(b, ch, i, 1.0, t0);
     s = Slot{};
+  }
+
+  // A batch's shares and sizes, its receives posted, its chunks in train or eval mode.
+  Batch begin_batch(const ControlPayload& control, uint32_t step, bool train, int version) {
+    Batch b;
+    b.control = control;
+    b.step = step;
+    b.train = train;
+    b.version = version;
+    // This replica's contiguous share of the batch (all of it without replicas), in micro-batches.
+    const int64_t share = replica_shares(control.rows, p_.replicas)[size_t(replica_)];
+    // Every replica's loss is scaled by the whole batch (the sum over replicas of their gradients
+    // is the batch's mean); a DiLoCo replica's by its own share (it learns alone until the round's end).
+    b.loss_rows = diloco_ ? share : control.rows;
+    b.sizes = share > 0 ? micro_batch_sizes(share, control.micro_batches) : std::vector<int64_t>{};
+    post_receives(b);
+    for (Chunk& ch : chunks_) ch.version(version).module().train(train);  // dropout and the like: on in training only
+    return b;
+  }
+
+  // The batch's metrics to rank 0 (the last chunk's stage).
+  void send_metrics(Batch& b) {
+    if (chunks_.back().last) b.sends.push_back(msg_.send_raw(&b.metrics, 1, 0, MsgKind::Metrics, b.step, 0));
+  }
+
+  // The batch's sends finished.
+  void end_batch(Batch& b) {
+    transport_.wait_all(b.sends);
+    b.sends.clear();
+    b.slots.clear();
+  }
+
+  ActionHandlers handlers(Batch& b) {
+    ActionHandlers h;
+    h.forward = [this, &b](int64_t c, int64_t i) { forward(b, c, i); };
+    h.backward = [this, &b](int64_t c, int64_t i) { backward(b, c, i); };
+    h.input_grad = [this, &b](int64_t c, int64_t i) { input_grad(b, c, i); };
+    h.weight_grad = [this, &b](int64_t c, int64_t i) { weight_grad(b, c, i); };
+    // Free finished send buffers early; this also drives MPI progress.
+    h.between = [this, &b] {
+      for (auto& s : b.sends) transport_.test(s);
+      if (step_sums()) sync_->progress();
+    };
+    return h;
   }
 
   // Runs one batch (training or evaluation): the schedule's program for this stage, then the
@@ -388,34 +477,13 @@ class StageWorker {
     const auto t_step = Clock::now();
     const double wait0 = transport_.wait_seconds();
     const double busy0 = stats_.busy();
-    control_ = control;
-    step_ = step;
-    train_ = train;
-    metrics_ = MetricsPayload{};
-    // This replica's contiguous share of the batch (all of it without replicas), in micro-batches.
-    const int64_t share = replica_shares(control.rows, p_.replicas)[size_t(replica_)];
-    // Every replica's loss is scaled by the whole batch (the sum over replicas of their gradients
-    // is the batch's mean); a DiLoCo replica's by its own share (it learns alone until the round's end).
-    loss_rows_ = diloco_ ? share : control.rows;
-    sizes_ = share > 0 ? micro_batch_sizes(share, control.micro_batches) : std::vector<int64_t>{};
-    post_receives(train);
-    for (Chunk& ch : chunks_) ch.model->module().train(train);  // dropout and the like: on in training only
+    Batch b = begin_batch(control, step, train, 0);
     if (train) {
       optimizer_->zero_grad();
       for (auto& group : optimizer_->param_groups()) group.options().set_lr(control.learning_rate);
-      if (step_sums()) sync_->begin_step(step, static_cast<int64_t>(sizes_.size()));
+      if (step_sums()) sync_->begin_step(step, static_cast<int64_t>(b.sizes.size()));
     }
-    ActionHandlers handlers;
-    handlers.forward = [this](int64_t c, int64_t i) { forward(c, i); };
-    handlers.backward = [this](int64_t c, int64_t i) { backward(c, i); };
-    handlers.input_grad = [this](int64_t c, int64_t i) { input_grad(c, i); };
-    handlers.weight_grad = [this](int64_t c, int64_t i) { weight_grad(c, i); };
-    // Free finished send buffers early; this also drives MPI progress.
-    handlers.between = [this] {
-      for (auto& s : sends_) transport_.test(s);
-      if (step_sums()) sync_->progress();
-    };
-    if (!sizes_.empty()) execute(program(static_cast<int64_t>(sizes_.size()), train), handlers, stage_);
+    if (!b.sizes.empty()) execute(program(static_cast<int64_t>(b.sizes.size()), train), handlers(b), stage_);
 
     if (train && step_sums()) sync_->finish();  // the sum over the replicas, before clipping and the step
     if (train) {
@@ -425,10 +493,8 @@ class StageWorker {
       stats_.optimizer += seconds_since(t0);
       if (diloco_) diloco_->count_step(control.rows);
     }
-    if (chunks_.back().last) sends_.push_back(msg_.send_raw(&metrics_, 1, 0, MsgKind::Metrics, step, 0));
-    transport_.wait_all(sends_);
-    sends_.clear();
-    slots_.clear();
+    send_metrics(b);
+    end_batch(b);
     stats_.wait += transport_.wait_seconds() - wait0;
     if (train) {
       stats_.train_wall += seconds_since(t_step);
@@ -436,6 +502,103 @@ class StageWorker {
     }
   }
 
+  // training.pipeline_flush false: training batches from `first` on as one stream (stream.h),
+  // until a control that is not a training step arrives; the stream is then drained, every
+  // pending update applied, and that control returned for run() to obey. Step t runs on weight
+  // version t % 2, copied from the master weights when it starts, after the master took the
+  // update of step t-2's gradient.
+  ControlPayload run_stream(const ControlPayload& first, uint32_t& step, uint32_t& control) {
+    const auto t_start = Clock::now();
+    const double wait0 = transport_.wait_seconds();
+    const double busy0 = stats_.busy();
+    const int64_t c = chunks_.front().index;  // one chunk per stage rank
+    StreamSchedule rule(stream_warmup(job_.config.training.schedule,
+                                      {p_.stages, 1, job_.config.training.micro_batches}, stage_ - 1));
+    std::deque<Batch> live;            // started and not yet ended, oldest first
+    std::deque<std::pair<int, double>> pending;  // ended, update not applied: (version, learning rate)
+    int64_t begun = 0, ended = 0;      // the stream's steps begun and ended
+    std::optional<ControlPayload> next = first;
+    ControlPayload last{};
+    for (;;) {
+      const StreamAction a = rule.next();
+      if (a.kind == StreamAction::Kind::Done) break;
+      if (a.kind == StreamAction::Kind::NeedStep) {
+        const ControlPayload cp = next ? *next : receive_control(control++);
+        next.reset();
+        if (static_cast<Command>(cp.command) != Command::Train) {
+          last = cp;
+          rule.close();
+          continue;
+        }
+        const int version = int(begun % 2);
+        while (int64_t(pending.size()) > 0 && begun - (ended - int64_t(pending.size())) >= 2) {
+          apply_update(pending.front());  // step begun - 2's gradient (and any before it)
+          pending.pop_front();
+        }
+        load_version(version);
+        live.push_back(begin_batch(cp, step++, true, version));
+        rule.add_step(int64_t(live.back().sizes.size()));
+        ++begun;
+        continue;
+      }
+      Batch& b = live[size_t(a.step - ended)];
+      const bool fwd = a.kind == StreamAction::Kind::Forward;
+      try {
+        if (fwd) forward(b, c, a.micro_batch);
+        else backward(b, c, a.micro_batch);
+        for (auto& s : b.sends) transport_.test(s);
+      } catch (...) {
+        rethrow_with("[executor] stage " + std::to_string(stage_) + ", step " + std::to_string(b.step) +
+                     " without flush (" + (fwd ? "F" : "B") + std::to_string(c) + "." + std::to_string(a.micro_batch) + "): ");
+      }
+      rule.done(a);
+      // The metrics leave with the step's last forward: rank 0 waits for them before it sends
+      // a control that is not a training step (a checkpoint, the evaluation), which this rank
+      // may need before the step's last backward.
+      if (fwd && a.micro_batch == int64_t(b.sizes.size()) - 1) send_metrics(b);
+      if (!fwd && rule.finished(a.step)) {
+        pending.emplace_back(b.version, double(b.control.learning_rate));
+        end_batch(b);
+        live.pop_front();
+        ++ended;
+      }
+    }
+    for (const auto& u : pending) apply_update(u);  // the flush
+    load_version(0);  // evaluation and checkpoints read version 0 and the master
+    stats_.wait += transport_.wait_seconds() - wait0;
+    stats_.train_wall += seconds_since(t_start);
+    stats_.train_busy += stats_.busy() - busy0;
+    return last;
+  }
+
+  // Without a flush: the gradient of weight version `u.first` (a whole step's) steps the master
+  // weights at learning rate `u.second`, and is cleared.
+  void apply_update(const std::pair<int, double>& u) {
+    const auto t0 = Clock::now();
+    size_t k = 0;
+    for (Chunk& ch : chunks_) {
+      for (auto& [name, p] : ch.version(u.first).named_parameters()) master_[k++].mutable_grad() = p.grad();
+    }
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(u.second);
+    optimizer_->step();
+    for (at::Tensor& m : master_) m.mutable_grad() = at::Tensor();
+    for (Chunk& ch : chunks_) {
+      for (auto& [name, p] : ch.version(u.first).named_parameters()) p.mutable_grad() = at::Tensor();
+    }
+    stats_.optimizer += seconds_since(t0);
+  }
+
+  // Without a flush: weight version `v` becomes the master weights, with no gradient.
+  void load_version(int v) {
+    at::NoGradGuard no_grad;
+    size_t k = 0;
+    for (Chunk& ch : chunks_) {
+      for (auto& [name, p] : ch.version(v).named_parameters()) {
+        p.copy_(master_[k++]);
+        p.mutable_grad() = at::Tensor();
+      }
+    }
+  }
   // Global-norm clipping across stages: this stage's sum of squared gradients goes to rank 0,
   // which answers with the norm over every stage; all stages then scale by the same factor
   // (torch's clip_grad_norm_: max_norm / (norm + 1e-6) when that is below 1).
@@ -472,7 +635,8 @@ class StageWorker {
     const std::string tag = replica_suffix();
     size_t k = 0;  // the parameter's index in the stage (Diloco's order)
     for (Chunk& ch : chunks_) {
-      for (auto& [name, p] : ch.model->named_parameters()) {
+      for (auto& [name, param] : ch.model->named_parameters()) {
+        const at::Tensor& p = stream_ ? master_[k] : param;  // the tensor the optimizer steps
         st.parameters.push_back(to_named(name, p));
         if (diloco_ && replica_ == 0) st.optimizer.push_back(to_named(name + ":diloco_momentum", diloco_->momentum()[k]));
         ++k;
@@ -514,8 +678,11 @@ class StageWorker {
     }
     auto& state = optimizer_->state();
     at::NoGradGuard no_grad;
+    size_t index = 0;
     for (Chunk& ch : chunks_) {
-      for (auto& [name, p] : ch.model->named_parameters()) {
+      for (auto& [name, param] : ch.model->named_parameters()) {
+        at::Tensor& p = stream_ ? master_[index] : param;  // the tensor the optimizer steps
+        ++index;
         auto it = params.find(name);
         if (it == params.end()) throw StorageError("[checkpoint] no tensor '" + name + "' for stage " + std::to_string(stage_));
         at::Tensor t = from_named(*it->second);
@@ -544,6 +711,7 @@ class StageWorker {
         }
       }
     }
+    if (stream_) load_version(0);
     for (const auto& b : st.rng) {
       if (b.name != rng_name()) continue;
       at::Tensor t = at::empty({static_cast<int64_t>(b.bytes.size())}, at::kByte);
@@ -584,15 +752,10 @@ class StageWorker {
   int bits_ = 32, input_bits_ = 32;
   bool split_ = false;
 
-  // The batch in flight.
-  ControlPayload control_;
-  int64_t loss_rows_ = 1;  // the rows a step's loss is the mean over
-  uint32_t step_ = 0;
-  bool train_ = false;
-  std::vector<int64_t> sizes_;
-  std::vector<std::vector<Slot>> slots_;  // [chunk of this stage][micro-batch]
-  std::vector<Request> sends_;
-  MetricsPayload metrics_;
+  // training.pipeline_flush false: the optimizer's own copy of the weights, in the stage's
+  // parameter order (the chunks' two versions are loaded from it).
+  bool stream_ = false;
+  std::vector<at::Tensor> master_;
   // Error feedback: per (chunk, micro-batch) the quantization error of its last gradient
   // message, added to the next step's. Not checkpointed: a resumed run starts them at zero.
   std::map<std::pair<int64_t, int64_t>, at::Tensor> residuals_;

@@ -155,6 +155,12 @@ Setup set_up(const Config& config, int ranks, bool reference, int world, const T
                       "the job has " + std::to_string(job.placement.replicas) +
                       " replica: set partition.replicas to 2 or more (and give mpirun the ranks), or training.sync: step");
   }
+  if (!c.training.pipeline_flush && job.placement.replicas > 1) {
+    throw ConfigError("[config] training.pipeline_flush is false, but the job has " +
+                      std::to_string(job.placement.replicas) +
+                      " replicas: replicas sum their gradients at each step's end, which is the flush; without one "
+                      "they are not built (set partition.replicas: 1, or pipeline_flush: true)");
+  }
   if (!job.transformer() && c.model.layer_sizes.front() != s.data.features) {
     throw ConfigError("[model] model_config.layer_sizes[0] = " + std::to_string(c.model.layer_sizes.front()) +
                       " but the " + c.dataset.name + " inputs have " + std::to_string(s.data.features) +

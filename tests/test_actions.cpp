@@ -13,6 +13,7 @@
 #include "ranks/schedule/dataflow.h"
 #include "ranks/schedule/registry.h"
 #include "ranks/schedule/simulate.h"
+#include "ranks/schedule/stream.h"
 
 namespace arceus {
 namespace {
@@ -642,6 +643,96 @@ TEST(ScheduleDataflow, EveryMessageIsSentAndConsumedOnce) {
           for (const auto& [k, n] : sent) EXPECT_EQ(n, 1);
         }
       }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace arceus
+
+namespace arceus {
+namespace {
+
+// training.pipeline_flush false (stream.h): the steps' micro-batches run as one stream.
+
+// One step, closed: the stream's rule is the schedule's own one-step order.
+TEST(ScheduleStream, OneStepIsTheSchedulesOwnOrder) {
+  for (const char* name : {"1f1b", "eager1f1b"}) {
+    for (int64_t S = 1; S <= 4; ++S) {
+      for (int64_t M = 1; M <= 8; ++M) {
+        EXPECT_EQ(stream_programs(name, S, {M}), training_programs(name, shape(S, 1, M)))
+            << name << " " << to_string(shape(S, 1, M));
+      }
+    }
+  }
+}
+
+// Across step boundaries, the validator passes for S 1..4 and M 1..8 (and a short last step,
+// as an epoch's last batch can be), and every rank's step t+1 starts after its step t-1 ended.
+TEST(ScheduleStream, ValidAcrossStepBoundaries) {
+  for (const char* name : {"1f1b", "eager1f1b"}) {
+    for (int64_t S = 1; S <= 4; ++S) {
+      for (int64_t M = 1; M <= 8; ++M) {
+        for (const std::vector<int64_t>& steps : {std::vector<int64_t>{M, M, M, M}, std::vector<int64_t>{M, M, 1}}) {
+          std::vector<Program> programs;
+          ASSERT_NO_THROW(programs = stream_programs(name, S, steps)) << name << " S=" << S << " M=" << M;
+          std::vector<int64_t> first{0};
+          for (int64_t m : steps) first.push_back(first.back() + m);
+          const auto step_of = [&](int64_t g) {
+            return int64_t(std::upper_bound(first.begin(), first.end(), g) - first.begin()) - 1;
+          };
+          for (const Program& p : programs) {
+            // Independently of the rule: at each F, every B of two steps before has run.
+            std::map<int64_t, int64_t> backwards_done;
+            for (const Action& a : p) {
+              const int64_t t = step_of(a.micro_batch);
+              if (a.kind == ActionKind::Backward) ++backwards_done[t];
+              if (a.kind == ActionKind::Forward && t >= 2) {
+                EXPECT_EQ(backwards_done[t - 2], steps[size_t(t - 2)]) << name << " S=" << S << " M=" << M;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// With free messages and M >= S, no flush leaves one pipeline fill for the whole stream:
+// K steps take 3(KM + S - 1), against K(3(M + S - 1)) with a flush at each.
+TEST(ScheduleStream, OneFillForTheWholeStream) {
+  for (int64_t S = 1; S <= 4; ++S) {
+    for (int64_t M = S; M <= 8; ++M) {
+      const std::vector<int64_t> steps(5, M);
+      const int64_t total = 5 * M;
+      const Simulation sim = simulate(stream_programs("1f1b", S, steps), shape(S, 1, total), ActionCosts{}, true);
+      ASSERT_TRUE(sim.ok) << sim.error;
+      EXPECT_DOUBLE_EQ(sim.makespan, 3.0 * double(total + S - 1)) << "S=" << S << " M=" << M;
+    }
+  }
+}
+
+// Rank 0 of S=2, M=2 over two steps: step 1's first forward before step 0's last backward.
+TEST(ScheduleStream, ExactOrder) {
+  const std::vector<Program> p = stream_programs("1f1b", 2, {2, 2});
+  EXPECT_EQ(p[0], parse("F0.0 F0.1 B0.0 F0.2 B0.1 F0.3 B0.2 B0.3"));
+  EXPECT_EQ(p[1], parse("F1.0 B1.0 F1.1 B1.1 F1.2 B1.2 F1.3 B1.3"));
+  // S=4, M=1: rank 0 would warm up 3 forwards, but step 2 waits for step 0's backward.
+  EXPECT_EQ(stream_programs("1f1b", 4, {1, 1, 1})[0], parse("F0.0 F0.1 B0.0 F0.2 B0.1 B0.2"));
+}
+
+TEST(ScheduleStream, SchedulesThatCannotAreNamedWithTheReason) {
+  EXPECT_EQ(streamed_schedule_names(), "1f1b, eager1f1b");
+  for (const ScheduleInfo& s : schedules()) {
+    if (s.stream_warmup) continue;
+    EXPECT_NE(std::string(s.not_streamed_because), "") << s.name;
+    try {
+      stream_programs(s.name, 2, {2, 2});
+      ADD_FAILURE() << s.name;
+    } catch (const ScheduleError& e) {
+      EXPECT_NE(std::string(e.what()).find(s.name + " cannot run with training.pipeline_flush false: " +
+                                           s.not_streamed_because), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("1f1b, eager1f1b"), std::string::npos) << e.what();
     }
   }
 }

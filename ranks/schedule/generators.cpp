@@ -60,9 +60,12 @@ Program one_f_one_b_rank(const PipelineShape& shape, int64_t k, int64_t warmup) 
   }
   return one_forward_one_backward(forwards, backwards, warmup);
 }
-Program one_f_one_b_rank(const PipelineShape& shape, int64_t k) { return one_f_one_b_rank(shape, k, shape.ranks - 1 - k); }
+Program one_f_one_b_rank(const PipelineShape& shape, int64_t k) { return one_f_one_b_rank(shape, k, warmup_1f1b(shape, k)); }
 
 }  // namespace
+
+int64_t warmup_1f1b(const PipelineShape& shape, int64_t k) { return shape.ranks - 1 - k; }
+int64_t warmup_eager1f1b(const PipelineShape& shape, int64_t k) { return 2 * (shape.ranks - 1 - k) + 1; }
 
 std::vector<Program> generate_sequential(const PipelineShape& shape) {
   require_one_chunk("sequential", shape);
@@ -107,7 +110,7 @@ std::vector<Program> generate_1f1b(const PipelineShape& shape) {
 std::vector<Program> generate_eager1f1b(const PipelineShape& shape) {
   require_one_chunk("eager1f1b", shape);
   std::vector<Program> programs;
-  for (int64_t k = 0; k < shape.ranks; ++k) programs.push_back(one_f_one_b_rank(shape, k, 2 * (shape.ranks - 1 - k) + 1));
+  for (int64_t k = 0; k < shape.ranks; ++k) programs.push_back(one_f_one_b_rank(shape, k, warmup_eager1f1b(shape, k)));
   return programs;
 }
 

@@ -21,6 +21,10 @@ struct ScheduleInfo {
   // Searched by `arceus plan` (planner/); when not, why (its --schedules help says so).
   bool planned;
   const char* not_planned_because;
+  // Runs with training.pipeline_flush false (stream.h): its warm-up on stage rank `rank` over
+  // a stream of steps; nullptr when it cannot, and why.
+  int64_t (*stream_warmup)(const PipelineShape& shape, int64_t rank);
+  const char* not_streamed_because;
 };
 
 const std::vector<ScheduleInfo>& schedules();
@@ -30,6 +34,8 @@ const ScheduleInfo& find_schedule(const std::string& name);
 std::string schedule_names();
 // The names of the schedules `arceus plan` searches, in registry order.
 std::vector<std::string> planned_schedule_names();
+// "1f1b, eager1f1b": the schedules that run without a flush.
+std::string streamed_schedule_names();
 
 // The schedule's programs for `shape`, validated by simulate(): throws ScheduleError
 // "[schedule] <name> with S=.., v=.., M=..: <what is wrong>" followed by the step-by-rank grid.
