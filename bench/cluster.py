@@ -17,6 +17,8 @@ host 1, `mpirun --hostfile`, `--threads auto`), and prints markdown tables, also
            8-bit gradient sums, inputs from rank 0 or read locally (dataset_config.feed): the rate,
            the speed-up over one host of the same CPU share, the bounds (the link's now with the
            ring's gradient bytes from step_links), the sync seconds per step, the accuracy.
+  flush    link-bound cases with and without the per-step flush (training.pipeline_flush): rate,
+           bound, efficiency, and the losses after the same steps (no flush updates one step late).
   bits     link-bound cases, each at 32, 16, 8 and 4 bits and 4 bits with error feedback: rate,
            MiB per step on the busiest link (counted from the messages), speed-up over 32 bits,
            and the validation accuracy and loss after the same steps.
@@ -374,6 +376,68 @@ BITS_CASES = [
 ]
 
 
+# The flush suite's clusters per model: (CPU share per host, host counts); --fraction-hosts
+# overrides the host counts of the 0.45-core ones.
+FLUSH_CASES = {"even": (0.45, [4]), "wide": (0.45, [4]), "gpt": (0.45, [4]), "default": (0.45, [2, 4]),
+               "shallow": (1.0, [2])}
+
+
+def flush_suite(args, cluster, results):
+    """Each model on its FLUSH_CASES cluster, each link, 1f1b and eager1f1b at 32 bits, with the flush at
+    every step (the default) and without (training.pipeline_flush false)."""
+    lines = ["| model | hosts x CPU | link | schedule | flush | rate | compute bound | link bound | bound | efficiency "
+             "| vs flush | train loss | val loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model in args.models:
+        cores, host_counts = FLUSH_CASES[model]
+        if cores < 1 and args.fraction_hosts_given:
+            host_counts = [int(h) for h in args.fraction_hosts.split(",")]
+        share = f"{cores:g} core"
+        m = MODELS[model]
+        unit = m["unit"]
+        steps = args.gpt_steps if model == "gpt" else args.steps
+        extra0 = ["training.grad_clip=0"] if model == "gpt" else []  # clipping needs the flush
+        if args.one_host_rate:
+            one_rate = args.one_host_rate  # measured before, on this machine
+        else:
+            cluster.up(1, "unlimited", cores)
+            one_rate = rate_of(run(cluster, model, 1, steps, "1f1b", 32, extra=extra0), unit)
+            cluster.down()
+        log(f"  {model} 1 host x {share}: {one_rate:,.0f} {unit}/s")
+        for hosts in host_counts:
+            for rate_name in args.rates:
+                cluster.up(hosts, rate_name, cores)
+                try:
+                    for schedule in SCHEDULES:
+                        flushed = None
+                        for flush in (True, False):
+                            extra = extra0 + [f"training.pipeline_flush={'true' if flush else 'false'}"]
+                            s = run(cluster, model, hosts, steps, schedule, 32, extra=extra)
+                            r = rate_of(s, unit)
+                            compute, link, name, step_bytes = bounds(s, unit, one_rate, rate_name)
+                            bound = min(compute, link)
+                            limit = "link " + name if link < compute else "compute"
+                            e = s["epochs"][-1]
+                            flushed = flushed or r
+                            log(f"  {model} {hosts} x {share} {rate_name:9s} {schedule:9s} flush {flush!s:5s}: "
+                                f"{r:,.0f} {unit}/s, bound {bound:,.0f} ({limit}), efficiency {r / bound:.2f}, "
+                                f"val loss {e['val_loss']:.4f}")
+                            lines.append(f"| {m['label']} | {hosts} x {share} | {rate_name} | {schedule} | "
+                                         f"{'yes' if flush else 'no'} | {r:,.0f} {unit}/s | {fmt_rate(compute)} | "
+                                         f"{fmt_rate(link)} | {bound:,.0f} ({limit}) | {100 * r / bound:.0f}% | "
+                                         f"{r / flushed:.2f}x | {e['train_loss']:.4f} | {e['val_loss']:.4f} |")
+                            results.append(dict(suite="flush", model=model, hosts=hosts, cores=cores, link=rate_name,
+                                                schedule=schedule, flush=flush, rate=r, unit=unit,
+                                                compute_bound=compute,
+                                                link_bound=None if link == float("inf") else link, bound=bound,
+                                                limit=limit, efficiency=r / bound, train_loss=e["train_loss"],
+                                                val_loss=e["val_loss"], val_accuracy=e["val_accuracy"],
+                                                busiest_link_bytes_per_step=step_bytes, veth=s["_veth"]))
+                finally:
+                    cluster.down()
+    return lines
+
+
 def bits_suite(args, cluster, results):
     lines = ["| model | hosts x CPU | link | bits | rate | busiest link MiB/step | speed-up vs 32 bits | "
              "link bound | efficiency | val accuracy | val loss |",
@@ -413,7 +477,7 @@ def bits_suite(args, cluster, results):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", default="scaling,bits", help="comma-separated: scaling, bits, replicas")
+    ap.add_argument("--suite", default="scaling,bits", help="comma-separated: scaling, bits, replicas, flush")
     ap.add_argument("--models", default="even,wide,gpt", help="scaling models: even, wide, gpt")
     ap.add_argument("--rates", default="unlimited,1gbit,100mbit", help="links: unlimited, 1gbit, 100mbit")
     ap.add_argument("--steps", type=int, default=6, help="MLP training steps per measured epoch")
@@ -424,9 +488,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="hosts 2 x 1 core and 4 x 0.45 core only")
     ap.add_argument("--shares", default="1,0.45", help="CPU shares per host to run: 1 (hosts 1, 2), 0.45 (hosts 1..4)")
     ap.add_argument("--fraction-hosts", default="2,3,4", help="host counts at 0.45 core (besides the one-host row)")
+    ap.add_argument("--one-host-rate", type=float, default=0,
+                    help="flush suite: the one-host rate measured before (skips that run)")
     ap.add_argument("--out", help="also write the tables (markdown) to this file")
     ap.add_argument("--json", help="write every row as JSON to this file")
     args = ap.parse_args()
+    args.fraction_hosts_given = "--fraction-hosts" in sys.argv
     args.models = [m for m in args.models.split(",") if m]
     args.rates = [r for r in args.rates.split(",") if r]
     for m in args.models:
@@ -437,8 +504,8 @@ def main():
             sys.exit(f"--rates: unknown link '{r}' (expected one of {', '.join(RATES)})")
     suites = [s for s in args.suite.split(",") if s]
     for s in suites:
-        if s not in ("scaling", "bits", "replicas"):
-            sys.exit(f"--suite: unknown suite '{s}' (expected scaling, bits, replicas)")
+        if s not in ("scaling", "bits", "replicas", "flush"):
+            sys.exit(f"--suite: unknown suite '{s}' (expected scaling, bits, replicas, flush)")
     if os.geteuid() != 0:
         sys.exit("SKIPPED: needs root (network namespaces, cgroups)")
     if not os.access(ARCEUS, os.X_OK):
@@ -466,6 +533,8 @@ def main():
             tables += ["### Scaling", ""] + scaling_suite(args, cluster, results) + [""]
         if "replicas" in suites:
             tables += ["### Replicas x stages", ""] + replicas_suite(args, cluster, results) + [""]
+        if "flush" in suites:
+            tables += ["### Without the flush", ""] + flush_suite(args, cluster, results) + [""]
         if "bits" in suites:
             tables += [f"### Bits ({args.bits_steps} steps, {args.bits_schedule})", ""] + bits_suite(args, cluster, results) + [""]
     finally:
