@@ -203,6 +203,9 @@ CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
   cmd->add_option("--diloco", o.diloco,
                   "DiLoCo's inner steps H to consider with replicas (training.sync diloco, with its measured accuracy "
                   "cost), e.g. 50 or 20,200; 'none' for sums every step only (default: the job's diloco.inner_steps)");
+  cmd->add_flag("--no-flush", o.no_flush,
+                "Also consider training.pipeline_flush false (one replica, 1f1b or eager1f1b; each update one step "
+                "late, with its measured accuracy cost; on when the job sets it)");
   cmd->add_option("--schedules", o.schedules, schedules_help())->default_val(join(planned_schedule_names(), ","));
   cmd->add_option("--micro-batches", o.micro_batches, "Micro-batch counts M to consider")->default_val("1,2,4,8,16,32");
   cmd->add_option("--top", o.top, "Rows of the ranked table")->default_val(10)->check(CLI::PositiveNumber);
@@ -233,7 +236,8 @@ int run_plan(const PlanOptions& o) {
 
     Planned job = describe(o);
     const std::string diloco = o.diloco.empty() ? std::to_string(job.config.diloco.inner_steps) : o.diloco;
-    const SearchSpace space = search_space(o.schedules, o.micro_batches, o.bits, o.gradient_bits, o.replicas, diloco);
+    SearchSpace space = search_space(o.schedules, o.micro_batches, o.bits, o.gradient_bits, o.replicas, diloco);
+    space.no_flush = o.no_flush || !job.config.training.pipeline_flush;
 
     // Calibration: threads = the cores a stage uses, at most this machine's.
     set_blas_threads(int(threads));
@@ -282,6 +286,7 @@ int run_plan(const PlanOptions& o) {
       given.diloco_inner_steps = job.config.diloco.inner_steps;
       given.gradient_bits = job.config.diloco.bits;
     }
+    given.pipeline_flush = job.config.training.pipeline_flush;
     given.partition = !job.config.partition.layers.empty() ? "given" : job.config.partition.method;
     given.in_process = world == 1;
     if (given_p.error.empty()) given_p = predict(a.model, a.calibration, a.cluster, given);

@@ -22,6 +22,7 @@ struct PlanOptions {
   std::string bits = "32,16,8,4";
   std::string gradient_bits = "32,16,8,4";  // the replicas' gradient sums (R > 1)
   std::string replicas;          // R to consider, "1,2,4"; "" = every count the hosts allow
+  bool no_flush = false;         // also search training.pipeline_flush false
   std::string diloco;            // DiLoCo's H to consider with replicas; "" = the job's diloco.inner_steps; "none"
   std::string schedules = "1f1b,eager1f1b,gpipe,zb1p,interleaved";
   std::string micro_batches = "1,2,4,8,16,32";

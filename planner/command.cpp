@@ -51,6 +51,7 @@ std::string accuracy_cost(const ModelSpec& m, const Candidate& c) {
                                 : c.diloco_inner_steps > 0 ? diloco_accuracy_cost(c.diloco_inner_steps)
                                                            : gradient_bits_accuracy_cost(c.gradient_bits);
   if (!gradients.empty()) cost += (cost.empty() ? "" : "; ") + gradients;
+  if (!c.pipeline_flush) cost += (cost.empty() ? "" : "; ") + no_flush_accuracy_cost();
   return cost;
 }
 
@@ -88,6 +89,7 @@ json prediction_json(const ModelSpec& m, const Candidate& c, const Prediction& p
   j["bits"] = c.bits;
   j["gradient_bits"] = c.gradient_bits;  // with DiLoCo: diloco.bits
   j["sync"] = c.diloco_inner_steps > 0 ? "diloco" : "step";
+  j["pipeline_flush"] = c.pipeline_flush;
   if (c.diloco_inner_steps > 0) j["diloco_inner_steps"] = c.diloco_inner_steps;
   j["ok"] = p.ok;
   if (!p.ok) {
@@ -117,7 +119,7 @@ std::string row(int k, const ModelSpec& m, const Candidate& c, const Prediction&
   std::ostringstream s;
   const std::string part = cell_partition(c);
   s << "| " << k << " | " << c.replicas << " | " << c.stages << " | " << part << " (" << c.partition << ") | "
-    << (c.in_process ? "(one process)" : c.schedule) << " | " << c.micro_batches << " | " << c.chunks_per_rank << " | "
+    << (c.in_process ? "(one process)" : c.schedule) << (c.pipeline_flush ? "" : " no flush*") << " | " << c.micro_batches << " | " << c.chunks_per_rank << " | "
     << (c.in_process ? "-" : std::to_string(c.bits) + (c.bits < 8 ? "*" : "")) << " | "
     << (c.replicas < 2 ? "-"
                        : std::to_string(c.gradient_bits) + (c.gradient_bits < 32 || c.diloco_inner_steps > 0 ? "*" : "") +
@@ -246,6 +248,7 @@ std::string train_command(const PlanAnswer& a, const Candidate& c) {
     << " build/arceus train " << a.config << sets << " --set training.schedule=" << c.schedule
     << " --set training.micro_batches=" << c.micro_batches << " --set communication.quantization_bits=" << c.bits
     << " --set partition.chunks_per_rank=" << c.chunks_per_rank;
+  if (!c.pipeline_flush) s << " --set training.pipeline_flush=false";
   const std::string stages = c.replicas > 1 ? "" : " --set partition.stages=" + std::to_string(c.stages);
   if (c.partition == "balanced") {
     s << " --set partition.method=balanced" << stages;

@@ -13,11 +13,25 @@
 #include "planner/simulate_links.h"
 #include "ranks/codec.h"
 #include "ranks/schedule/registry.h"
+#include "ranks/schedule/stream.h"
 #include "ranks/steps.h"
 #include "ranks/sync_buckets.h"
 
 namespace arceus::plan {
 namespace {
+
+// Without the flush, the steps of a stream simulated together: enough for the one pipeline
+// fill to cost about a step in eight.
+constexpr int64_t kStreamSteps = 8;
+
+// The registry's entry of `name`, nullptr for a name it does not know (the search skips it).
+const ScheduleInfo* registered(const std::string& name) {
+  try {
+    return &find_schedule(name);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
 
 constexpr double kHeader = 40;  // ranks/wire.h WireHeader
 
@@ -440,6 +454,19 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
       return out;
     }
   }
+  if (!cand.pipeline_flush) {
+    std::string why;
+    const ScheduleInfo* info = registered(cand.schedule);
+    if (R > 1) why = "replicas (their sums end each step)";
+    else if (cand.in_process) why = "one process";
+    else if (v > 1) why = "several chunks per rank";
+    else if (!info || !info->stream_warmup) why = "schedule " + cand.schedule + " (1f1b or eager1f1b only)";
+    else if (model.grad_clip) why = "gradient clipping (it needs the flush)";
+    if (!why.empty()) {
+      out.error = "training.pipeline_flush false with " + why;
+      return out;
+    }
+  }
   const std::vector<int64_t> shares = replica_shares(model.batch, R);
   std::vector<PipelineRun> runs(static_cast<size_t>(R));
   for (int64_t r = 0; r < R; ++r) {
@@ -450,7 +477,13 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
       continue;
     }
     try {
-      runs[size_t(r)].programs = training_programs(cand.schedule, runs[size_t(r)].shape);
+      if (!cand.pipeline_flush) {  // kStreamSteps steps as one stream (below: their costs tiled)
+        const std::vector<int64_t> steps(size_t(kStreamSteps), int64_t(sizes.size()));
+        runs[size_t(r)].programs = stream_programs(cand.schedule, S, steps);
+        runs[size_t(r)].shape.micro_batches *= kStreamSteps;
+      } else {
+        runs[size_t(r)].programs = training_programs(cand.schedule, runs[size_t(r)].shape);
+      }
     } catch (const std::exception& e) {
       out.error = e.what();
       return out;
@@ -485,6 +518,27 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
     return out;
   }
   for (int64_t r = 0; r < R; ++r) runs[size_t(r)].costs = costs[size_t(r)].sc;
+  // Without the flush one simulated "step" is kStreamSteps steps of the stream: every
+  // micro-batch's costs repeated, and a stage's update before each later step's first forward
+  // (the last one after its last action, as the simulation adds it).
+  const double stream = cand.pipeline_flush ? 1.0 : double(kStreamSteps);
+  if (!cand.pipeline_flush) {
+    StepCosts& sc = runs[0].costs;
+    const size_t m = sc.label_bytes.size();
+    auto tile = [&](std::vector<double>& per_mb) {
+      const std::vector<double> one = per_mb;
+      for (int64_t k = 1; k < kStreamSteps; ++k) per_mb.insert(per_mb.end(), one.begin(), one.end());
+    };
+    for (auto* table : {&sc.f, &sc.b, &sc.i, &sc.w, &sc.act_bytes, &sc.grad_bytes, &sc.act_encode, &sc.act_decode,
+                        &sc.grad_encode, &sc.grad_decode, &sc.held_bytes}) {
+      for (auto& per_mb : *table) tile(per_mb);
+    }
+    tile(sc.label_bytes);
+    tile(sc.input_bytes);
+    for (size_t c = 0; c < sc.f.size(); ++c) {
+      for (int64_t k = 1; k < kStreamSteps; ++k) sc.f[c][size_t(k) * m] += sc.optimizer_s[c];
+    }
+  }
   // DiLoCo: an inner step exchanges nothing between replicas; a round of H of them ends with
   // one sum of every parameter (the same buckets, started once the whole backward is done, as
   // the runtime starts them after the last inner step) and the outer step. The exchange costs
@@ -521,14 +575,16 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
   const int64_t K = R * S;
   const double steps = H > 0 ? double(H) : 1.0;
   out.ok = true;
-  out.step_seconds = sim.step_seconds + round_extra / steps;
+  out.step_seconds = sim.step_seconds / stream + round_extra / steps;
   out.rate = double(model.batch) * model.units_per_sample() / out.step_seconds;
   out.stage_busy = sim.busy;  // compute and codec, then the optimizer step: the rank's work
-  for (int64_t k = 0; k < K; ++k) out.stage_busy[size_t(k)] += costs[size_t(k / S)].sc.optimizer_s[size_t(k % S)];
+  for (int64_t k = 0; k < K; ++k) {
+    out.stage_busy[size_t(k)] = (out.stage_busy[size_t(k)] + costs[size_t(k / S)].sc.optimizer_s[size_t(k % S)]) / stream;
+  }
   double busy_sum = 0;
   for (double b : out.stage_busy) busy_sum += b;
   out.bubble = std::max(0.0, 1.0 - busy_sum / double(K) / out.step_seconds);
-  const double link_max = link_busiest(sim) + round_link_extra / steps;
+  const double link_max = link_busiest(sim) / stream + round_link_extra / steps;
   out.link_utilisation = link_max / out.step_seconds;
   if (sim.pair_from >= 0) {
     out.busiest_link = "host " + std::to_string(sim.pair_from + 1) + " -> host " + std::to_string(sim.pair_to + 1);
@@ -550,6 +606,8 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
     out.host_memory[size_t(k)] += double(rc.params[size_t(k % S)]) * state_bytes_per_param(model) +
                                   sim.peak_held_bytes[size_t(k)] + rc.buffers[size_t(k % S)];
     if (R > 1) out.host_memory[size_t(k)] += sync_memory[size_t(k)];
+    // No flush: the second weight version with its gradients, and the optimizer's own copy
+    if (!cand.pipeline_flush) out.host_memory[size_t(k)] += 12.0 * double(rc.params[size_t(k % S)]);
     // DiLoCo: the round's starting parameters and the outer momentum
     if (H > 0) out.host_memory[size_t(k)] += 8.0 * double(rc.params[size_t(k % S)]);
   }
@@ -572,16 +630,11 @@ Prediction predict(const ModelSpec& model, const Calibration& cal, const Cluster
   return out;
 }
 
-namespace {
-// The registry's entry of `name`, nullptr for a name it does not know (the search skips it).
-const ScheduleInfo* registered(const std::string& name) {
-  try {
-    return &find_schedule(name);
-  } catch (const std::exception&) {
-    return nullptr;
-  }
+std::string no_flush_accuracy_cost() {
+  return "no flush (training.pipeline_flush false): each update one step late (PipeDream-2BW); [784,4096,10] on "
+         "Fashion-MNIST after the same 120 steps: 81.10% validation accuracy against 84.75% with the flush "
+         "(docs/performance.md)";
 }
-}  // namespace
 
 std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const ClusterSpec& cluster,
                            const SearchSpace& space) {
@@ -702,6 +755,10 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
                   c.chunks = chunks;
                   c.partition = label;
                   add(c);
+                  if (space.no_flush && R == 1 && v == 1 && info->stream_warmup && !model.grad_clip) {
+                    c.pipeline_flush = false;
+                    add(c);
+                  }
                 }
               }
             }
@@ -713,15 +770,15 @@ std::vector<Ranked> search(const ModelSpec& model, const Calibration& cal, const
   std::stable_sort(out.begin(), out.end(),
                    [](const Ranked& a, const Ranked& b) { return a.prediction.rate > b.prediction.rate; });
   // Within 0.5% of the fastest (below what the model can tell apart), the safer configuration
-  // goes first: fewer hosts, fewer stages, sums every step, more bits, more gradient bits,
+  // goes first: fewer hosts, fewer stages, sums every step, the flush, more bits, more gradient bits,
   // fewer micro-batches.
   if (!out.empty()) {
     const double top = out.front().prediction.rate;
     size_t best = 0;
     auto key = [&](size_t k) {
       const Candidate& c = out[k].candidate;
-      return std::make_tuple(c.replicas * c.stages, c.stages, c.diloco_inner_steps > 0, -c.bits, -c.gradient_bits,
-                             c.micro_batches);
+      return std::make_tuple(c.replicas * c.stages, c.stages, c.diloco_inner_steps > 0, !c.pipeline_flush, -c.bits,
+                             -c.gradient_bits, c.micro_batches);
     };
     for (size_t k = 1; k < out.size() && out[k].prediction.rate >= 0.995 * top; ++k) {
       if (key(k) < key(best)) best = k;

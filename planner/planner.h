@@ -87,6 +87,9 @@ struct Candidate {
   std::vector<LayerRange> chunks;    // stages * chunks_per_rank, chunk c on stage c % stages + 1
   std::string partition = "given";   // how the chunks were chosen: given | balanced | timed | uniform
   bool in_process = false;           // one process: rank 0 and the stage as threads, nothing on a link
+  // false: training.pipeline_flush false (one replica, 1f1b or eager1f1b, one chunk per rank, no
+  // clipping): the steps as one stream, each stage's update before its next step's first forward
+  bool pipeline_flush = true;
 };
 
 struct Prediction {
@@ -120,6 +123,7 @@ struct SearchSpace {
   std::vector<int64_t> replicas;                 // R to consider; empty = 1 .. the hosts
   std::vector<int64_t> diloco_inner_steps;       // with R > 1 also training.sync diloco at these H (its bits: gradient_bits)
   int64_t max_stages = 0;  // 0 = one per host
+  bool no_flush = false;   // also training.pipeline_flush false (one replica, 1f1b and eager1f1b)
 };
 
 struct Ranked {
@@ -148,6 +152,9 @@ std::string bits_accuracy_cost(int bits, bool transformer);
 // the in-process test measured (the largest parameter difference from 32-bit sums), no
 // accuracy figure: none has been measured.
 std::string gradient_bits_accuracy_cost(int gradient_bits);
+// The same for training.pipeline_flush false: the delayed update's cost measured by
+// bench/cluster.py --suite flush (docs/performance.md).
+std::string no_flush_accuracy_cost();
 
 // training.sync diloco at H inner steps: what changes and what was measured (never "": the
 // mathematics is not the synchronous one).

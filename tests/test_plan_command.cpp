@@ -119,6 +119,12 @@ TEST(PlanCommand, TrainCommandOfACandidate) {
             "mpirun --hostfile HOSTFILE -np 3 build/arceus train configs/x.yaml --set 'training.epochs=1' "
             "--set training.schedule=1f1b --set training.micro_batches=4 --set communication.quantization_bits=8 "
             "--set partition.chunks_per_rank=1 --set partition.method=balanced --set partition.stages=2");
+  c.pipeline_flush = false;
+  EXPECT_EQ(train_command(a, c),
+            "mpirun --hostfile HOSTFILE -np 3 build/arceus train configs/x.yaml --set 'training.epochs=1' "
+            "--set training.schedule=1f1b --set training.micro_batches=4 --set communication.quantization_bits=8 "
+            "--set partition.chunks_per_rank=1 --set training.pipeline_flush=false --set partition.method=balanced "
+            "--set partition.stages=2");
 }
 
 TEST(PlanCommand, TrainCommandOfReplicas) {

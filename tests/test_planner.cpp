@@ -547,3 +547,73 @@ TEST(PlannerReplicas, SyncBuckets) {
 
 }  // namespace
 }  // namespace arceus::plan
+
+namespace arceus::plan {
+namespace {
+
+// training.pipeline_flush false: on a link-bound pipeline the stream keeps the link busy
+// across step boundaries (faster, the link nearer its bound); on free messages and with
+// M >= S the stream saves the fill of every step but one in kStreamSteps; what cannot run
+// without a flush is refused with the reason; the search offers it only when asked.
+TEST(PlannerNoFlush, FasterWhereTheFlushLeavesTheLinkIdle) {
+  const Calibration cal = synthetic_calibration();
+  const ModelSpec m = model_of(2, "light", 4096, 256);
+  const ClusterSpec cluster = cluster_of({1, 1}, "100mbit");
+  Candidate flushed = pipeline(m, 2, "eager1f1b", 4, 32);
+  Candidate stream = flushed;
+  stream.pipeline_flush = false;
+  const Prediction a = predict(m, cal, cluster, flushed), b = predict(m, cal, cluster, stream);
+  ASSERT_TRUE(a.ok && b.ok) << a.error << b.error;
+  EXPECT_GT(b.rate, 1.2 * a.rate) << "flush " << a.rate << ", no flush " << b.rate;
+  EXPECT_GT(b.link_utilisation, a.link_utilisation);
+  EXPECT_GT(b.link_utilisation, 0.85);
+  EXPECT_LE(b.link_utilisation, 1.0 + 1e-9);
+  // Two weight versions and the optimizer's copy: more memory.
+  EXPECT_GT(b.host_memory[0], a.host_memory[0]);
+
+  const ClusterSpec free_links = cluster_of({1, 1}, "unlimited");
+  const ModelSpec heavy = model_of(4, "heavy", 256, 256);
+  Candidate h = pipeline(heavy, 2, "1f1b", 8, 32);
+  const Prediction hf = predict(heavy, cal, free_links, h);
+  h.pipeline_flush = false;
+  const Prediction hs = predict(heavy, cal, free_links, h);
+  ASSERT_TRUE(hf.ok && hs.ok);
+  EXPECT_GT(hs.rate, hf.rate);
+  EXPECT_LT(hs.bubble, hf.bubble);
+}
+
+TEST(PlannerNoFlush, RefusedWhereItCannotRunAndSearchedOnlyWhenAsked) {
+  const Calibration cal = synthetic_calibration();
+  const ModelSpec m = model_of(2, "light", 4096, 256);
+  const ClusterSpec cluster = cluster_of({1, 1}, "100mbit");
+  Candidate c = pipeline(m, 2, "zb1p", 4, 32);
+  c.pipeline_flush = false;
+  EXPECT_EQ(predict(m, cal, cluster, c).error, "training.pipeline_flush false with schedule zb1p (1f1b or eager1f1b only)");
+  ModelSpec clipped = m;
+  clipped.grad_clip = true;
+  c.schedule = "1f1b";
+  EXPECT_EQ(predict(clipped, cal, cluster, c).error,
+            "training.pipeline_flush false with gradient clipping (it needs the flush)");
+
+  SearchSpace space;
+  space.bits = {32};
+  space.micro_batches = {4};
+  const auto count = [&](const SearchSpace& s) {
+    int n = 0;
+    for (const Ranked& r : search(m, cal, cluster, s)) n += r.candidate.pipeline_flush ? 0 : 1;
+    return n;
+  };
+  EXPECT_EQ(count(space), 0);
+  space.no_flush = true;
+  const std::vector<Ranked> ranked = search(m, cal, cluster, space);
+  EXPECT_GT(count(space), 0);
+  for (const Ranked& r : ranked) {
+    if (r.candidate.pipeline_flush) continue;
+    EXPECT_EQ(r.candidate.replicas, 1);
+    EXPECT_TRUE(r.candidate.schedule == "1f1b" || r.candidate.schedule == "eager1f1b") << r.candidate.schedule;
+  }
+  EXPECT_NE(no_flush_accuracy_cost().find("one step late"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace arceus::plan
