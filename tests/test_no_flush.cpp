@@ -120,6 +120,27 @@ TEST_F(Pipeline, NoFlushEqualsTheDelayedUpdateReference) {
               compared, kTolerance);
 }
 
+// A checkpoint is a flush: a run stopped after its first epoch and resumed equals the
+// uninterrupted run, tensor for tensor, with a checkpoint every 2 steps inside each epoch too
+// (the same flushes in both).
+TEST_F(Pipeline, NoFlushResumeEqualsTheUninterruptedRun) {
+  const std::vector<std::string> sets =
+      with(kStream, {"training.micro_batches=4", "training.schedule=eager1f1b", "output.checkpoint_every_steps=2"});
+  const Outcome straight = run(kMlp, 4, sets);
+  ASSERT_TRUE(straight.error.empty()) << straight.error;
+  const std::string out = (dir_ / "resumed").string();
+  const Outcome first = run(kMlp, 4, with(sets, {"training.epochs=1", "output.dir=" + out}));
+  ASSERT_TRUE(first.error.empty()) << first.error;
+  Outcome second = run(kMlp, 4, with(sets, {"output.dir=" + out, "resume=true"}));
+  ASSERT_TRUE(second.error.empty()) << second.error;
+  // The second epoch's losses (summary.json may hold the first epoch's too), then every tensor.
+  ASSERT_GE(second.losses.size(), 4u);
+  Outcome want = straight;
+  want.losses.erase(want.losses.begin(), want.losses.end() - 4);
+  second.losses.erase(second.losses.begin(), second.losses.end() - 4);
+  EXPECT_EQ(compare(want, second), "");
+}
+
 // What cannot run without a flush is refused at start-up, with the reason.
 TEST_F(Pipeline, NoFlushRefusesWhatItCannotRun) {
   const auto refused = [&](const std::vector<std::string>& sets, int ranks) { return run(kMlp, ranks, with(kStream, sets)).error; };
