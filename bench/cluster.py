@@ -432,7 +432,10 @@ def flush_suite(args, cluster, results):
                                                 link_bound=None if link == float("inf") else link, bound=bound,
                                                 limit=limit, efficiency=r / bound, train_loss=e["train_loss"],
                                                 val_loss=e["val_loss"], val_accuracy=e["val_accuracy"],
-                                                busiest_link_bytes_per_step=step_bytes, veth=s["_veth"]))
+                                                busiest_link_bytes_per_step=step_bytes, veth=s["_veth"],
+                                                stage_busy=[t["train_busy_fraction"] for t in e["timing"] if t["stage"] >= 1],
+                                                stage_cpu=[t["cpu_s"] / max(t["wall_s"], 1e-9)
+                                                           for t in e["timing"] if t["stage"] >= 1]))
                 finally:
                     cluster.down()
     return lines
