@@ -133,6 +133,27 @@ INSTANTIATE_TEST_SUITE_P(Schedules, ScheduleEquivalence,
                            return std::get<0>(i.param) + "_np" + std::to_string(std::get<1>(i.param));
                          });
 
+// The largest absolute difference between `want` and the checkpoint tensors of `r`, which must
+// have the same names and shapes (a fatal failure otherwise).
+double max_difference(const std::map<std::string, arceus::NamedArray>& want, const RunResult& r) {
+  const auto got = tensors_of(r);
+  double worst = 0;
+  EXPECT_EQ(got.size(), want.size()) << r.describe();
+  for (const auto& [name, a] : want) {
+    if (!got.count(name)) {
+      ADD_FAILURE() << "no tensor " << name << r.describe();
+      return INFINITY;
+    }
+    const auto& b = got.at(name);
+    if (a.shape != b.shape) {
+      ADD_FAILURE() << "tensor " << name << " has another shape";
+      return INFINITY;
+    }
+    for (size_t i = 0; i < a.data.size(); ++i) worst = std::max(worst, double(std::abs(a.data[i] - b.data[i])));
+  }
+  return worst;
+}
+
 // 3b. Under real mpirun, the new schedules leave every parameter and optimizer tensor of the
 // checkpoint equal to the 1-rank reference's (the in-process suite pipeline_tests covers every
 // schedule x S x v x M; this is the smaller set over MPI).
@@ -151,15 +172,8 @@ TEST_F(E2E, EveryTensorMatchesTheReferenceUnderMpirun) {
     s.push_back("partition.chunks_per_rank=" + std::to_string(v));
     const RunResult r = run(np, s);
     ASSERT_TRUE(Completed(r));
-    const auto got = tensors_of(r);
-    ASSERT_EQ(got.size(), want.size()) << r.describe();
     double worst = 0;
-    for (const auto& [name, a] : want) {
-      ASSERT_TRUE(got.count(name)) << name << r.describe();
-      const auto& b = got.at(name);
-      ASSERT_EQ(a.shape, b.shape) << name;
-      for (size_t i = 0; i < a.data.size(); ++i) worst = std::max(worst, double(std::abs(a.data[i] - b.data[i])));
-    }
+    ASSERT_NO_FATAL_FAILURE(worst = max_difference(want, r));
     EXPECT_LE(worst, 1e-6) << r.command;
     std::printf("[  result  ] %s np=%d v=%d: %zu tensors, max abs difference %g\n", schedule.c_str(), np, v,
                 want.size(), worst);
@@ -180,15 +194,8 @@ TEST_F(E2E, NoFlushMatchesItsOneRankRunUnderMpirun) {
   for (int np : {3, 4}) {
     const RunResult r = run(np, sets);
     ASSERT_TRUE(Completed(r));
-    const auto got = tensors_of(r);
-    ASSERT_EQ(got.size(), want.size()) << r.describe();
     double worst = 0;
-    for (const auto& [name, a] : want) {
-      ASSERT_TRUE(got.count(name)) << name << r.describe();
-      const auto& b = got.at(name);
-      ASSERT_EQ(a.shape, b.shape) << name;
-      for (size_t i = 0; i < a.data.size(); ++i) worst = std::max(worst, double(std::abs(a.data[i] - b.data[i])));
-    }
+    ASSERT_NO_FATAL_FAILURE(worst = max_difference(want, r));
     EXPECT_LE(worst, 1e-6) << r.command;
     std::printf("[  result  ] no flush np=%d: %zu tensors, max abs difference %g\n", np, want.size(), worst);
   }
